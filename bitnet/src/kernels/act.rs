@@ -1,0 +1,127 @@
+//! Per-token absmax int8 quantization of BitLinear inputs (the "A8" of W1.58A8).
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// Quantized activations of a batch of tokens.
+#[derive(Clone, Debug, Default)]
+pub struct ActBatch {
+    pub n_tokens: usize,
+    pub cols: usize,
+    /// (n_tokens, cols) int8 activations.
+    pub q: Vec<i8>,
+    /// (n_tokens,) scale `s` per token: `x ~= q / s`.
+    pub scale: Vec<f32>,
+}
+
+impl ActBatch {
+    pub fn new(n_tokens: usize, cols: usize) -> ActBatch {
+        ActBatch {
+            n_tokens,
+            cols,
+            q: vec![0; n_tokens * cols],
+            scale: vec![0.0; n_tokens],
+        }
+    }
+
+    pub fn resize(&mut self, n_tokens: usize, cols: usize) {
+        self.n_tokens = n_tokens;
+        self.cols = cols;
+        self.q.resize(n_tokens * cols, 0);
+        self.scale.resize(n_tokens, 0.0);
+    }
+
+    pub fn token(&self, t: usize) -> &[i8] {
+        &self.q[t * self.cols..(t + 1) * self.cols]
+    }
+}
+
+/// Quantizes one token: `s = 127 / max(max|x|, 1e-5)`, `q = clamp(round_half_even(x s))`.
+/// `f(i, x[i])` is applied first (RMSNorm when fused), so the normalised activations are
+/// never stored in float.
+pub fn quantize_row_i8_ref(x: &[f32], f: impl Fn(usize, f32) -> f32, q: &mut [i8]) -> f32 {
+    let amax = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| f(i, v).abs())
+        .fold(0.0f32, f32::max);
+    let s = 127.0 / amax.max(1e-5);
+    for (i, (qi, &v)) in q.iter_mut().zip(x).enumerate() {
+        *qi = libm::rintf(f(i, v) * s).clamp(-128.0, 127.0) as i8;
+    }
+    s
+}
+
+/// Quantizes every token of `x` (n_tokens, cols) into `out`.
+pub fn quantize_acts_ref(x: &[f32], cols: usize, out: &mut ActBatch) {
+    let n = x.len() / cols;
+    out.resize(n, cols);
+    for t in 0..n {
+        let row = &x[t * cols..(t + 1) * cols];
+        out.scale[t] = quantize_row_i8_ref(row, |_, v| v, &mut out.q[t * cols..(t + 1) * cols]);
+    }
+}
+
+/// RMSNorm fused with quantization: `quantize(x / rms(x) * w)` per token, one pass saved.
+pub fn rmsnorm_quantize(x: &[f32], w: &[f32], eps: f32, out: &mut ActBatch) {
+    let cols = w.len();
+    let n = x.len() / cols;
+    out.resize(n, cols);
+    for t in 0..n {
+        let row = &x[t * cols..(t + 1) * cols];
+        let inv = crate::ops::rms_inv(row, eps);
+        out.scale[t] = quantize_row_i8_ref(
+            row,
+            |i, v| v * inv * w[i],
+            &mut out.q[t * cols..(t + 1) * cols],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absmax_maps_to_127_and_rounds_half_even() {
+        let x = [1.0f32, -0.5, 0.25, 0.0];
+        let mut q = [0i8; 4];
+        let s = quantize_row_i8_ref(&x, |_, v| v, &mut q);
+        assert_eq!(s, 127.0);
+        // -0.5*127 = -63.5 -> -64 (even); 0.25*127 = 31.75 -> 32
+        assert_eq!(q, [127, -64, 32, 0]);
+        // s = 63.5: +-1.0 * 63.5 are exact halves and round to the even +-64.
+        let s = quantize_row_i8_ref(&[2.0, -1.0, 1.0], |_, v| v, &mut q[..3]);
+        assert_eq!(s, 63.5);
+        assert_eq!(q[..3], [127, -64, 64]);
+    }
+
+    #[test]
+    fn zero_row_is_all_zero() {
+        let mut q = [5i8; 3];
+        let s = quantize_row_i8_ref(&[0.0; 3], |_, v| v, &mut q);
+        assert_eq!(q, [0; 3]);
+        assert_eq!(s, 127.0 / 1e-5);
+    }
+
+    #[test]
+    fn fused_equals_unfused() {
+        let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let w: Vec<f32> = (0..32).map(|i| 0.5 + i as f32 * 0.03).collect();
+        let mut fused = ActBatch::default();
+        rmsnorm_quantize(&x, &w, 1e-5, &mut fused);
+        let mut normed = vec![0.0; 64];
+        for t in 0..2 {
+            crate::ops::rmsnorm(
+                &mut normed[t * 32..(t + 1) * 32],
+                &x[t * 32..(t + 1) * 32],
+                &w,
+                1e-5,
+            );
+        }
+        let mut plain = ActBatch::default();
+        quantize_acts_ref(&normed, 32, &mut plain);
+        assert_eq!(fused.q, plain.q);
+        assert_eq!(fused.scale, plain.scale);
+    }
+}

@@ -1,0 +1,156 @@
+//! Unquantized rows: F32, F16 and BF16, stored little-endian.
+//!
+//! Conversions to 16 bits round to nearest, ties to even, like ggml's. NaN payloads may differ
+//! from ggml's (which itself differs between its F16C and software paths); NaN stays NaN.
+
+use half::{bf16, f16};
+
+use super::{check_len, GgmlType, QuantError};
+
+/// Decodes `dst.len()` little-endian f32 values from `src`.
+pub fn dequantize_row_f32(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    check_len(GgmlType::F32, "src", dst.len() * 4, src.len())?;
+    for (y, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
+        *y = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    Ok(())
+}
+
+/// Encodes `src` as little-endian f32 bytes (for writing fixtures).
+pub fn quantize_row_f32_ref(src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    check_len(GgmlType::F32, "dst", src.len() * 4, dst.len())?;
+    for (b, x) in dst.chunks_exact_mut(4).zip(src) {
+        b.copy_from_slice(&x.to_le_bytes());
+    }
+    Ok(())
+}
+
+/// Decodes `dst.len()` little-endian IEEE half values from `src` (exact).
+pub fn dequantize_row_f16(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    check_len(GgmlType::F16, "src", dst.len() * 2, src.len())?;
+    for (y, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+        *y = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    }
+    Ok(())
+}
+
+/// Encodes `src` as little-endian IEEE half, rounding to nearest even; overflow gives ±inf.
+pub fn quantize_row_f16_ref(src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    check_len(GgmlType::F16, "dst", src.len() * 2, dst.len())?;
+    for (b, x) in dst.chunks_exact_mut(2).zip(src) {
+        b.copy_from_slice(&f16::from_f32(*x).to_le_bytes());
+    }
+    Ok(())
+}
+
+/// Decodes `dst.len()` little-endian bfloat16 values from `src` (exact).
+pub fn dequantize_row_bf16(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    check_len(GgmlType::BF16, "src", dst.len() * 2, src.len())?;
+    for (y, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+        *y = bf16::from_le_bytes([b[0], b[1]]).to_f32();
+    }
+    Ok(())
+}
+
+/// Encodes `src` as little-endian bfloat16, rounding to nearest even.
+pub fn quantize_row_bf16_ref(src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    check_len(GgmlType::BF16, "dst", src.len() * 2, dst.len())?;
+    for (b, x) in dst.chunks_exact_mut(2).zip(src) {
+        b.copy_from_slice(&bf16::from_f32(*x).to_le_bytes());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn f16_bytes(x: f32) -> [u8; 2] {
+        let mut b = [0u8; 2];
+        quantize_row_f16_ref(&[x], &mut b).unwrap();
+        b
+    }
+
+    #[test]
+    fn f16_known_answers() {
+        let bytes = [0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b, 0x01, 0x00, 0x00, 0x7c];
+        let mut y = [0.0f32; 5];
+        dequantize_row_f16(&bytes, &mut y).unwrap();
+        assert_eq!(y, [1.0, -2.0, 65504.0, 2f32.powi(-24), f32::INFINITY]);
+        assert_eq!(f16_bytes(1.0), [0x00, 0x3c]);
+        assert_eq!(f16_bytes(-2.0), [0x00, 0xc0]);
+        assert_eq!(f16_bytes(2f32.powi(-24)), [0x01, 0x00]);
+    }
+
+    #[test]
+    fn f16_rounds_ties_to_even() {
+        // 1 + 2^-11 lies exactly between 1.0 (even) and 1 + 2^-10 (odd).
+        assert_eq!(f16_bytes(1.0 + 2f32.powi(-11)), [0x00, 0x3c]);
+        // 1 + 3 * 2^-11 lies between 1 + 2^-10 (odd) and 1 + 2^-9 (even).
+        assert_eq!(f16_bytes(1.0 + 3.0 * 2f32.powi(-11)), [0x02, 0x3c]);
+        // Just above the tie rounds up.
+        assert_eq!(
+            f16_bytes(1.0 + 2f32.powi(-11) + 2f32.powi(-20)),
+            [0x01, 0x3c]
+        );
+        // 65520 is the tie between 65504 and 65536 (= inf): even wins, so inf.
+        assert_eq!(f16_bytes(65520.0), [0x00, 0x7c]);
+        assert_eq!(f16_bytes(65519.0), [0xff, 0x7b]);
+    }
+
+    #[test]
+    fn f16_every_finite_value_round_trips() {
+        for bits in 0..=u16::MAX {
+            let b = bits.to_le_bytes();
+            let mut y = [0.0f32];
+            dequantize_row_f16(&b, &mut y).unwrap();
+            if y[0].is_nan() {
+                continue;
+            }
+            assert_eq!(f16_bytes(y[0]), b, "bits {bits:#06x}");
+        }
+    }
+
+    #[test]
+    fn bf16_known_answers_and_ties() {
+        let mut b = [0u8; 6];
+        // 1 + 2^-8 is the tie between 1.0 (even) and 1 + 2^-7.
+        quantize_row_bf16_ref(&[1.0, -2.0, 1.0 + 2f32.powi(-8)], &mut b).unwrap();
+        assert_eq!(b, [0x80, 0x3f, 0x00, 0xc0, 0x80, 0x3f]);
+        let mut y = [0.0f32; 2];
+        dequantize_row_bf16(&[0x80, 0x3f, 0x49, 0x40], &mut y).unwrap();
+        assert_eq!(y, [1.0, f32::from_bits(0x4049_0000)]);
+    }
+
+    #[test]
+    fn f32_round_trip() {
+        let x = [1.5f32, -0.0, f32::MIN_POSITIVE, 1e30];
+        let mut b = [0u8; 16];
+        quantize_row_f32_ref(&x, &mut b).unwrap();
+        assert_eq!(&b[..4], &[0x00, 0x00, 0xc0, 0x3f]);
+        let mut y = [0.0f32; 4];
+        dequantize_row_f32(&b, &mut y).unwrap();
+        assert_eq!(x.map(f32::to_bits), y.map(f32::to_bits));
+    }
+
+    #[test]
+    fn lengths_are_checked() {
+        let mut y = vec![0.0f32; 3];
+        let err = dequantize_row_f16(&[0u8; 5], &mut y).unwrap_err();
+        assert_eq!(
+            err,
+            QuantError::Length {
+                ty: GgmlType::F16,
+                buffer: "src",
+                expected: 6,
+                actual: 5
+            }
+        );
+        assert!(dequantize_row_bf16(&[0u8; 7], &mut y).is_err());
+        assert!(dequantize_row_f32(&[0u8; 11], &mut y).is_err());
+        assert!(quantize_row_f16_ref(&[0.0; 3], &mut [0u8; 4]).is_err());
+        assert!(quantize_row_bf16_ref(&[0.0; 3], &mut [0u8; 8]).is_err());
+        assert!(quantize_row_f32_ref(&[0.0; 3], &mut [0u8; 8]).is_err());
+    }
+}

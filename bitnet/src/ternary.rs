@@ -1,0 +1,691 @@
+//! The canonical in-memory ternary weight matrix: the one layout every kernel reads.
+//!
+//! Every on-disk ternary type (I2_S, TQ2_0, TQ1_0) is repacked into it at load, so no block size
+//! or bit order ever depends on the target or on the file type. The layout is I2_S's 128/32 block
+//! layout applied row by row, which makes I2_S a validated copy and TQ2_0 a per-byte bit shuffle.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::quants::{
+    pack_block_128, tq1_0_block_codes, GgmlType, I2_S_BLOCK_BYTES, I2_S_BLOCK_ELEMS,
+    I2_S_TAIL_BYTES,
+};
+
+/// Elements per TQ1_0 / TQ2_0 block (and per scale).
+const TQ_BLOCK: usize = 256;
+
+/// (rows, cols) ternary weight matrix; rows = output features (GGUF ne1), cols = input features
+/// (ne0), cols % 128 == 0.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TernaryMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    /// (rows, cols/4) bytes. Each row is cols/128 blocks of 32 bytes; byte g of a block holds the
+    /// codes c = trit + 1 of the block's elements g, 32+g, 64+g, 96+g in bits 7..6, 5..4, 3..2, 1..0.
+    pub codes: Vec<u8>,
+    /// Elements sharing one scale, along a row: cols for I2_S (per-tensor beta repeated per row),
+    /// 256 for TQ types.
+    pub group_len: usize,
+    /// (rows, cols/group_len) scales.
+    pub scales: Vec<f32>,
+}
+
+/// Why a tensor cannot become a [`TernaryMatrix`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TernaryError {
+    /// `rows * cols` overflows.
+    Overflow { rows: usize, cols: usize },
+    /// `cols` is not a positive multiple of what the source type needs (128 for I2_S, 256 for TQ
+    /// types).
+    Cols {
+        ty: Option<GgmlType>,
+        cols: usize,
+        multiple: usize,
+    },
+    /// The data (or the trits / scales given) have the wrong length.
+    Length {
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    },
+    /// `group_len` is not a positive multiple of 128 dividing `cols`.
+    GroupLen { group_len: usize, cols: usize },
+    /// Code 3 (never written by a conforming writer) at this element.
+    InvalidCode {
+        ty: GgmlType,
+        row: usize,
+        col: usize,
+    },
+    /// A trit given to [`TernaryMatrix::from_trits`] is not -1, 0 or +1.
+    InvalidTrit { row: usize, col: usize, value: i8 },
+    /// A TQ1_0 `qh` byte whose unused fifth base-3 digit is not 0.
+    InvalidTq1Byte { row: usize, block: usize, byte: u8 },
+    /// A scale is NaN or infinite; `group` counts scale groups along the row.
+    NonFiniteScale {
+        row: usize,
+        group: usize,
+        value: f32,
+    },
+    /// A row index past the last row.
+    RowOutOfRange { row: usize, rows: usize },
+}
+
+impl core::fmt::Display for TernaryError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            TernaryError::Overflow { rows, cols } => {
+                write!(f, "ternary matrix of {rows} x {cols} elements overflows")
+            }
+            TernaryError::Cols { ty, cols, multiple } => {
+                if let Some(ty) = ty {
+                    write!(f, "{ty}: ")?;
+                }
+                write!(f, "{cols} columns is not a positive multiple of {multiple}")
+            }
+            TernaryError::Length {
+                what,
+                expected,
+                actual,
+            } => write!(f, "{what} has length {actual}, expected {expected}"),
+            TernaryError::GroupLen { group_len, cols } => write!(
+                f,
+                "scale group length {group_len} is not a positive multiple of 128 dividing {cols} columns"
+            ),
+            TernaryError::InvalidCode { ty, row, col } => {
+                write!(f, "{ty}: invalid code 3 at row {row} column {col}")
+            }
+            TernaryError::InvalidTrit { row, col, value } => {
+                write!(f, "trit {value} at row {row} column {col} is not -1, 0 or 1")
+            }
+            TernaryError::InvalidTq1Byte { row, block, byte } => write!(
+                f,
+                "TQ1_0: qh byte {byte:#04x} in row {row} block {block} has a nonzero fifth digit"
+            ),
+            TernaryError::NonFiniteScale { row, group, value } => {
+                write!(f, "non-finite scale {value} at row {row} group {group}")
+            }
+            TernaryError::RowOutOfRange { row, rows } => {
+                write!(f, "row {row} out of range for {rows} rows")
+            }
+        }
+    }
+}
+
+impl core::error::Error for TernaryError {}
+
+fn load_u64(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(bytes);
+    u64::from_le_bytes(word)
+}
+
+/// Nonzero iff some 2-bit field of some byte in `word` is 3.
+fn code3_mask(word: u64) -> u64 {
+    // Bit 2k of the result is set iff bits 2k and 2k+1 are both set. Bits shifted in from the
+    // next byte land in odd positions, which the mask drops.
+    word & (word >> 1) & 0x5555_5555_5555_5555
+}
+
+/// Reverses the order of the four 2-bit fields of every byte of `word`.
+fn reverse_fields(word: u64) -> u64 {
+    let w = (word >> 4) & 0x0f0f_0f0f_0f0f_0f0f | (word & 0x0f0f_0f0f_0f0f_0f0f) << 4;
+    (w >> 2) & 0x3333_3333_3333_3333 | (w & 0x3333_3333_3333_3333) << 2
+}
+
+fn check_scale(value: f32, row: usize, group: usize) -> Result<f32, TernaryError> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(TernaryError::NonFiniteScale { row, group, value })
+    }
+}
+
+fn check_data_len(what: &'static str, expected: usize, actual: usize) -> Result<(), TernaryError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(TernaryError::Length {
+            what,
+            expected,
+            actual,
+        })
+    }
+}
+
+impl TernaryMatrix {
+    /// Checks the shape against the source type's block size; returns `rows * cols`.
+    fn check_shape(
+        ty: Option<GgmlType>,
+        rows: usize,
+        cols: usize,
+        multiple: usize,
+    ) -> Result<usize, TernaryError> {
+        // cols = 0 would make group_len 0 for I2_S, a division by zero in every kernel.
+        if cols == 0 || cols % multiple != 0 {
+            return Err(TernaryError::Cols { ty, cols, multiple });
+        }
+        rows.checked_mul(cols)
+            .ok_or(TernaryError::Overflow { rows, cols })
+    }
+
+    /// Repacks an I2_S tensor (`bytes` = `rows*cols/4` packed bytes + 32-byte tail). The layout is
+    /// already canonical: this validates (no code 3, finite beta) and copies.
+    pub fn from_i2_s(bytes: &[u8], rows: usize, cols: usize) -> Result<Self, TernaryError> {
+        let ty = GgmlType::I2_S;
+        let n = Self::check_shape(Some(ty), rows, cols, I2_S_BLOCK_ELEMS)?;
+        check_data_len("I2_S data", n / 4 + I2_S_TAIL_BYTES, bytes.len())?;
+        let (body, tail) = bytes.split_at(n / 4);
+        let beta = f32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+        check_scale(beta, 0, 0)?;
+        if let Some(i) = first_code3(body) {
+            let (row, col) = locate_canonical(i.0, i.1, cols);
+            return Err(TernaryError::InvalidCode { ty, row, col });
+        }
+        Ok(TernaryMatrix {
+            rows,
+            cols,
+            codes: body.to_vec(),
+            group_len: cols,
+            scales: vec![beta; rows],
+        })
+    }
+
+    /// Repacks a TQ2_0 tensor (`rows * cols / 256` blocks of 66 bytes).
+    pub fn from_tq2_0(bytes: &[u8], rows: usize, cols: usize) -> Result<Self, TernaryError> {
+        const BLOCK_BYTES: usize = 66;
+        let ty = GgmlType::TQ2_0;
+        let n = Self::check_shape(Some(ty), rows, cols, TQ_BLOCK)?;
+        let blocks_per_row = cols / TQ_BLOCK;
+        check_data_len("TQ2_0 data", n / TQ_BLOCK * BLOCK_BYTES, bytes.len())?;
+        let mut codes = vec![0u8; n / 4];
+        let mut scales = Vec::with_capacity(n / TQ_BLOCK);
+        for (b, (src, dst)) in bytes
+            .chunks_exact(BLOCK_BYTES)
+            .zip(codes.chunks_exact_mut(TQ_BLOCK / 4))
+            .enumerate()
+        {
+            let (row, block) = (b / blocks_per_row, b % blocks_per_row);
+            // TQ2_0 keeps element 128h + 32l + m in byte 32h + m bits 2l; the canonical layout
+            // keeps it in the same byte at bits 6 - 2l: reverse the fields of every byte.
+            for (s, d) in src[..64].chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
+                let word = load_u64(s);
+                if code3_mask(word) != 0 {
+                    let col = block * TQ_BLOCK + first_tq2_0_code3(src);
+                    return Err(TernaryError::InvalidCode { ty, row, col });
+                }
+                d.copy_from_slice(&reverse_fields(word).to_le_bytes());
+            }
+            let d = half::f16::from_le_bytes([src[64], src[65]]).to_f32();
+            scales.push(check_scale(d, row, block)?);
+        }
+        Ok(TernaryMatrix {
+            rows,
+            cols,
+            codes,
+            group_len: TQ_BLOCK,
+            scales,
+        })
+    }
+
+    /// Repacks a TQ1_0 tensor (`rows * cols / 256` blocks of 54 bytes).
+    pub fn from_tq1_0(bytes: &[u8], rows: usize, cols: usize) -> Result<Self, TernaryError> {
+        const BLOCK_BYTES: usize = 54;
+        let ty = GgmlType::TQ1_0;
+        let n = Self::check_shape(Some(ty), rows, cols, TQ_BLOCK)?;
+        let blocks_per_row = cols / TQ_BLOCK;
+        check_data_len("TQ1_0 data", n / TQ_BLOCK * BLOCK_BYTES, bytes.len())?;
+        let mut codes = vec![0u8; n / 4];
+        let mut scales = Vec::with_capacity(n / TQ_BLOCK);
+        let mut block_codes = [0u8; TQ_BLOCK];
+        for (b, (src, dst)) in bytes
+            .chunks_exact(BLOCK_BYTES)
+            .zip(codes.chunks_exact_mut(TQ_BLOCK / 4))
+            .enumerate()
+        {
+            let (row, block) = (b / blocks_per_row, b % blocks_per_row);
+            if let Err(at) = tq1_0_block_codes(src, &mut block_codes) {
+                let byte = src[at];
+                return Err(TernaryError::InvalidTq1Byte { row, block, byte });
+            }
+            let (lo, hi) = dst.split_at_mut(I2_S_BLOCK_BYTES);
+            pack_block_128(&block_codes[..I2_S_BLOCK_ELEMS], lo);
+            pack_block_128(&block_codes[I2_S_BLOCK_ELEMS..], hi);
+            let d = half::f16::from_le_bytes([src[52], src[53]]).to_f32();
+            scales.push(check_scale(d, row, block)?);
+        }
+        Ok(TernaryMatrix {
+            rows,
+            cols,
+            codes,
+            group_len: TQ_BLOCK,
+            scales,
+        })
+    }
+
+    /// Builds a matrix from row-major trits (each -1..=1) and `rows * cols / group_len` scales,
+    /// for tests and fixtures. `group_len` must be a positive multiple of 128 dividing `cols`.
+    pub fn from_trits(
+        trits: &[i8],
+        rows: usize,
+        cols: usize,
+        group_len: usize,
+        scales: Vec<f32>,
+    ) -> Result<Self, TernaryError> {
+        let n = Self::check_shape(None, rows, cols, I2_S_BLOCK_ELEMS)?;
+        if group_len == 0 || group_len % I2_S_BLOCK_ELEMS != 0 || cols % group_len != 0 {
+            return Err(TernaryError::GroupLen { group_len, cols });
+        }
+        check_data_len("trits", n, trits.len())?;
+        check_data_len("scales", n / group_len, scales.len())?;
+        if let Some(i) = trits.iter().position(|t| !(-1..=1).contains(t)) {
+            let (row, col, value) = (i / cols, i % cols, trits[i]);
+            return Err(TernaryError::InvalidTrit { row, col, value });
+        }
+        let groups_per_row = cols / group_len;
+        for (i, &s) in scales.iter().enumerate() {
+            check_scale(s, i / groups_per_row, i % groups_per_row)?;
+        }
+        let mut codes = vec![0u8; n / 4];
+        let mut block = [0u8; I2_S_BLOCK_ELEMS];
+        for (src, dst) in trits
+            .chunks_exact(I2_S_BLOCK_ELEMS)
+            .zip(codes.chunks_exact_mut(I2_S_BLOCK_BYTES))
+        {
+            for (c, &t) in block.iter_mut().zip(src) {
+                *c = (t + 1) as u8;
+            }
+            pack_block_128(&block, dst);
+        }
+        Ok(TernaryMatrix {
+            rows,
+            cols,
+            codes,
+            group_len,
+            scales,
+        })
+    }
+
+    /// The code (0..=2) of element (r, c).
+    ///
+    /// # Panics
+    /// If `r >= rows` or `c >= cols`, like slice indexing.
+    pub fn code(&self, r: usize, c: usize) -> u8 {
+        assert!(r < self.rows && c < self.cols, "({r}, {c}) out of range");
+        let (block, k) = (c / I2_S_BLOCK_ELEMS, c % I2_S_BLOCK_ELEMS);
+        let byte = self.codes[r * self.cols / 4 + block * I2_S_BLOCK_BYTES + k % 32];
+        (byte >> (6 - 2 * (k / 32))) & 3
+    }
+
+    /// The trit (-1..=1) of element (r, c).
+    ///
+    /// # Panics
+    /// If `r >= rows` or `c >= cols`, like slice indexing.
+    pub fn trit(&self, r: usize, c: usize) -> i8 {
+        self.code(r, c) as i8 - 1
+    }
+
+    /// The scale of element (r, c).
+    ///
+    /// # Panics
+    /// If `r >= rows` or `c >= cols`, like slice indexing.
+    pub fn scale(&self, r: usize, c: usize) -> f32 {
+        assert!(r < self.rows && c < self.cols, "({r}, {c}) out of range");
+        self.scales[r * (self.cols / self.group_len) + c / self.group_len]
+    }
+
+    /// Writes row `r` as `trit * scale` into `dst` (`cols` long): the reference the kernels and
+    /// the per-type dequantizers are tested against.
+    pub fn dequantize_row(&self, r: usize, dst: &mut [f32]) -> Result<(), TernaryError> {
+        if r >= self.rows {
+            return Err(TernaryError::RowOutOfRange {
+                row: r,
+                rows: self.rows,
+            });
+        }
+        check_data_len("dst", self.cols, dst.len())?;
+        let row = &self.codes[r * self.cols / 4..(r + 1) * self.cols / 4];
+        let scales = &self.scales[r * (self.cols / self.group_len)..];
+        for (i, (bytes, y)) in row
+            .chunks_exact(I2_S_BLOCK_BYTES)
+            .zip(dst.chunks_exact_mut(I2_S_BLOCK_ELEMS))
+            .enumerate()
+        {
+            let scale = scales[i * I2_S_BLOCK_ELEMS / self.group_len];
+            for (k, y) in y.iter_mut().enumerate() {
+                let c = (bytes[k % 32] >> (6 - 2 * (k / 32))) & 3;
+                *y = f32::from(c as i8 - 1) * scale;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first byte (index, field 0..=3 from the top bits) of canonical data holding code 3.
+fn first_code3(body: &[u8]) -> Option<(usize, usize)> {
+    let mut words = body.chunks_exact(8);
+    let mut base = 0;
+    for w in words.by_ref() {
+        if code3_mask(load_u64(w)) != 0 {
+            break;
+        }
+        base += 8;
+    }
+    body[base..].iter().enumerate().find_map(|(i, &b)| {
+        (0..4)
+            .find(|j| (b >> (6 - 2 * j)) & 3 == 3)
+            .map(|j| (base + i, j))
+    })
+}
+
+/// The first element of a TQ2_0 block holding code 3 (slow; only used to report an error).
+fn first_tq2_0_code3(block: &[u8]) -> usize {
+    (0..TQ_BLOCK)
+        .find(|&e| (block[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3 == 3)
+        .unwrap_or(0)
+}
+
+/// (row, col) of field `j` of canonical byte `i` in a matrix with `cols` columns.
+fn locate_canonical(i: usize, j: usize, cols: usize) -> (usize, usize) {
+    let bytes_per_row = cols / 4;
+    let (row, in_row) = (i / bytes_per_row, i % bytes_per_row);
+    let col = in_row / I2_S_BLOCK_BYTES * I2_S_BLOCK_ELEMS + 32 * j + in_row % I2_S_BLOCK_BYTES;
+    (row, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quants::test_rng::XorShift;
+    use crate::quants::{
+        dequantize_i2_s, dequantize_row_tq1_0, dequantize_row_tq2_0, pack_i2_s, pack_row_tq1_0,
+        pack_row_tq2_0, quantize_row_tq1_0_ref, quantize_row_tq2_0_ref,
+    };
+    use half::f16;
+
+    const ROWS: usize = 5;
+    const COLS: usize = 768;
+
+    /// Per-block scales that survive the f16 round trip unchanged.
+    fn f16_scales(rng: &mut XorShift, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| f16::from_f32(rng.f32().abs() + 0.01).to_f32())
+            .collect()
+    }
+
+    fn assert_matches(m: &TernaryMatrix, trits: &[i8], scales: &[f32], group_len: usize) {
+        assert_eq!((m.rows, m.cols, m.group_len), (ROWS, COLS, group_len));
+        assert_eq!(m.codes.len(), ROWS * COLS / 4);
+        assert_eq!(m.scales, scales);
+        for r in 0..ROWS {
+            for c in 0..COLS {
+                assert_eq!(m.trit(r, c), trits[r * COLS + c], "({r}, {c})");
+                assert_eq!(m.scale(r, c), scales[(r * COLS + c) / group_len]);
+            }
+        }
+    }
+
+    /// `dequantize_row` of every row equals the source type's own dequantization.
+    fn assert_rows_equal(m: &TernaryMatrix, reference: &[f32]) {
+        let mut row = vec![0.0f32; m.cols];
+        for r in 0..m.rows {
+            m.dequantize_row(r, &mut row).unwrap();
+            let want = &reference[r * m.cols..(r + 1) * m.cols];
+            assert!(
+                row.iter()
+                    .zip(want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "row {r}"
+            );
+        }
+    }
+
+    #[test]
+    fn from_i2_s_random() {
+        let mut rng = XorShift::new(11);
+        let trits = rng.trits(ROWS * COLS);
+        let beta = 0.0421f32;
+        let mut bytes = vec![0u8; ROWS * COLS / 4 + 32];
+        pack_i2_s(&trits, beta, &mut bytes).unwrap();
+        let m = TernaryMatrix::from_i2_s(&bytes, ROWS, COLS).unwrap();
+        assert_matches(&m, &trits, &[beta; ROWS], COLS);
+        assert_eq!(&m.codes[..], &bytes[..ROWS * COLS / 4]);
+        let mut reference = vec![0.0f32; ROWS * COLS];
+        dequantize_i2_s(&bytes, ROWS * COLS, &mut reference).unwrap();
+        assert_rows_equal(&m, &reference);
+    }
+
+    #[test]
+    fn from_tq2_0_random() {
+        let mut rng = XorShift::new(12);
+        let trits = rng.trits(ROWS * COLS);
+        let scales = f16_scales(&mut rng, ROWS * COLS / 256);
+        let mut bytes = vec![0u8; ROWS * COLS / 256 * 66];
+        pack_row_tq2_0(&trits, &scales, &mut bytes).unwrap();
+        let m = TernaryMatrix::from_tq2_0(&bytes, ROWS, COLS).unwrap();
+        assert_matches(&m, &trits, &scales, 256);
+        let mut reference = vec![0.0f32; ROWS * COLS];
+        dequantize_row_tq2_0(&bytes, &mut reference).unwrap();
+        assert_rows_equal(&m, &reference);
+    }
+
+    #[test]
+    fn from_tq1_0_random() {
+        let mut rng = XorShift::new(13);
+        let trits = rng.trits(ROWS * COLS);
+        let scales = f16_scales(&mut rng, ROWS * COLS / 256);
+        let mut bytes = vec![0u8; ROWS * COLS / 256 * 54];
+        pack_row_tq1_0(&trits, &scales, &mut bytes).unwrap();
+        let m = TernaryMatrix::from_tq1_0(&bytes, ROWS, COLS).unwrap();
+        assert_matches(&m, &trits, &scales, 256);
+        let mut reference = vec![0.0f32; ROWS * COLS];
+        dequantize_row_tq1_0(&bytes, &mut reference).unwrap();
+        assert_rows_equal(&m, &reference);
+    }
+
+    #[test]
+    fn from_quantized_continuous_weights() {
+        // Real converters quantize float weights; the canonical matrix must agree with the
+        // reference dequantizers whatever the trits are.
+        let mut rng = XorShift::new(14);
+        let x = rng.f32s(ROWS * COLS, 0.05);
+        let mut reference = vec![0.0f32; ROWS * COLS];
+
+        let mut tq2 = vec![0u8; ROWS * COLS / 256 * 66];
+        quantize_row_tq2_0_ref(&x, &mut tq2).unwrap();
+        dequantize_row_tq2_0(&tq2, &mut reference).unwrap();
+        assert_rows_equal(
+            &TernaryMatrix::from_tq2_0(&tq2, ROWS, COLS).unwrap(),
+            &reference,
+        );
+
+        let mut tq1 = vec![0u8; ROWS * COLS / 256 * 54];
+        quantize_row_tq1_0_ref(&x, &mut tq1).unwrap();
+        dequantize_row_tq1_0(&tq1, &mut reference).unwrap();
+        assert_rows_equal(
+            &TernaryMatrix::from_tq1_0(&tq1, ROWS, COLS).unwrap(),
+            &reference,
+        );
+    }
+
+    #[test]
+    fn from_trits_matches_every_source() {
+        let mut rng = XorShift::new(15);
+        let trits = rng.trits(ROWS * COLS);
+        let scales = f16_scales(&mut rng, ROWS * COLS / 256);
+        let m = TernaryMatrix::from_trits(&trits, ROWS, COLS, 256, scales.clone()).unwrap();
+        assert_matches(&m, &trits, &scales, 256);
+        let mut bytes = vec![0u8; ROWS * COLS / 256 * 66];
+        pack_row_tq2_0(&trits, &scales, &mut bytes).unwrap();
+        assert_eq!(TernaryMatrix::from_tq2_0(&bytes, ROWS, COLS).unwrap(), m);
+    }
+
+    #[test]
+    fn canonical_byte_layout() {
+        // Row 1, block 1, element 32*2 + 5: byte 32 + 5 of row 1, bits 3..2.
+        let mut trits = vec![0i8; 2 * 256];
+        trits[256 + 128 + 64 + 5] = 1;
+        let m = TernaryMatrix::from_trits(&trits, 2, 256, 256, vec![1.0, 2.0]).unwrap();
+        let mut want = vec![0x55u8; 128];
+        want[64 + 32 + 5] = 0x59;
+        assert_eq!(m.codes, want);
+        assert_eq!(m.trit(1, 197), 1);
+        assert_eq!(m.code(1, 196), 1);
+        let mut row = [0.0f32; 256];
+        m.dequantize_row(1, &mut row).unwrap();
+        assert_eq!(row[197], 2.0);
+        assert_eq!(row.iter().sum::<f32>(), 2.0);
+    }
+
+    #[test]
+    fn rejects_code_3() {
+        let mut bytes = vec![0x55u8; 2 * 256 / 4 + 32];
+        // Row 1, second block, byte 7, bits 5..4: element 128 + 32 + 7 of row 1.
+        bytes[64 + 32 + 7] = 0x75;
+        assert_eq!(
+            TernaryMatrix::from_i2_s(&bytes, 2, 256),
+            Err(TernaryError::InvalidCode {
+                ty: GgmlType::I2_S,
+                row: 1,
+                col: 167
+            })
+        );
+
+        let mut tq2 = vec![0x55u8; 3 * 66];
+        // Block 2 (row 1, block 0 with cols = 512 -> row 1 is blocks 2..), qs[32 + 9] bits 2..3:
+        // element 128 + 32 + 9.
+        tq2[2 * 66 + 32 + 9] = 0x5d;
+        let mut tq2_4 = vec![0x55u8; 4 * 66];
+        tq2_4[..3 * 66].copy_from_slice(&tq2);
+        for b in tq2_4.chunks_mut(66) {
+            b[64..].copy_from_slice(&[0x00, 0x3c]);
+        }
+        assert_eq!(
+            TernaryMatrix::from_tq2_0(&tq2_4, 2, 512),
+            Err(TernaryError::InvalidCode {
+                ty: GgmlType::TQ2_0,
+                row: 1,
+                col: 169
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_non_finite_scales() {
+        let mut bytes = vec![0x55u8; 64 + 32];
+        bytes[64..68].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert!(matches!(
+            TernaryMatrix::from_i2_s(&bytes, 2, 128),
+            Err(TernaryError::NonFiniteScale { .. })
+        ));
+
+        let mut tq2 = vec![0u8; 2 * 66];
+        pack_row_tq2_0(&[0; 512], &[1.0, 1.0], &mut tq2).unwrap();
+        tq2[66 + 64..].copy_from_slice(&[0x00, 0x7c]); // +inf
+        assert!(matches!(
+            TernaryMatrix::from_tq2_0(&tq2, 2, 256),
+            Err(TernaryError::NonFiniteScale { row: 1, group: 0, value }) if value.is_infinite()
+        ));
+
+        let mut tq1 = vec![0u8; 2 * 54];
+        pack_row_tq1_0(&[0; 512], &[1.0, 1.0], &mut tq1).unwrap();
+        tq1[54 + 52..].copy_from_slice(&[0x01, 0x7e]); // NaN
+        assert!(matches!(
+            TernaryMatrix::from_tq1_0(&tq1, 1, 512),
+            Err(TernaryError::NonFiniteScale {
+                row: 0,
+                group: 1,
+                ..
+            })
+        ));
+
+        assert!(TernaryMatrix::from_trits(&[0; 128], 1, 128, 128, vec![f32::INFINITY]).is_err());
+    }
+
+    #[test]
+    fn rejects_tq1_0_phantom_digit() {
+        let mut tq1 = vec![0u8; 54];
+        pack_row_tq1_0(&[0; 256], &[1.0], &mut tq1).unwrap();
+        tq1[50] = 0x80; // decodes to five 1 digits
+        assert_eq!(
+            TernaryMatrix::from_tq1_0(&tq1, 1, 256),
+            Err(TernaryError::InvalidTq1Byte {
+                row: 0,
+                block: 0,
+                byte: 0x80
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        assert_eq!(
+            TernaryMatrix::from_i2_s(&[0x55; 64], 1, 192),
+            Err(TernaryError::Cols {
+                ty: Some(GgmlType::I2_S),
+                cols: 192,
+                multiple: 128
+            })
+        );
+        assert!(matches!(
+            TernaryMatrix::from_tq2_0(&[0; 66], 1, 128),
+            Err(TernaryError::Cols { multiple: 256, .. })
+        ));
+        assert!(matches!(
+            TernaryMatrix::from_tq1_0(&[0; 54], usize::MAX, 256),
+            Err(TernaryError::Overflow { .. })
+        ));
+        assert_eq!(
+            TernaryMatrix::from_i2_s(&[0x55; 63], 1, 128),
+            Err(TernaryError::Length {
+                what: "I2_S data",
+                expected: 64,
+                actual: 63
+            })
+        );
+        assert!(TernaryMatrix::from_tq2_0(&[0; 67], 1, 256).is_err());
+        assert!(matches!(
+            TernaryMatrix::from_i2_s(&[0; 32], 3, 0),
+            Err(TernaryError::Cols { cols: 0, .. })
+        ));
+        assert!(TernaryMatrix::from_tq1_0(&[0; 53], 1, 256).is_err());
+    }
+
+    #[test]
+    fn from_trits_validates() {
+        let ok = |g: usize, n_scales: usize| {
+            TernaryMatrix::from_trits(&[0; 512], 1, 512, g, vec![1.0; n_scales])
+        };
+        assert!(ok(512, 1).is_ok());
+        assert!(ok(128, 4).is_ok());
+        for g in [0, 64, 384, 1024] {
+            assert_eq!(
+                ok(g, 1),
+                Err(TernaryError::GroupLen {
+                    group_len: g,
+                    cols: 512
+                })
+            );
+        }
+        assert!(matches!(
+            ok(256, 1),
+            Err(TernaryError::Length { what: "scales", .. })
+        ));
+        let mut trits = [0i8; 256];
+        trits[130] = -2;
+        assert_eq!(
+            TernaryMatrix::from_trits(&trits, 2, 128, 128, vec![1.0; 2]),
+            Err(TernaryError::InvalidTrit {
+                row: 1,
+                col: 2,
+                value: -2
+            })
+        );
+        let m = ok(512, 1).unwrap();
+        assert_eq!(
+            m.dequantize_row(1, &mut [0.0; 512]),
+            Err(TernaryError::RowOutOfRange { row: 1, rows: 1 })
+        );
+        assert!(m.dequantize_row(0, &mut [0.0; 511]).is_err());
+    }
+}
