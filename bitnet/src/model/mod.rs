@@ -103,3 +103,6 @@ impl core::fmt::Display for ModelError {
 
 #[cfg(feature = "std")]
 impl std::error::Error for ModelError {}
+
+#[cfg(test)]
+mod tests;

@@ -2,7 +2,7 @@
 
 use bitnet::gguf::GgufFile;
 use bitnet::kernels::Kernel;
-use bitnet::model::{tensor_type_summary, Config};
+use bitnet::model::{tensor_type_summary, Model};
 
 use crate::args::InfoArgs;
 use crate::stats::cpu_features;
@@ -11,7 +11,10 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
     let file = GgufFile::open(&a.model).map_err(|e| e.to_string())?;
     let g = file.gguf();
     let path = a.model.display();
-    let c = Config::from_gguf(g).map_err(|e| format!("{path}: {e}"))?;
+    // Loading checks every tensor's shape and type, so `info` also validates the file.
+    let model =
+        Model::load(g, file.source(), Kernel::detect()).map_err(|e| format!("{path}: {e}"))?;
+    let c = &model.config;
     println!("file          {path}");
     println!("gguf version  {}", g.version);
     println!(
