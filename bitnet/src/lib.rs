@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+pub mod cpu;
 pub mod gguf;
 pub mod kernels;
 pub mod model;

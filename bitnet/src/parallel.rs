@@ -11,6 +11,18 @@ pub trait Exec: Sync {
         chunk_len: usize,
         f: &(dyn Fn(usize, &mut [f32]) + Sync),
     );
+
+    /// [`Exec::for_each_chunk`] over bytes (load-time work such as quantizing the head).
+    fn for_each_chunk_u8(
+        &self,
+        out: &mut [u8],
+        chunk_len: usize,
+        f: &(dyn Fn(usize, &mut [u8]) + Sync),
+    ) {
+        for (i, chunk) in out.chunks_mut(chunk_len.max(1)).enumerate() {
+            f(i, chunk);
+        }
+    }
 }
 
 /// Everything on the calling thread.
@@ -63,6 +75,20 @@ impl Exec for Pool {
         if self.threads() == 1 {
             return Serial.for_each_chunk(out, chunk_len, f);
         }
+        self.0.install(|| {
+            out.par_chunks_mut(chunk_len.max(1))
+                .enumerate()
+                .for_each(|(i, chunk)| f(i, chunk))
+        });
+    }
+
+    fn for_each_chunk_u8(
+        &self,
+        out: &mut [u8],
+        chunk_len: usize,
+        f: &(dyn Fn(usize, &mut [u8]) + Sync),
+    ) {
+        use rayon::prelude::*;
         self.0.install(|| {
             out.par_chunks_mut(chunk_len.max(1))
                 .enumerate()

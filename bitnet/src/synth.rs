@@ -33,10 +33,26 @@ pub struct SynthSpec {
     pub seed: u64,
 }
 
-/// Byte-level vocabulary: 256 byte tokens, then these control tokens (Llama 3 names).
+/// The fixtures' vocabulary is a real byte-level BPE (Llama 3's layout and pre-tokenizer,
+/// `llama-bpe`): 256 byte tokens, [`FIXTURE_MERGES`] merges learned from `TRAIN_TEXT`,
+/// then these control tokens (Llama 3 names).
 pub const SPECIAL_TOKENS: [&str; 3] = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"];
-pub const FIXTURE_VOCAB: usize = 256 + SPECIAL_TOKENS.len();
-pub const BOS: u32 = 256;
+pub const FIXTURE_MERGES: usize = 120;
+pub const FIXTURE_VOCAB: usize = 256 + FIXTURE_MERGES + SPECIAL_TOKENS.len();
+pub const BOS: u32 = (256 + FIXTURE_MERGES) as u32;
+
+/// What the fixture vocabulary's merges are learned from.
+const TRAIN_TEXT: &str = "Hello, BitNet! Hello world. BitNet b1.58 is a large language model \
+whose weights are ternary: every weight is -1, 0 or +1. Ternary weights need about 1.58 bits \
+each, so the model is small and the matrix products need no multiplications. Hello again, \
+BitNet! The model reads the prompt, then it writes the answer one token at a time. \
+The tokenizer splits the text into tokens, and the tokens into ids.\n\n\
+fn main() {\n    let x = 42;\n    println!(\"Hello, {x}!\");\n}\n\
+User: What is the capital of France? Assistant: The capital of France is Paris.\n\
+User: Hello! Assistant: Hello! How can I help you today?\n\
+System: You are a helpful assistant. Answer in one sentence.\n\
+The quick brown fox jumps over the lazy dog; the dog sleeps in the sun. \
+In 2025, models with 2 billion parameters ran on phones, laptops and small boards. ";
 
 /// The prompt whose logits the fixtures' golden files hold.
 pub const FIXTURE_PROMPT: &str = "Hello, BitNet!";
@@ -78,6 +94,44 @@ fn arch_name(arch: Arch) -> &'static str {
 
 /// Serialises the model described by `spec` as a GGUF file.
 pub fn build(spec: &SynthSpec) -> Result<Vec<u8>, String> {
+    build_with_vocab(spec, FIXTURE_VOCAB)
+}
+
+/// The BitNet b1.58 2B4T shape (30 layers, hidden 2560, ffn 6912, 20/5 heads of 128,
+/// vocab 128256) with random weights: the benchmark model, ~1.2 GB with an F16 head.
+pub fn bench_spec(weight_type: GgmlType, embd_type: GgmlType) -> SynthSpec {
+    SynthSpec {
+        name: format!(
+            "bench-2b4t-{}-{}",
+            weight_type.name().to_ascii_lowercase(),
+            embd_type.name().to_ascii_lowercase()
+        ),
+        arch: Arch::BitnetB158,
+        weight_type,
+        embd_type,
+        n_layer: 30,
+        dim: 2560,
+        n_ff: 6912,
+        n_head: 20,
+        n_kv_head: 5,
+        ctx_len: 4096,
+        scale_tensors: false,
+        seed: 0xB17_2B47,
+    }
+}
+
+/// Vocabulary of [`bench_spec`] models (Llama 3's).
+pub const BENCH_VOCAB: usize = 128_256;
+
+/// [`build`] with a vocabulary of `vocab` tokens: the fixture byte vocabulary, then filler
+/// tokens `<|filler_N|>` up to `vocab` (the benchmark needs the real head size, not a real
+/// tokenizer).
+pub fn build_with_vocab(spec: &SynthSpec, vocab: usize) -> Result<Vec<u8>, String> {
+    if vocab < FIXTURE_VOCAB {
+        return Err(format!(
+            "vocab {vocab} is below the {FIXTURE_VOCAB} fixture tokens"
+        ));
+    }
     let mut rng = Rng::new(spec.seed);
     let arch = arch_name(spec.arch);
     let head_dim = spec.dim / spec.n_head;
@@ -88,7 +142,7 @@ pub fn build(spec: &SynthSpec) -> Result<Vec<u8>, String> {
     meta("general.name", Value::String(spec.name.clone()))?;
     let key = |k: &str| format!("{arch}.{k}");
     let u32v = |v: usize| Value::U32(v as u32);
-    meta(&key("vocab_size"), u32v(FIXTURE_VOCAB))?;
+    meta(&key("vocab_size"), u32v(vocab))?;
     meta(&key("context_length"), u32v(spec.ctx_len))?;
     meta(&key("embedding_length"), u32v(spec.dim))?;
     meta(&key("feed_forward_length"), u32v(spec.n_ff))?;
@@ -102,19 +156,22 @@ pub fn build(spec: &SynthSpec) -> Result<Vec<u8>, String> {
     };
     meta(&key("rope.freq_base"), Value::F32(theta))?;
     meta(&key("rope.dimension_count"), u32v(head_dim))?;
-    for (k, v) in tokenizer_metadata() {
+    let tokenizer = if vocab == FIXTURE_VOCAB {
+        tokenizer_metadata()
+    } else {
+        filler_tokenizer_metadata(vocab)
+    };
+    for (k, v) in tokenizer {
         meta(k, v)?;
     }
 
     // Embedding values ~ N(0, 0.25^2): logits of a unit-RMS state come out of order 1-10.
-    let embd: Vec<f32> = (0..FIXTURE_VOCAB * spec.dim)
-        .map(|_| 0.25 * rng.normal())
-        .collect();
+    let embd: Vec<f32> = (0..vocab * spec.dim).map(|_| 0.25 * rng.normal()).collect();
     let embd = encode_dense(spec.embd_type, &embd)?;
     add_tensor(
         &mut w,
         "token_embd.weight",
-        &[spec.dim, FIXTURE_VOCAB],
+        &[spec.dim, vocab],
         spec.embd_type,
         embd,
     )?;
@@ -187,20 +244,105 @@ fn add_tensor(
 }
 
 fn tokenizer_metadata() -> Vec<(&'static str, Value)> {
-    let mut tokens: Vec<String> = (0..=255u8).map(|b| byte_to_char(b).to_string()).collect();
+    let (mut tokens, merges) = train_bpe(TRAIN_TEXT, FIXTURE_MERGES);
     tokens.extend(SPECIAL_TOKENS.iter().map(|s| s.to_string()));
-    let mut types = vec![1i32; 256];
+    let mut types = vec![1i32; 256 + FIXTURE_MERGES];
     types.extend([3; SPECIAL_TOKENS.len()]);
     vec![
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
-        ("tokenizer.ggml.pre", Value::String("default".into())),
+        ("tokenizer.ggml.pre", Value::String("llama-bpe".into())),
         ("tokenizer.ggml.tokens", Value::Array(Array::String(tokens))),
         ("tokenizer.ggml.token_type", Value::Array(Array::I32(types))),
+        ("tokenizer.ggml.merges", Value::Array(Array::String(merges))),
         ("tokenizer.ggml.bos_token_id", Value::U32(BOS)),
         ("tokenizer.ggml.eos_token_id", Value::U32(BOS + 1)),
         ("tokenizer.ggml.eot_token_id", Value::U32(BOS + 2)),
         ("tokenizer.ggml.add_bos_token", Value::Bool(true)),
+        ("tokenizer.chat_template", Value::String("bitnet".into())),
     ]
+}
+
+/// Learns `n_merges` byte-level BPE merges from `text`: pre-tokenize as Llama 3 does, then
+/// repeatedly merge the most frequent adjacent pair (ties: lowest ids) into a new token.
+/// Returns the tokens (bytes in GPT-2's order, then one per merge) and the merges.
+fn train_bpe(text: &str, n_merges: usize) -> (Vec<String>, Vec<String>) {
+    use crate::tokenizer::PreTokenizer;
+    use alloc::collections::BTreeMap;
+    // GPT-2's byte order: the printable bytes first, then the rest.
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let order: Vec<u8> = (0..=255u8)
+        .filter(|&b| printable(b))
+        .chain((0..=255u8).filter(|&b| !printable(b)))
+        .collect();
+    let mut tokens: Vec<String> = order.iter().map(|&b| byte_to_char(b).to_string()).collect();
+    let mut id_of_byte = [0u32; 256];
+    for (i, &b) in order.iter().enumerate() {
+        id_of_byte[b as usize] = i as u32;
+    }
+    // word (as token ids) -> count
+    let mut words: BTreeMap<Vec<u32>, u32> = BTreeMap::new();
+    PreTokenizer::Llama3.split(text, |w| {
+        let ids = w.bytes().map(|b| id_of_byte[b as usize]).collect();
+        *words.entry(ids).or_insert(0) += 1;
+    });
+    let mut merges = Vec::with_capacity(n_merges);
+    while merges.len() < n_merges {
+        let mut pairs: BTreeMap<(u32, u32), u32> = BTreeMap::new();
+        for (w, &n) in &words {
+            for p in w.windows(2) {
+                *pairs.entry((p[0], p[1])).or_insert(0) += n;
+            }
+        }
+        // Most frequent first, lowest ids among equals. A pair whose text is already a
+        // token would not grow the vocabulary: skip it.
+        let joined = |a: u32, b: u32| [tokens[a as usize].as_str(), &tokens[b as usize]].concat();
+        let best = pairs
+            .iter()
+            .filter(|(&(a, b), _)| !tokens.contains(&joined(a, b)))
+            .max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0)))
+            .map(|(&pair, _)| pair);
+        let Some((a, b)) = best else {
+            break;
+        };
+        let new = tokens.len() as u32;
+        merges.push(format!("{} {}", tokens[a as usize], tokens[b as usize]));
+        tokens.push(joined(a, b));
+        let mut merged: BTreeMap<Vec<u32>, u32> = BTreeMap::new();
+        for (w, n) in words {
+            let mut out = Vec::with_capacity(w.len());
+            let mut i = 0;
+            while i < w.len() {
+                if i + 1 < w.len() && w[i] == a && w[i + 1] == b {
+                    out.push(new);
+                    i += 2;
+                } else {
+                    out.push(w[i]);
+                    i += 1;
+                }
+            }
+            *merged.entry(out).or_insert(0) += n;
+        }
+        words = merged;
+    }
+    (tokens, merges)
+}
+
+/// The fixture vocabulary padded with `<|filler_N|>` control tokens to `vocab` entries.
+fn filler_tokenizer_metadata(vocab: usize) -> Vec<(&'static str, Value)> {
+    let mut meta = tokenizer_metadata();
+    for (key, value) in meta.iter_mut() {
+        match (*key, value) {
+            ("tokenizer.ggml.tokens", Value::Array(Array::String(tokens))) => {
+                let n = tokens.len();
+                tokens.extend((n..vocab).map(|i| format!("<|filler_{i}|>")));
+            }
+            ("tokenizer.ggml.token_type", Value::Array(Array::I32(types))) => {
+                types.resize(vocab, 3);
+            }
+            _ => {}
+        }
+    }
+    meta
 }
 
 fn encode_dense(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, String> {
@@ -243,11 +385,17 @@ fn ternary_tensor(
     Ok(out)
 }
 
-/// The prompt of the golden logits, as token ids: BOS, then one token per byte.
+/// The prompt of the golden logits, as token ids: what the fixtures' own tokenizer makes of
+/// [`FIXTURE_PROMPT`] (BOS first).
 pub fn fixture_prompt_tokens() -> Vec<u32> {
-    core::iter::once(BOS)
-        .chain(FIXTURE_PROMPT.bytes().map(u32::from))
-        .collect()
+    let mut meta = crate::gguf::Metadata::new();
+    for (k, v) in tokenizer_metadata() {
+        meta.insert(k, v)
+            .expect("fixture tokenizer keys are unique");
+    }
+    crate::tokenizer::Tokenizer::from_metadata(&meta)
+        .expect("the fixture vocabulary is valid")
+        .encode(FIXTURE_PROMPT)
 }
 
 /// Logits (n_prompt, vocab) of the scalar reference path for the fixture prompt: what the

@@ -29,7 +29,25 @@ pub struct TernaryMatrix {
     pub group_len: usize,
     /// (rows, cols/group_len) scales.
     pub scales: Vec<f32>,
+    /// How `codes` and `scales` are arranged: every constructor gives `Canonical`; a kernel
+    /// may have the model repack into its own layout at load ([`TernaryMatrix::to_layout`]).
+    pub layout: CodeLayout,
 }
+
+/// Arrangements of a [`TernaryMatrix`]'s codes and scales.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeLayout {
+    /// Row by row, the 128/32 blocks described on `codes`.
+    Canonical,
+    /// Rows in groups of 16 (the last padded with code-0 rows of scale 0), for 16-lane SIMD
+    /// that accumulates each row in its own i32 lane. Group `G`, columns `16c..16c + 16`:
+    /// 64 bytes at `(G * cols/16 + c) * 64`; byte `4i + j` holds in bits `2q..2q+1` the code
+    /// of row `16G + i`, column `16c + 4q + j`. Scales are (row groups, n_groups, 16).
+    Rows16,
+}
+
+/// Rows per group of [`CodeLayout::Rows16`].
+pub const ROWS16: usize = 16;
 
 /// Why a tensor cannot become a [`TernaryMatrix`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -188,6 +206,7 @@ impl TernaryMatrix {
             codes: body.to_vec(),
             group_len: cols,
             scales: vec![beta; rows],
+            layout: CodeLayout::Canonical,
         })
     }
 
@@ -225,6 +244,7 @@ impl TernaryMatrix {
             codes,
             group_len: TQ_BLOCK,
             scales,
+            layout: CodeLayout::Canonical,
         })
     }
 
@@ -260,6 +280,7 @@ impl TernaryMatrix {
             codes,
             group_len: TQ_BLOCK,
             scales,
+            layout: CodeLayout::Canonical,
         })
     }
 
@@ -303,7 +324,87 @@ impl TernaryMatrix {
             codes,
             group_len,
             scales,
+            layout: CodeLayout::Canonical,
         })
+    }
+
+    /// Row groups of [`CodeLayout::Rows16`] (rows rounded up to 16).
+    pub fn row_groups16(&self) -> usize {
+        self.rows.div_ceil(ROWS16)
+    }
+
+    /// The same matrix in `layout` (a copy; `self` when it already is).
+    pub fn to_layout(&self, layout: CodeLayout) -> TernaryMatrix {
+        if layout == self.layout {
+            return self.clone();
+        }
+        let canonical = match self.layout {
+            CodeLayout::Canonical => None,
+            CodeLayout::Rows16 => Some(self.to_canonical()),
+        };
+        let src = canonical.as_ref().unwrap_or(self);
+        match layout {
+            CodeLayout::Canonical => src.clone(),
+            CodeLayout::Rows16 => src.to_rows16(),
+        }
+    }
+
+    fn to_rows16(&self) -> TernaryMatrix {
+        let (rows, cols) = (self.rows, self.cols);
+        let n_groups = cols / self.group_len;
+        let groups = self.row_groups16();
+        let mut codes = vec![0u8; groups * ROWS16 * cols / 4];
+        let mut scales = vec![0.0f32; groups * n_groups * ROWS16];
+        for r in 0..rows {
+            let (g, i) = (r / ROWS16, r % ROWS16);
+            let src = &self.codes[r * cols / 4..(r + 1) * cols / 4];
+            // 16 consecutive columns are 16 consecutive canonical bytes, one 2-bit field.
+            for chunk in 0..cols / 16 {
+                let (block, k) = (chunk / 8, (chunk % 8) * 16);
+                let bytes = &src[block * 32 + k % 32..][..16];
+                let shift = 6 - 2 * (k / 32);
+                let dst = &mut codes[(g * (cols / 16) + chunk) * 64 + 4 * i..][..4];
+                for (c, &b) in bytes.iter().enumerate() {
+                    dst[c % 4] |= ((b >> shift) & 3) << (2 * (c / 4));
+                }
+            }
+            for k in 0..n_groups {
+                scales[(g * n_groups + k) * ROWS16 + i] = self.scales[r * n_groups + k];
+            }
+        }
+        TernaryMatrix {
+            rows,
+            cols,
+            codes,
+            group_len: self.group_len,
+            scales,
+            layout: CodeLayout::Rows16,
+        }
+    }
+
+    fn to_canonical(&self) -> TernaryMatrix {
+        let (rows, cols) = (self.rows, self.cols);
+        let n_groups = cols / self.group_len;
+        let mut codes = vec![0u8; rows * cols / 4];
+        let mut scales = vec![0.0f32; rows * n_groups];
+        for r in 0..rows {
+            for c in 0..cols {
+                let (block, k) = (c / I2_S_BLOCK_ELEMS, c % I2_S_BLOCK_ELEMS);
+                let at = r * cols / 4 + block * I2_S_BLOCK_BYTES + k % 32;
+                codes[at] |= self.code(r, c) << (6 - 2 * (k / 32));
+            }
+            for k in 0..n_groups {
+                scales[r * n_groups + k] = self.scale(r, k * self.group_len);
+            }
+        }
+        TernaryMatrix {
+            rows,
+            cols,
+            codes,
+            group_len: self.group_len,
+            scales,
+            layout: CodeLayout::Canonical,
+        }
     }
 
     /// The code (0..=2) of element (r, c).
@@ -312,9 +413,19 @@ impl TernaryMatrix {
     /// If `r >= rows` or `c >= cols`, like slice indexing.
     pub fn code(&self, r: usize, c: usize) -> u8 {
         assert!(r < self.rows && c < self.cols, "({r}, {c}) out of range");
-        let (block, k) = (c / I2_S_BLOCK_ELEMS, c % I2_S_BLOCK_ELEMS);
-        let byte = self.codes[r * self.cols / 4 + block * I2_S_BLOCK_BYTES + k % 32];
-        (byte >> (6 - 2 * (k / 32))) & 3
+        match self.layout {
+            CodeLayout::Canonical => {
+                let (block, k) = (c / I2_S_BLOCK_ELEMS, c % I2_S_BLOCK_ELEMS);
+                let byte = self.codes[r * self.cols / 4 + block * I2_S_BLOCK_BYTES + k % 32];
+                (byte >> (6 - 2 * (k / 32))) & 3
+            }
+            CodeLayout::Rows16 => {
+                let (g, i) = (r / ROWS16, r % ROWS16);
+                let (chunk, q, j) = (c / 16, (c % 16) / 4, c % 4);
+                let byte = self.codes[(g * (self.cols / 16) + chunk) * 64 + 4 * i + j];
+                (byte >> (2 * q)) & 3
+            }
+        }
     }
 
     /// The trit (-1..=1) of element (r, c).
@@ -331,7 +442,14 @@ impl TernaryMatrix {
     /// If `r >= rows` or `c >= cols`, like slice indexing.
     pub fn scale(&self, r: usize, c: usize) -> f32 {
         assert!(r < self.rows && c < self.cols, "({r}, {c}) out of range");
-        self.scales[r * (self.cols / self.group_len) + c / self.group_len]
+        let n_groups = self.cols / self.group_len;
+        match self.layout {
+            CodeLayout::Canonical => self.scales[r * n_groups + c / self.group_len],
+            CodeLayout::Rows16 => {
+                let (g, i) = (r / ROWS16, r % ROWS16);
+                self.scales[(g * n_groups + c / self.group_len) * ROWS16 + i]
+            }
+        }
     }
 
     /// Writes row `r` as `trit * scale` into `dst` (`cols` long): the reference the kernels and
@@ -344,6 +462,12 @@ impl TernaryMatrix {
             });
         }
         check_data_len("dst", self.cols, dst.len())?;
+        if self.layout != CodeLayout::Canonical {
+            for (c, y) in dst.iter_mut().enumerate() {
+                *y = f32::from(self.code(r, c) as i8 - 1) * self.scale(r, c);
+            }
+            return Ok(());
+        }
         let row = &self.codes[r * self.cols / 4..(r + 1) * self.cols / 4];
         let scales = &self.scales[r * (self.cols / self.group_len)..];
         for (i, (bytes, y)) in row
@@ -518,6 +642,32 @@ mod tests {
         let mut bytes = vec![0u8; ROWS * COLS / 256 * 66];
         pack_row_tq2_0(&trits, &scales, &mut bytes).unwrap();
         assert_eq!(TernaryMatrix::from_tq2_0(&bytes, ROWS, COLS).unwrap(), m);
+    }
+
+    #[test]
+    fn rows16_round_trip() {
+        let mut rng = XorShift::new(16);
+        for rows in [1, 16, 21, 33] {
+            let trits = rng.trits(rows * 384);
+            let scales = f16_scales(&mut rng, rows * 384 / 128);
+            let m = TernaryMatrix::from_trits(&trits, rows, 384, 128, scales).unwrap();
+            let p = m.to_layout(CodeLayout::Rows16);
+            assert_eq!(p.codes.len(), rows.div_ceil(16) * 16 * 384 / 4);
+            let mut a = vec![0.0f32; 384];
+            let mut b = vec![0.0f32; 384];
+            for r in 0..rows {
+                m.dequantize_row(r, &mut a).unwrap();
+                p.dequantize_row(r, &mut b).unwrap();
+                assert_eq!(a, b, "row {r}");
+            }
+            assert_eq!(p.to_layout(CodeLayout::Canonical), m);
+        }
+        // Row 17, column 16 * 2 + 4 * 3 + 1 = 45: group 1, chunk 2, byte 4 + 1, bits 6..7.
+        let mut trits = vec![0i8; 18 * 128];
+        trits[17 * 128 + 45] = 1;
+        let m = TernaryMatrix::from_trits(&trits, 18, 128, 128, vec![1.0; 18]).unwrap();
+        let p = m.to_layout(CodeLayout::Rows16);
+        assert_eq!(p.codes[(8 + 2) * 64 + 5], 0b1001_0101);
     }
 
     #[test]

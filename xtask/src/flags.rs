@@ -1,18 +1,116 @@
 //! Command-line flags of every xtask command.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "cargo xtask", about = "BitNet project tasks")]
+#[command(
+    name = "cargo xtask",
+    about = "BitNet project tasks: cross-build, validate, measure"
+)]
 pub struct Xtask {
+    /// The target matrix to read.
+    #[arg(long, global = true, default_value = "targets.toml")]
+    pub targets: PathBuf,
+    /// The board profiles to read.
+    #[arg(long, global = true, default_value = "qemu/profiles.toml")]
+    pub profiles: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Install what the targets need: apt packages, rustup targets and components, zig.
+    Setup(Select),
+    /// Report per target what is installed and what is missing; changes nothing.
+    Doctor(Select),
+    /// Run a prompt on the host reference and on the target under every board profile,
+    /// with every kernel forced in turn, and compare the logits.
+    Validate(ValidateArgs),
+    /// Binary size, sections, linkage and kernel symbols per target, against the budgets.
+    SizeReport(SizeArgs),
+    /// setup-check, build, size-report and validate every target; one table at the end.
+    Matrix(MatrixArgs),
     /// Regenerate the tiny fixture models and their golden logits under fixtures/.
     Fixtures(FixturesArgs),
+    /// Run the test suite: cargo tests, formatting, and the independent numpy reference.
+    Test(TestArgs),
+    /// Write the synthetic 2B4T-shape benchmark model under target/bench/.
+    BenchModel(BenchModelArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Select {
+    /// A triple, an architecture (x86_64, aarch64, armv7, riscv64, darwin) or `all`.
+    #[arg(long, short, value_delimiter = ',', default_value = "all")]
+    pub target: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// Models to evaluate (default: every fixtures/*.gguf).
+    #[arg(long)]
+    pub model: Vec<PathBuf>,
+    /// Prompt token ids (default: the fixtures' prompt).
+    #[arg(long, value_delimiter = ',')]
+    pub prompt_tokens: Option<Vec<u32>>,
+    /// Largest allowed |logit difference| from the host reference.
+    #[arg(long, default_value_t = 1e-3)]
+    pub tolerance: f32,
+    /// Seconds before an emulated run is declared hung and killed.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Test builds only: perturb this kernel's output to prove validation catches it.
+    #[arg(long, hide = true)]
+    pub inject_fault: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub select: Select,
+    /// Only this board profile.
+    #[arg(long)]
+    pub cpu: Option<String>,
+    #[command(flatten)]
+    pub eval: EvalArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SizeArgs {
+    #[command(flatten)]
+    pub select: Select,
+    /// Save the report as a JSON baseline.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Print the change against a saved baseline.
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
+    /// Print a Markdown table.
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MatrixArgs {
+    #[command(flatten)]
+    pub select: Select,
+    #[command(flatten)]
+    pub eval: EvalArgs,
+    /// Write the results as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the results as Markdown (default when $GITHUB_STEP_SUMMARY is set: there).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Print the selected targets as JSON for a GitHub Actions strategy.matrix and exit.
+    #[arg(long)]
+    pub list_json: bool,
+    /// Do not install missing requirements first.
+    #[arg(long)]
+    pub no_setup: bool,
 }
 
 #[derive(Args, Debug)]
@@ -20,4 +118,24 @@ pub struct FixturesArgs {
     /// Only check that the committed files match what the generator produces.
     #[arg(long)]
     pub check: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchModelArgs {
+    /// Ternary weight type.
+    #[arg(long, default_value = "tq2_0", value_parser = ["i2_s", "tq2_0", "tq1_0"])]
+    pub weights: String,
+    /// Type of the tied embedding / head.
+    #[arg(long, default_value = "f16", value_parser = ["f16", "q8_0"])]
+    pub head: String,
+    /// Rewrite the file even if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// Skip the numpy reference check (no Python needed).
+    #[arg(long)]
+    pub no_reference: bool,
 }

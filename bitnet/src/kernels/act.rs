@@ -12,6 +12,10 @@ pub struct ActBatch {
     pub q: Vec<i8>,
     /// (n_tokens,) scale `s` per token: `x ~= q / s`.
     pub scale: Vec<f32>,
+    /// (n_tokens, cols / 128) sum of `q` over each 128-element block: the SIMD kernels
+    /// multiply unsigned codes `c = trit + 1` and subtract these. Kept in step with `q` by
+    /// the quantizers; call [`ActBatch::update_block_sums`] after writing `q` by hand.
+    pub bsums: Vec<i32>,
 }
 
 impl ActBatch {
@@ -21,6 +25,7 @@ impl ActBatch {
             cols,
             q: vec![0; n_tokens * cols],
             scale: vec![0.0; n_tokens],
+            bsums: vec![0; n_tokens * (cols / 128)],
         }
     }
 
@@ -29,6 +34,25 @@ impl ActBatch {
         self.cols = cols;
         self.q.resize(n_tokens * cols, 0);
         self.scale.resize(n_tokens, 0.0);
+        self.bsums.resize(n_tokens * (cols / 128), 0);
+    }
+
+    /// Recomputes `bsums` from `q`.
+    pub fn update_block_sums(&mut self) {
+        let blocks = self.cols / 128;
+        for t in 0..self.n_tokens {
+            let q = &self.q[t * self.cols..(t + 1) * self.cols];
+            let sums = &mut self.bsums[t * blocks..(t + 1) * blocks];
+            for (s, b) in sums.iter_mut().zip(q.chunks_exact(128)) {
+                *s = b.iter().map(|&v| i32::from(v)).sum();
+            }
+        }
+    }
+
+    /// Block sums of token `t` (cols / 128 values).
+    pub fn token_bsums(&self, t: usize) -> &[i32] {
+        let blocks = self.cols / 128;
+        &self.bsums[t * blocks..(t + 1) * blocks]
     }
 
     pub fn token(&self, t: usize) -> &[i8] {
@@ -60,6 +84,7 @@ pub fn quantize_acts_ref(x: &[f32], cols: usize, out: &mut ActBatch) {
         let row = &x[t * cols..(t + 1) * cols];
         out.scale[t] = quantize_row_i8_ref(row, |_, v| v, &mut out.q[t * cols..(t + 1) * cols]);
     }
+    out.update_block_sums();
 }
 
 /// RMSNorm fused with quantization: `quantize(x / rms(x) * w)` per token, one pass saved.
@@ -76,6 +101,7 @@ pub fn rmsnorm_quantize(x: &[f32], w: &[f32], eps: f32, out: &mut ActBatch) {
             &mut out.q[t * cols..(t + 1) * cols],
         );
     }
+    out.update_block_sums();
 }
 
 #[cfg(test)]

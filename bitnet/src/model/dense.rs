@@ -62,6 +62,12 @@ impl DenseMatrix {
         &(*self.source).as_ref()[start..start + self.row_bytes]
     }
 
+    /// The bytes of rows `r0..r0 + n`, contiguous.
+    pub fn rows_bytes(&self, r0: usize, n: usize) -> &[u8] {
+        let start = self.offset + r0 * self.row_bytes;
+        &(*self.source).as_ref()[start..start + n * self.row_bytes]
+    }
+
     /// `out` (cols,) = row `r` as f32.
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         // Type and lengths were checked in `new`, so this cannot fail.

@@ -1,12 +1,16 @@
 //! The forward pass, one function that reads like the paper (`formats.md` section 4).
+//!
+//! Every linear layer sees all tokens of a call at once as a matrix: the prompt of one
+//! sequence (prefill), or one token from each of several sequences ([`Batch`]), so each
+//! weight read serves every token. Only attention looks at which sequence a token belongs to.
 
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use super::{Activation, BitLinear, Config, KvCache, KvType, Model, ModelError};
-use crate::kernels::act::rmsnorm_quantize;
-use crate::kernels::{ActBatch, Kernel};
+use crate::kernels::act::{quantize_row_i8_ref, rmsnorm_quantize};
+use crate::kernels::{ActBatch, HeadActs, Kernel};
 use crate::ops;
 use crate::parallel::Exec;
 use crate::ternary::TernaryMatrix;
@@ -23,22 +27,43 @@ impl Matmul for Kernel {
     }
 }
 
-/// One sequence's KV cache, position and scratch buffers (n = tokens in this call).
+/// Scratch buffers of one forward call (n = tokens in the call).
+#[derive(Default)]
+pub(crate) struct Buffers {
+    x: Vec<f32>,         // (n, dim) residual stream
+    acts: ActBatch,      // (n, in) int8 input of the current BitLinear
+    q: Vec<f32>,         // (n, q_dim)
+    k: Vec<f32>,         // (n, kv_dim)
+    v: Vec<f32>,         // (n, kv_dim)
+    o: Vec<f32>,         // (n, q_dim) attention output
+    proj: Vec<f32>,      // (n, dim) output of attn_output / ffn_down
+    gate: Vec<f32>,      // (n, n_ff)
+    up: Vec<f32>,        // (n, n_ff)
+    tmp: Vec<f32>,       // (rows, n) kernels' output, rows outermost
+    normed: Vec<f32>,    // (n_out, dim) final hidden states
+    head_acts: HeadActs, // (n_out, dim) int8 input of a Q8_0 head
+    logits: Vec<f32>,    // (n_out, vocab)
+}
+
+impl Buffers {
+    fn resize(&mut self, c: &Config, n: usize) {
+        self.x.resize(n * c.dim, 0.0);
+        self.q.resize(n * c.q_dim(), 0.0);
+        self.k.resize(n * c.kv_dim(), 0.0);
+        self.v.resize(n * c.kv_dim(), 0.0);
+        self.o.resize(n * c.q_dim(), 0.0);
+        self.proj.resize(n * c.dim, 0.0);
+        self.gate.resize(n * c.n_ff, 0.0);
+        self.up.resize(n * c.n_ff, 0.0);
+    }
+}
+
+/// One sequence's KV cache, position and scratch buffers.
 pub struct State {
     pub kv: KvCache,
     /// Positions already in the cache.
     pub pos: usize,
-    x: Vec<f32>,      // (n, dim) residual stream
-    acts: ActBatch,   // (n, in) int8 input of the current BitLinear
-    q: Vec<f32>,      // (n, q_dim)
-    k: Vec<f32>,      // (n, kv_dim)
-    v: Vec<f32>,      // (n, kv_dim)
-    o: Vec<f32>,      // (n, q_dim) attention output
-    proj: Vec<f32>,   // (n, dim) output of attn_output / ffn_down
-    gate: Vec<f32>,   // (n, n_ff)
-    up: Vec<f32>,     // (n, n_ff)
-    tmp: Vec<f32>,    // (rows, n) a kernel's output, rows outermost
-    logits: Vec<f32>, // (n_out, vocab)
+    buf: Buffers,
 }
 
 impl State {
@@ -57,54 +82,95 @@ impl State {
         Ok(State {
             kv: KvCache::new(kv_type, c.n_layer, ctx, c.kv_dim()),
             pos: 0,
-            x: Vec::new(),
-            acts: ActBatch::default(),
-            q: Vec::new(),
-            k: Vec::new(),
-            v: Vec::new(),
-            o: Vec::new(),
-            proj: Vec::new(),
-            gate: Vec::new(),
-            up: Vec::new(),
-            tmp: Vec::new(),
-            logits: Vec::new(),
+            buf: Buffers::default(),
         })
     }
+}
 
-    fn resize(&mut self, c: &Config, n: usize) {
-        self.x.resize(n * c.dim, 0.0);
-        self.q.resize(n * c.q_dim(), 0.0);
-        self.k.resize(n * c.kv_dim(), 0.0);
-        self.v.resize(n * c.kv_dim(), 0.0);
-        self.o.resize(n * c.q_dim(), 0.0);
-        self.proj.resize(n * c.dim, 0.0);
-        self.gate.resize(n * c.n_ff, 0.0);
-        self.up.resize(n * c.n_ff, 0.0);
+/// Independent sequences decoded together: one token of each per [`Model::forward_batch`],
+/// sharing every weight read. Each has its own cache and position.
+pub struct Batch {
+    pub seqs: Vec<State>,
+    buf: Buffers,
+}
+
+impl Batch {
+    /// `n` fresh sequences of up to `ctx` positions each.
+    pub fn new(c: &Config, n: usize, ctx: usize, kv_type: KvType) -> Result<Batch, ModelError> {
+        let bytes = KvCache::bytes_needed(kv_type, c.n_layer, ctx, c.kv_dim())
+            .and_then(|b| b.checked_mul(n));
+        if bytes.is_none_or(|b| b > MAX_KV_BYTES) {
+            return Err(ModelError::Unsupported(format!(
+                "{n} KV caches of {ctx} positions would exceed {} GiB; lower --ctx or --batch-size",
+                MAX_KV_BYTES >> 30
+            )));
+        }
+        let seqs = (0..n)
+            .map(|_| State::new(c, ctx, kv_type))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Batch {
+            seqs,
+            buf: Buffers::default(),
+        })
     }
 }
 
 const MAX_KV_BYTES: usize = if usize::BITS >= 64 { 64 << 30 } else { 1 << 30 };
 
-/// `out` (n, rows) = `l` applied to every token of `x`.
+/// Where each token of a call goes: (sequence, position).
+type Placement = [(usize, usize)];
+
+/// Rows per chunk when the matrices `rows` are computed in one parallel section: a few
+/// chunks per thread so uneven progress still balances, and a divisor of every row count
+/// so no chunk straddles two matrices.
+fn chunk_rows(exec: &dyn Exec, rows: &[usize]) -> usize {
+    let total: usize = rows.iter().sum();
+    let target = total.div_ceil(exec.threads() * 4).max(1);
+    let g = rows.iter().fold(0, |g, &r| gcd(g, r));
+    // The largest divisor of g not above the target (g itself when it is small).
+    (1..=g.min(target)).rev().find(|d| g % d == 0).unwrap_or(1)
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// `outs[i]` (n, rows_i) = `ls[i]` applied to every token of `x`, all matrices in one
+/// parallel section (q, k, v share their input; so do gate and up).
 fn linear(
     mm: &dyn Matmul,
     exec: &dyn Exec,
-    l: &BitLinear,
+    ls: &[&BitLinear],
     x: &ActBatch,
     tmp: &mut Vec<f32>,
-    out: &mut [f32],
+    outs: &mut [&mut Vec<f32>],
 ) {
-    let (rows, n) = (l.w.rows, x.n_tokens);
-    tmp.resize(rows * n, 0.0);
-    // A few chunks per thread so uneven progress still balances.
-    let chunk_rows = rows.div_ceil(exec.threads() * 4).max(1);
-    exec.for_each_chunk(&mut tmp[..rows * n], chunk_rows * n, &|i, chunk| {
-        mm.bitmatmul(&l.w, x, i * chunk_rows, chunk)
-    });
-    for t in 0..n {
-        for r in 0..rows {
-            out[t * rows + r] = tmp[r * n + t] * l.out_scale;
+    let n = x.n_tokens;
+    let rows: Vec<usize> = ls.iter().map(|l| l.w.rows).collect();
+    let total: usize = rows.iter().sum();
+    let chunk = chunk_rows(exec, &rows);
+    tmp.resize(total * n, 0.0);
+    exec.for_each_chunk(&mut tmp[..total * n], chunk * n, &|i, out| {
+        let (mut m, mut r) = (0, i * chunk);
+        while r >= rows[m] {
+            r -= rows[m];
+            m += 1;
         }
+        mm.bitmatmul(&ls[m].w, x, r, out)
+    });
+    let mut off = 0;
+    for ((l, out), &rows) in ls.iter().zip(outs.iter_mut()).zip(&rows) {
+        let tmp = &tmp[off * n..(off + rows) * n];
+        for t in 0..n {
+            for r in 0..rows {
+                out[t * rows + r] = tmp[r * n + t] * l.out_scale;
+            }
+        }
+        off += rows;
     }
 }
 
@@ -129,16 +195,68 @@ impl Model {
         tokens: &[u32],
         all_logits: bool,
     ) -> Result<&'s [f32], ModelError> {
-        let c = &self.config;
         let n = tokens.len();
         if n == 0 {
             return Err(ModelError::Input("no tokens to evaluate".into()));
         }
-        if s.pos + n > s.kv.ctx {
+        let at: Vec<(usize, usize)> = (0..n).map(|t| (0, s.pos + t)).collect();
+        let first = if all_logits { 0 } else { n - 1 };
+        self.forward_core(mm, exec, &mut s.buf, &mut [&mut s.kv], &at, tokens, first)?;
+        s.pos += n;
+        Ok(&s.buf.logits)
+    }
+
+    /// Evaluates token `tokens[i]` of every sequence `i` of `batch` at its next position and
+    /// returns the logits (n_seqs, vocab).
+    pub fn forward_batch<'s>(
+        &self,
+        exec: &dyn Exec,
+        batch: &'s mut Batch,
+        tokens: &[u32],
+    ) -> Result<&'s [f32], ModelError> {
+        if tokens.len() != batch.seqs.len() || tokens.is_empty() {
             return Err(ModelError::Input(format!(
-                "context full: {} + {n} tokens exceed the context of {} (raise --ctx, up to the model's {})",
-                s.pos, s.kv.ctx, c.ctx_len
+                "{} tokens for a batch of {} sequences",
+                tokens.len(),
+                batch.seqs.len()
             )));
+        }
+        let at: Vec<(usize, usize)> = batch
+            .seqs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, s.pos))
+            .collect();
+        let mut kvs: Vec<&mut KvCache> = batch.seqs.iter_mut().map(|s| &mut s.kv).collect();
+        self.forward_core(&self.kernel, exec, &mut batch.buf, &mut kvs, &at, tokens, 0)?;
+        for s in &mut batch.seqs {
+            s.pos += 1;
+        }
+        Ok(&batch.buf.logits)
+    }
+
+    /// The forward pass of `tokens`, token `t` going to sequence `at[t].0` at position
+    /// `at[t].1`; logits of tokens `first..` land in `b.logits`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_core(
+        &self,
+        mm: &dyn Matmul,
+        exec: &dyn Exec,
+        b: &mut Buffers,
+        kvs: &mut [&mut KvCache],
+        at: &Placement,
+        tokens: &[u32],
+        first: usize,
+    ) -> Result<(), ModelError> {
+        let c = &self.config;
+        let n = tokens.len();
+        for &(seq, pos) in at {
+            if pos >= kvs[seq].ctx {
+                return Err(ModelError::Input(format!(
+                    "context full: position {pos} is past the context of {} (raise --ctx, up to the model's {})",
+                    kvs[seq].ctx, c.ctx_len
+                )));
+            }
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
             return Err(ModelError::Input(format!(
@@ -146,138 +264,223 @@ impl Model {
                 c.vocab
             )));
         }
-        s.resize(c, n);
+        b.resize(c, n);
         let (dim, q_dim, kv_dim, eps) = (c.dim, c.q_dim(), c.kv_dim(), c.eps);
         let inv_freq = ops::rope_inv_freq(c.n_rot, c.rope_theta);
+        // (n, n_rot / 2) sin and cos of each token's angles: computed once, used by every
+        // head of every layer.
+        let half = inv_freq.len();
+        let rope: Vec<(f32, f32)> = at
+            .iter()
+            .flat_map(|&(_, pos)| {
+                inv_freq.iter().map(move |&f| {
+                    let angle = pos as f32 * f;
+                    (libm::sinf(angle), libm::cosf(angle))
+                })
+            })
+            .collect();
 
         for (t, &tok) in tokens.iter().enumerate() {
             self.token_embd
-                .dequantize_row(tok as usize, &mut s.x[t * dim..(t + 1) * dim]);
+                .dequantize_row(tok as usize, &mut b.x[t * dim..(t + 1) * dim]);
         }
 
-        for (layer, b) in self.blocks.iter().enumerate() {
+        for (layer, blk) in self.blocks.iter().enumerate() {
             // Attention: a = rmsnorm(x) * attn_norm; q, k, v = BitLinear(a)
-            rmsnorm_quantize(&s.x, &b.attn_norm, eps, &mut s.acts);
-            linear(mm, exec, &b.wq, &s.acts, &mut s.tmp, &mut s.q);
-            linear(mm, exec, &b.wk, &s.acts, &mut s.tmp, &mut s.k);
-            linear(mm, exec, &b.wv, &s.acts, &mut s.tmp, &mut s.v);
-            for t in 0..n {
-                let pos = s.pos + t;
-                for head in s.q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(c.head_dim) {
-                    ops::rope_neox(head, pos, &inv_freq);
+            norm_quantize(exec, &b.x, &blk.attn_norm, eps, &mut b.acts);
+            linear(
+                mm,
+                exec,
+                &[&blk.wq, &blk.wk, &blk.wv],
+                &b.acts,
+                &mut b.tmp,
+                &mut [&mut b.q, &mut b.k, &mut b.v],
+            );
+            for (t, &(seq, pos)) in at.iter().enumerate() {
+                let rot = &rope[t * half..(t + 1) * half];
+                for head in b.q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(c.head_dim) {
+                    rope_neox_with(head, rot);
                 }
-                let k = &mut s.k[t * kv_dim..(t + 1) * kv_dim];
+                let k = &mut b.k[t * kv_dim..(t + 1) * kv_dim];
                 for head in k.chunks_exact_mut(c.head_dim) {
-                    ops::rope_neox(head, pos, &inv_freq);
+                    rope_neox_with(head, rot);
                 }
-                s.kv.write(layer, pos, k, &s.v[t * kv_dim..(t + 1) * kv_dim]);
+                kvs[seq].write(layer, pos, k, &b.v[t * kv_dim..(t + 1) * kv_dim]);
             }
-            attention(c, exec, &s.kv, layer, s.pos, &s.q, &mut s.o);
+            attention(c, exec, kvs, layer, at, &b.q, &mut b.o);
             // o = rmsnorm(o) * attn_sub_norm; x = x + BitLinear_o(o)
-            rmsnorm_quantize(&s.o, &b.attn_sub_norm, eps, &mut s.acts);
-            linear(mm, exec, &b.wo, &s.acts, &mut s.tmp, &mut s.proj);
-            add(&mut s.x, &s.proj);
+            norm_quantize(exec, &b.o, &blk.attn_sub_norm, eps, &mut b.acts);
+            linear(
+                mm,
+                exec,
+                &[&blk.wo],
+                &b.acts,
+                &mut b.tmp,
+                &mut [&mut b.proj],
+            );
+            add(&mut b.x, &b.proj);
 
             // FFN: g = act(BitLinear_gate(f)) * BitLinear_up(f), f = rmsnorm(x) * ffn_norm
-            rmsnorm_quantize(&s.x, &b.ffn_norm, eps, &mut s.acts);
-            linear(mm, exec, &b.w_gate, &s.acts, &mut s.tmp, &mut s.gate);
-            linear(mm, exec, &b.w_up, &s.acts, &mut s.tmp, &mut s.up);
+            norm_quantize(exec, &b.x, &blk.ffn_norm, eps, &mut b.acts);
+            linear(
+                mm,
+                exec,
+                &[&blk.w_gate, &blk.w_up],
+                &b.acts,
+                &mut b.tmp,
+                &mut [&mut b.gate, &mut b.up],
+            );
             let act = match c.act {
                 Activation::Relu2 => ops::relu2,
                 Activation::Silu => ops::silu,
             };
-            for (g, &u) in s.gate.iter_mut().zip(&s.up) {
+            for (g, &u) in b.gate.iter_mut().zip(&b.up) {
                 *g = act(*g) * u;
             }
             // g = rmsnorm(g) * ffn_sub_norm; x = x + BitLinear_down(g)
-            rmsnorm_quantize(&s.gate, &b.ffn_sub_norm, eps, &mut s.acts);
-            linear(mm, exec, &b.w_down, &s.acts, &mut s.tmp, &mut s.proj);
-            add(&mut s.x, &s.proj);
+            norm_quantize(exec, &b.gate, &blk.ffn_sub_norm, eps, &mut b.acts);
+            linear(
+                mm,
+                exec,
+                &[&blk.w_down],
+                &b.acts,
+                &mut b.tmp,
+                &mut [&mut b.proj],
+            );
+            add(&mut b.x, &b.proj);
         }
-        s.pos += n;
 
         // logits = head . (rmsnorm(x) * output_norm)
-        let first = if all_logits { 0 } else { n - 1 };
         let n_out = n - first;
-        let mut normed = vec![0.0f32; n_out * dim]; // (n_out, dim)
+        b.normed.resize(n_out * dim, 0.0);
         for t in 0..n_out {
-            let x = &s.x[(first + t) * dim..(first + t + 1) * dim];
+            let x = &b.x[(first + t) * dim..(first + t + 1) * dim];
             ops::rmsnorm(
-                &mut normed[t * dim..(t + 1) * dim],
+                &mut b.normed[t * dim..(t + 1) * dim],
                 x,
                 &self.output_norm,
                 eps,
             );
         }
-        self.head_matmul(exec, &normed, n_out, &mut s.tmp, &mut s.logits);
-        Ok(&s.logits)
-    }
-
-    /// `logits` (n, vocab) = head (vocab, dim) . `x` (n, dim), in f32.
-    fn head_matmul(
-        &self,
-        exec: &dyn Exec,
-        x: &[f32],
-        n: usize,
-        tmp: &mut Vec<f32>,
-        logits: &mut Vec<f32>,
-    ) {
-        let head = self.head();
-        let (vocab, dim) = (head.rows, head.cols);
-        tmp.resize(vocab * n, 0.0);
-        let chunk_rows = vocab.div_ceil(exec.threads() * 4).max(1);
-        exec.for_each_chunk(&mut tmp[..vocab * n], chunk_rows * n, &|i, chunk| {
-            let mut row = vec![0.0f32; dim]; // (dim,) one dequantized head row
-            for (j, out) in chunk.chunks_exact_mut(n).enumerate() {
-                head.dequantize_row(i * chunk_rows + j, &mut row);
-                for (t, y) in out.iter_mut().enumerate() {
-                    *y = ops::dot(&row, &x[t * dim..(t + 1) * dim]);
-                }
-            }
-        });
-        logits.resize(n * vocab, 0.0);
-        for t in 0..n {
-            for r in 0..vocab {
-                logits[t * vocab + r] = tmp[r * n + t];
-            }
-        }
+        self.head_matmul(
+            exec,
+            &b.normed,
+            n_out,
+            &mut b.head_acts,
+            &mut b.tmp,
+            &mut b.logits,
+        );
+        Ok(())
     }
 }
 
 /// `o` (n, q_dim) = softmax(q k^T / sqrt(head_dim) + causal mask) v, per head; query head
-/// h reads kv head h / (n_head / n_kv_head).
+/// h reads kv head h / (n_head / n_kv_head) of its own sequence's cache. One task per
+/// (token, kv head): the query heads sharing a kv head share each cached row read.
 fn attention(
     c: &Config,
     exec: &dyn Exec,
-    kv: &KvCache,
+    kvs: &[&mut KvCache],
     layer: usize,
-    pos0: usize,
+    at: &Placement,
     q: &[f32],
     o: &mut [f32],
 ) {
-    let (hd, n_head) = (c.head_dim, c.n_head);
+    let (hd, n_kv) = (c.head_dim, c.n_kv_head);
     let group = c.n_head / c.n_kv_head;
     let scale = 1.0 / libm::sqrtf(hd as f32);
-    exec.for_each_chunk(o, hd, &|i, out| {
-        let (t, h) = (i / n_head, i % n_head);
-        let pos = pos0 + t;
-        let kv_off = (h / group) * hd;
-        let qh = &q[i * hd..(i + 1) * hd];
+    exec.for_each_chunk(o, group * hd, &|i, out| {
+        let (t, kvh) = (i / n_kv, i % n_kv);
+        let (seq, pos) = at[t];
+        let kv: &KvCache = &*kvs[seq];
+        let qs = &q[i * group * hd..(i + 1) * group * hd]; // (group, head_dim)
+        let len = pos + 1;
         let mut row = vec![0.0f32; hd]; // (head_dim,) one cached key or value
-        let mut att = vec![0.0f32; pos + 1]; // (pos + 1,) scores, then weights
-        for (j, a) in att.iter_mut().enumerate() {
-            kv.read_k(layer, j, kv_off, &mut row);
-            *a = ops::dot(qh, &row) * scale;
+        let mut att = vec![0.0f32; group * len]; // (group, pos + 1) scores, then weights
+        for j in 0..len {
+            kv.read_k(layer, j, kvh * hd, &mut row);
+            for (g, qh) in qs.chunks_exact(hd).enumerate() {
+                att[g * len + j] = dot_lanes(qh, &row) * scale;
+            }
         }
-        ops::softmax(&mut att);
+        for a in att.chunks_exact_mut(len) {
+            ops::softmax(a);
+        }
         out.fill(0.0);
-        for (j, &a) in att.iter().enumerate() {
-            kv.read_v(layer, j, kv_off, &mut row);
-            for (y, &v) in out.iter_mut().zip(&row) {
-                *y += a * v;
+        for j in 0..len {
+            kv.read_v(layer, j, kvh * hd, &mut row);
+            for (g, y) in out.chunks_exact_mut(hd).enumerate() {
+                let a = att[g * len + j];
+                for (y, &v) in y.iter_mut().zip(&row) {
+                    *y += a * v;
+                }
             }
         }
     });
+}
+
+/// A dot product in eight independent lanes, which the compiler vectorises.
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (xa, xb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = xa
+        .remainder()
+        .iter()
+        .zip(xb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in xa.zip(xb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// [`rmsnorm_quantize`] with the tokens spread over the threads (prefill and batches).
+fn norm_quantize(exec: &dyn Exec, x: &[f32], w: &[f32], eps: f32, out: &mut ActBatch) {
+    let cols = w.len();
+    let n = x.len() / cols;
+    if n == 1 || exec.threads() == 1 {
+        return rmsnorm_quantize(x, w, eps, out);
+    }
+    out.resize(n, cols);
+    let scales = SyncPtr(out.scale.as_mut_ptr());
+    // SAFETY: i8 and u8 have the same layout; the slice is only borrowed for this call.
+    let bytes =
+        unsafe { core::slice::from_raw_parts_mut(out.q.as_mut_ptr().cast::<u8>(), n * cols) };
+    exec.for_each_chunk_u8(bytes, cols, &|t, chunk| {
+        // SAFETY: as above, back to i8.
+        let q = unsafe { core::slice::from_raw_parts_mut(chunk.as_mut_ptr().cast::<i8>(), cols) };
+        let row = &x[t * cols..(t + 1) * cols];
+        let inv = ops::rms_inv(row, eps);
+        let s = quantize_row_i8_ref(row, |i, v| v * inv * w[i], q);
+        // SAFETY: task t alone writes scale t, inside the n-long buffer.
+        unsafe { *scales.get().add(t) = s };
+    });
+    out.update_block_sums();
+}
+
+/// A pointer tasks write disjoint elements through.
+struct SyncPtr(*mut f32);
+
+impl SyncPtr {
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: only used for writes to disjoint elements by parallel tasks.
+unsafe impl Sync for SyncPtr {}
+
+/// [`ops::rope_neox`] with the sines and cosines already computed (same arithmetic).
+fn rope_neox_with(head: &mut [f32], rot: &[(f32, f32)]) {
+    let half = rot.len();
+    for (i, &(sin, cos)) in rot.iter().enumerate() {
+        let (a, b) = (head[i], head[i + half]);
+        head[i] = a * cos - b * sin;
+        head[i + half] = a * sin + b * cos;
+    }
 }
 
 fn add(x: &mut [f32], y: &[f32]) {

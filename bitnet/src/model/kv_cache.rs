@@ -3,6 +3,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KvType {
@@ -51,10 +52,9 @@ impl Store {
                 dst.copy_from_slice(&v[at..at + n])
             }
             Store::F16(v) => {
+                // One slice conversion: F16C on x86 when present, not a call per element.
                 let n = dst.len();
-                for (d, s) in dst.iter_mut().zip(&v[at..at + n]) {
-                    *d = s.to_f32();
-                }
+                v[at..at + n].convert_to_f32_slice(dst);
             }
         }
     }

@@ -125,9 +125,26 @@ impl Model {
     pub fn load(g: &Gguf, source: Source, kernel: Kernel) -> Result<Model, ModelError> {
         let config = Config::from_gguf(g)?;
         let l = Loader { g, source: &source };
-        let blocks = (0..config.n_layer)
+        let mut blocks = (0..config.n_layer)
             .map(|i| l.block(&config, i))
             .collect::<Result<Vec<_>, _>>()?;
+        // The kernel may read its own arrangement of the codes (no copy when canonical).
+        let layout = kernel.code_layout();
+        for b in &mut blocks {
+            for l in [
+                &mut b.wq,
+                &mut b.wk,
+                &mut b.wv,
+                &mut b.wo,
+                &mut b.w_gate,
+                &mut b.w_up,
+                &mut b.w_down,
+            ] {
+                if l.w.layout != layout {
+                    l.w = l.w.to_layout(layout);
+                }
+            }
+        }
         let token_embd = l.dense("token_embd.weight", config.vocab, config.dim)?;
         let output_norm = l.vector("output_norm.weight", config.dim)?;
         let output = match g.tensor("output.weight") {

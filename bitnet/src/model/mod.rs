@@ -3,13 +3,14 @@
 mod config;
 mod dense;
 mod forward;
+mod head;
 mod kv_cache;
 mod load;
 pub use load::tensor_type_summary;
 
 pub use config::{Activation, Arch, Config};
 pub use dense::{DenseMatrix, Source};
-pub use forward::State;
+pub use forward::{Batch, State};
 pub use kv_cache::{KvCache, KvType};
 
 use alloc::string::String;

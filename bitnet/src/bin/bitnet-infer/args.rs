@@ -23,6 +23,35 @@ pub struct Cli {
 pub enum Command {
     /// Describe a model file: architecture, hyper-parameters, tensor types, CPU and kernel.
     Info(InfoArgs),
+    /// Measure prefill and decode speed (llama-bench style) and the memory read bandwidth.
+    Bench(BenchArgs),
+    /// Show the token ids and pieces of a text (works on vocabulary-only GGUF files).
+    Tokenize(TokenizeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TokenizeArgs {
+    /// GGUF file with `tokenizer.*` metadata (a model or a vocabulary-only file).
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// Text to tokenize.
+    #[arg(long, short, required_unless_present = "bench")]
+    pub text: Option<String>,
+    /// Print one JSON object {"ids": [...], "pieces": [...]}.
+    #[arg(long)]
+    pub json: bool,
+    /// Tokenize the text as a user turn in the model's chat format.
+    #[arg(long)]
+    pub chat: bool,
+    /// System message of the chat turn.
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
+    /// Add no BOS/EOS and read special-token text (`<|eot_id|>`) as plain text.
+    #[arg(long, conflicts_with = "chat")]
+    pub no_special: bool,
+    /// Measure encode and decode throughput on 1 MiB of mixed text instead.
+    #[arg(long)]
+    pub bench: bool,
 }
 
 #[derive(Args, Debug)]
@@ -30,6 +59,54 @@ pub struct InfoArgs {
     /// GGUF model file.
     #[arg(long, short)]
     pub model: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+/// How the model is executed: shared by run, info and bench.
+#[derive(Args, Debug, Clone)]
+pub struct KernelArgs {
+    /// Force a kernel (scalar, avx2, avxvnni, avx512vnni, ...; see `info`) instead of the best
+    /// one this CPU supports. Also read from BITNET_KERNEL.
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Head (output matrix) type: `f16` keeps the file's; `q8_0` quantizes an F16 head to
+    /// Q8_0 at load (about half the bytes read per token).
+    #[arg(long, default_value = "f16", value_parser = ["f16", "q8_0"])]
+    pub head: String,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// GGUF model file (e.g. from `cargo xtask bench-model`).
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// Prompt tokens evaluated as one batch (prefill test); 0 skips it.
+    #[arg(short = 'p', long, default_value_t = 128)]
+    pub n_prompt: usize,
+    /// Tokens generated one at a time (decode test); 0 skips it.
+    #[arg(short = 'n', long, default_value_t = 32)]
+    pub n_gen: usize,
+    /// Thread counts to measure, comma-separated (default: physical cores).
+    #[arg(short = 't', long, value_delimiter = ',')]
+    pub threads: Option<Vec<usize>>,
+    /// Repetitions of each test.
+    #[arg(short = 'r', long, default_value_t = 3)]
+    pub reps: usize,
+    /// Sequences decoded together in the decode test (aggregate tok/s).
+    #[arg(short = 'b', long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// MiB streamed by the memory bandwidth measurement (0 skips it).
+    #[arg(long, default_value_t = 1024)]
+    pub bw_mib: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
 }
 
 #[derive(Args, Debug)]
@@ -43,6 +120,16 @@ pub struct RunArgs {
     /// Prompt as raw token ids (comma-separated); bypasses the tokenizer.
     #[arg(long, value_delimiter = ',')]
     pub prompt_tokens: Option<Vec<u32>>,
+    /// Chat: the prompt is a user turn in the model's chat format (tokenizer.chat_template);
+    /// without --prompt, read one user turn per line from stdin.
+    #[arg(long, conflicts_with = "prompt_tokens")]
+    pub chat: bool,
+    /// System message for --chat.
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
+    /// Print special tokens (<|eot_id|>, ...) in the output instead of hiding them.
+    #[arg(long)]
+    pub show_special: bool,
     /// Tokens to generate after the prompt.
     #[arg(long, short = 'n', default_value_t = 64)]
     pub max_tokens: usize,
@@ -58,9 +145,15 @@ pub struct RunArgs {
     /// Random seed (default: from the clock; printed in the stats).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Worker threads (default: available CPUs).
+    /// Worker threads (default: physical cores).
     #[arg(long, short)]
     pub threads: Option<usize>,
+    /// Decode this many independent sequences of the prompt together (each with its own
+    /// cache and sampler seed), sharing every weight read; outputs are printed at the end.
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
     /// Context length, capped by the model's.
     #[arg(long)]
     pub ctx: Option<usize>,

@@ -5,16 +5,74 @@ use bitnet::kernels::Kernel;
 use bitnet::model::{tensor_type_summary, Model};
 
 use crate::args::InfoArgs;
+use crate::setup::json_str;
 use crate::stats::cpu_features;
 
 pub fn main(a: &InfoArgs) -> Result<(), String> {
     let file = GgufFile::open(&a.model).map_err(|e| e.to_string())?;
     let g = file.gguf();
     let path = a.model.display();
+    let selected = crate::setup::kernel(&a.kernel)?;
     // Loading checks every tensor's shape and type, so `info` also validates the file.
-    let model =
-        Model::load(g, file.source(), Kernel::detect()).map_err(|e| format!("{path}: {e}"))?;
+    let model = Model::load(g, file.source(), selected).map_err(|e| format!("{path}: {e}"))?;
     let c = &model.config;
+    let tied = g.tensor("output.weight").is_none();
+    let available: Vec<&str> = Kernel::available().map(Kernel::name).collect();
+    let types = tensor_type_summary(g);
+    let feats = cpu_features();
+    if a.json {
+        let list = |v: &[&str]| {
+            let items: Vec<String> = v.iter().map(|s| json_str(s)).collect();
+            format!("[{}]", items.join(", "))
+        };
+        let tensors: Vec<String> = types
+            .iter()
+            .map(|(ty, count, bytes)| {
+                format!(
+                    "{}: {{\"count\": {count}, \"bytes\": {bytes}}}",
+                    json_str(ty.name())
+                )
+            })
+            .collect();
+        let cpu: Vec<String> = feats
+            .iter()
+            .map(|(n, on)| format!("{}: {on}", json_str(n)))
+            .collect();
+        println!("{{");
+        println!("  \"file\": {},", json_str(&path.to_string()));
+        println!("  \"gguf_version\": {},", g.version);
+        println!("  \"architecture\": {},", json_str(&c.arch_name));
+        println!("  \"ffn_activation\": {},", json_str(c.act.name()));
+        println!(
+            "  \"hyperparameters\": {{\"n_layer\": {}, \"dim\": {}, \"n_ff\": {}, \"n_head\": {}, \
+             \"n_kv_head\": {}, \"head_dim\": {}, \"n_rot\": {}, \"rope_theta\": {}, \"eps\": {:e}, \
+             \"context_length\": {}, \"vocab\": {}}},",
+            c.n_layer, c.dim, c.n_ff, c.n_head, c.n_kv_head, c.head_dim, c.n_rot, c.rope_theta,
+            c.eps, c.ctx_len, c.vocab
+        );
+        println!(
+            "  \"head\": {{\"tied\": {tied}, \"type\": {}}},",
+            json_str(model.head().ty.name())
+        );
+        println!("  \"bytes_per_token\": {},", model.bytes_per_token());
+        println!(
+            "  \"tensors\": {{\"count\": {}, \"types\": {{{}}}}},",
+            g.tensors.len(),
+            tensors.join(", ")
+        );
+        println!(
+            "  \"cpu\": {{\"arch\": {}, \"features\": {{{}}}}},",
+            json_str(std::env::consts::ARCH),
+            cpu.join(", ")
+        );
+        println!(
+            "  \"kernels\": {{\"available\": {}, \"selected\": {}}}",
+            list(&available),
+            json_str(selected.name())
+        );
+        println!("}}");
+        return Ok(());
+    }
     println!("file          {path}");
     println!("gguf version  {}", g.version);
     println!(
@@ -36,17 +94,21 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
     println!("rms eps       {:e}", c.eps);
     println!("context       {}", c.ctx_len);
     println!("vocab         {}", c.vocab);
-    let tied = if g.tensor("output.weight").is_some() {
-        "output.weight"
-    } else {
+    let head = if tied {
         "tied to token_embd"
+    } else {
+        "output.weight"
     };
-    println!("head          {tied}");
+    println!("head          {head} ({})", model.head().ty);
+    println!(
+        "bytes/token   {} (ternary weights + head read per decode step)",
+        model.bytes_per_token()
+    );
     println!("tensors       {}", g.tensors.len());
-    for (ty, count, bytes) in tensor_type_summary(g) {
+    for (ty, count, bytes) in types {
         println!("  {:<6} {count:>5} tensors {:>12} bytes", ty.name(), bytes);
     }
-    let feats: Vec<String> = cpu_features()
+    let feats: Vec<String> = feats
         .into_iter()
         .map(|(n, on)| format!("{}{n}", if on { "+" } else { "-" }))
         .collect();
@@ -55,15 +117,9 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
         std::env::consts::ARCH,
         feats.join(" ")
     );
-    let available: Vec<&str> = Kernel::ALL
-        .iter()
-        .filter(|k| k.is_available())
-        .map(|k| k.name())
-        .collect();
     println!(
-        "kernels       available: {}; selected: {}",
-        available.join(", "),
-        Kernel::detect()
+        "kernels       available: {}; selected: {selected}",
+        available.join(", ")
     );
     Ok(())
 }

@@ -1,18 +1,28 @@
 //! `bitnet-infer`: run a BitNet GGUF model from the command line.
 
 mod args;
+mod bench;
+mod chat;
+mod cpu_check;
 mod info;
+mod membw;
 mod run;
+mod setup;
 mod stats;
+mod tokenize;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Before anything else: the compiler may use any compiled-in target feature anywhere.
+    cpu_check::ensure_target_features();
     let cli = args::Cli::parse();
     let result = match cli.command {
         Some(args::Command::Info(a)) => info::main(&a),
+        Some(args::Command::Bench(a)) => bench::main(&a),
+        Some(args::Command::Tokenize(a)) => tokenize::main(&a),
         None => run::main(&cli.run),
     };
     match result {

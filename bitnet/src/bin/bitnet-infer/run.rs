@@ -4,8 +4,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use bitnet::gguf::GgufFile;
-use bitnet::kernels::Kernel;
-use bitnet::model::{KvType, Model, State};
+use bitnet::model::{Batch, KvType, Model, State};
 use bitnet::npy;
 use bitnet::parallel::Pool;
 use bitnet::sampler::{Sampler, SamplerConfig};
@@ -20,8 +19,9 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
     let t_load = Instant::now();
     let file = GgufFile::open(path).map_err(|e| e.to_string())?;
     let g = file.gguf();
-    let kernel = Kernel::detect();
-    let model = Model::load(g, file.source(), kernel).map_err(|e| format!("{shown}: {e}"))?;
+    let threads = crate::setup::threads(a.threads)?;
+    let pool = crate::setup::pool(threads)?;
+    let model = crate::setup::load(&file, &shown.to_string(), &a.kernel, &pool)?;
     let c = &model.config;
     // The vocabulary is optional when raw ids are given: generated ids are printed instead.
     let tokenizer = Tokenizer::from_gguf(g).map_err(|e| format!("{shown}: {e}"));
@@ -29,6 +29,15 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
 
     let prompt: Vec<u32> = match (&a.prompt_tokens, &a.prompt) {
         (Some(ids), _) => ids.clone(),
+        (None, Some(text)) if a.chat => tokenizer
+            .as_ref()
+            .map_err(Clone::clone)?
+            .chat_prompt(a.system.as_deref(), text)
+            .map_err(|e| format!("{shown}: {e}"))?,
+        (None, None) if a.chat => {
+            let tok = tokenizer.as_ref().map_err(Clone::clone)?;
+            return crate::chat::interactive(a, &model, &pool, tok);
+        }
         (None, Some(text)) => tokenizer.as_ref().map_err(Clone::clone)?.encode(text),
         (None, None) => return Err("give a prompt: --prompt TEXT or --prompt-tokens 1,2,3".into()),
     };
@@ -44,15 +53,21 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
     }
     let kv_type = KvType::from_name(&a.kv_type).ok_or("--kv-type must be f16 or f32")?;
     let mut state = State::new(c, ctx, kv_type).map_err(|e| e.to_string())?;
-    let threads = a
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let pool = Pool::new(threads).map_err(|e| format!("cannot start {threads} threads: {e}"))?;
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
     });
+    if a.batch_size == 0 {
+        return Err("--batch-size must be at least 1".into());
+    }
+    if a.batch_size > 1 {
+        if a.logits_out.is_some() {
+            return Err("--logits-out needs --batch-size 1".into());
+        }
+        let t = tokenizer.as_ref().ok();
+        return run_batch(a, &model, &pool, t, &prompt, ctx, kv_type, seed);
+    }
     let mut sampler = Sampler::new(SamplerConfig {
         temperature: a.temperature,
         top_k: a.top_k,
@@ -69,7 +84,7 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
         let text = match &tokenizer {
             Ok(tok) => {
                 let mut bytes = Vec::new();
-                tok.token_bytes(id, false, &mut bytes);
+                tok.token_bytes(id, a.show_special, &mut bytes);
                 decoder.push(&bytes)
             }
             Err(_) => format!("[{id}]"),
@@ -77,7 +92,8 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
     };
-    if let Some(text) = &a.prompt {
+    // In chat mode only the reply is printed, not the formatted turn.
+    if let Some(text) = a.prompt.as_ref().filter(|_| !a.chat) {
         let _ = write!(out, "{text}");
     }
 
@@ -96,6 +112,9 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
     while generated < a.max_tokens {
         generated += 1;
         if tokenizer.as_ref().is_ok_and(|t| t.is_end(next)) {
+            if a.show_special {
+                emit(next, &mut out);
+            }
             break;
         }
         emit(next, &mut out);
@@ -154,4 +173,132 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
+}
+
+/// `--batch-size N`: N sequences from the same prompt with seeds `seed..seed + N`, decoded
+/// together (one forward per step for all of them); texts are printed when all are done.
+#[allow(clippy::too_many_arguments)]
+fn run_batch(
+    a: &RunArgs,
+    model: &Model,
+    pool: &Pool,
+    tokenizer: Option<&Tokenizer>,
+    prompt: &[u32],
+    ctx: usize,
+    kv_type: KvType,
+    seed: u64,
+) -> Result<(), String> {
+    let c = &model.config;
+    let n = a.batch_size;
+    let mut batch = Batch::new(c, n, ctx, kv_type).map_err(|e| e.to_string())?;
+    let mut samplers: Vec<Sampler> = (0..n as u64)
+        .map(|i| {
+            Sampler::new(SamplerConfig {
+                temperature: a.temperature,
+                top_k: a.top_k,
+                top_p: a.top_p,
+                seed: seed.wrapping_add(i),
+            })
+        })
+        .collect();
+    let t_prefill = Instant::now();
+    let mut next = Vec::with_capacity(n);
+    for (s, sampler) in batch.seqs.iter_mut().zip(&mut samplers) {
+        let logits = model
+            .forward(pool, s, prompt, false)
+            .map_err(|e| e.to_string())?;
+        next.push(sampler.sample(logits));
+    }
+    let prefill_ms = ms(t_prefill);
+    let t_decode = Instant::now();
+    let mut outputs: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let mut done = vec![false; n];
+    let mut steps = 0usize;
+    loop {
+        for (i, &id) in next.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            if tokenizer.is_some_and(|t| t.is_end(id)) {
+                done[i] = true;
+            } else {
+                outputs[i].push(id);
+                done[i] = outputs[i].len() >= a.max_tokens;
+            }
+        }
+        if done.iter().all(|&d| d) || batch.seqs[0].pos >= ctx {
+            break;
+        }
+        // Finished sequences keep stepping (their output is ignored): the batch shape stays.
+        let logits = model
+            .forward_batch(pool, &mut batch, &next)
+            .map_err(|e| e.to_string())?;
+        steps += 1;
+        for (i, sampler) in samplers.iter_mut().enumerate() {
+            next[i] = sampler.sample(&logits[i * c.vocab..(i + 1) * c.vocab]);
+        }
+    }
+    let decode_ms = ms(t_decode);
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    for (i, ids) in outputs.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "--- sequence {i} (seed {})",
+            seed.wrapping_add(i as u64)
+        );
+        match tokenizer {
+            Some(tok) => {
+                let mut bytes = Vec::new();
+                for &id in ids {
+                    tok.token_bytes(id, a.show_special, &mut bytes);
+                }
+                let _ = writeln!(
+                    out,
+                    "{}{}",
+                    a.prompt.as_deref().unwrap_or(""),
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+            None => {
+                let ids: Vec<String> = ids.iter().map(|i| format!("[{i}]")).collect();
+                let _ = writeln!(out, "{}", ids.join(""));
+            }
+        }
+    }
+    drop(out);
+    let generated: usize = outputs.iter().map(Vec::len).sum();
+    eprintln!();
+    eprintln!(
+        "model        {} ({}, {} layers)",
+        a.model
+            .as_ref()
+            .map_or(String::new(), |p| p.display().to_string()),
+        c.arch_name,
+        c.n_layer
+    );
+    eprintln!(
+        "prefill      {n} x {} tokens in {prefill_ms:.1} ms",
+        prompt.len()
+    );
+    eprintln!(
+        "generate     {generated} tokens in {n} sequences, {steps} batched steps, {:.2} ms/step ({:.2} tok/s)",
+        decode_ms / steps.max(1) as f64,
+        (steps * n) as f64 / (decode_ms / 1e3).max(1e-9)
+    );
+    if let Some(rss) = peak_rss_bytes() {
+        eprintln!("peak rss     {:.1} MB", rss as f64 / 1e6);
+    }
+    eprintln!(
+        "kernel       {} ({} threads, kv {}, ctx {ctx}, batch {n})",
+        model.kernel,
+        pool_threads(pool),
+        a.kv_type
+    );
+    Ok(())
+}
+
+fn pool_threads(pool: &Pool) -> usize {
+    use bitnet::parallel::Exec;
+    pool.threads()
 }

@@ -16,8 +16,10 @@ pub fn cpu_features() -> Vec<(&'static str, bool)> {
         vec![
             ("avx2", has!("avx2")),
             ("fma", has!("fma")),
+            ("f16c", has!("f16c")),
             ("avx512f", has!("avx512f")),
             ("avx512bw", has!("avx512bw")),
+            ("avx512vl", has!("avx512vl")),
             ("avx512vnni", has!("avx512vnni")),
             ("avxvnni", has!("avxvnni")),
         ]
@@ -32,7 +34,16 @@ pub fn cpu_features() -> Vec<(&'static str, bool)> {
             ("sve", has!("sve")),
         ]
     }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[cfg(target_arch = "riscv64")]
+    {
+        let h = bitnet::cpu::hwcap().unwrap_or(0);
+        vec![("v", h & bitnet::cpu::HWCAP_RISCV_V != 0)]
+    }
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )))]
     {
         Vec::new()
     }

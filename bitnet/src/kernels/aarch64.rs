@@ -1,0 +1,841 @@
+//! aarch64 BitLinear kernels: NEON (every ARMv8-A core), `sdot` (dotprod, Armv8.2+ such as the
+//! Cortex-A76 of a Raspberry Pi 5) and `smmla` (i8mm, Armv8.6+) for prefill and batches.
+//!
+//! All three decode a 32-byte weight block into eight vectors of trits (`code - 1`, -1..=1), so
+//! no activation sums are needed and every product stays within |trit * q| <= 128. `vdotq_s32`
+//! and `vmmlaq_s32` are unstable in Rust, so `sdot` / `smmla` are one-instruction `asm!` blocks
+//! inside `#[target_feature]` functions; LLVM schedules them like any other instruction.
+//!
+//! Each decoded block is reused across a tile of up to [`TILE`] tokens (the activations of a
+//! tile stay in L1), so prefill reads every weight byte once per tile instead of once per token.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::arch::aarch64::*;
+use core::arch::asm;
+
+use super::scalar::epilogue;
+use super::ActBatch;
+use crate::ternary::TernaryMatrix;
+
+/// Tokens sharing each decoded weight block.
+const TILE: usize = 4;
+/// Token pairs sharing each decoded pair of weight rows in the i8mm kernel.
+const PAIR_TILE: usize = 4;
+/// Rows whose accumulators are computed before the float epilogue runs over them.
+const ROWS_PER_PASS: usize = 8;
+
+pub fn has_neon() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::arch::is_aarch64_feature_detected!("neon")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(target_feature = "neon")
+    }
+}
+
+pub fn has_dotprod() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::arch::is_aarch64_feature_detected!("dotprod")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(target_feature = "dotprod")
+    }
+}
+
+/// The i8mm kernel falls back to `sdot` for single tokens and odd rows, so it needs both.
+pub fn has_i8mm() -> bool {
+    #[cfg(feature = "std")]
+    let i8mm = std::arch::is_aarch64_feature_detected!("i8mm");
+    #[cfg(not(feature = "std"))]
+    let i8mm = cfg!(target_feature = "i8mm");
+    i8mm && has_dotprod()
+}
+
+/// `out` rows from accumulators (rows, n_tokens, groups): the scalar reference's epilogue.
+fn finish(w: &TernaryMatrix, x: &ActBatch, row0: usize, acc: &[i32], out: &mut [f32]) {
+    let (n, ng) = (x.n_tokens, w.cols / w.group_len);
+    for (i, (out_row, acc_row)) in out
+        .chunks_exact_mut(n)
+        .zip(acc.chunks_exact(n * ng))
+        .enumerate()
+    {
+        let scales = &w.scales[(row0 + i) * ng..(row0 + i + 1) * ng];
+        for (t, (y, a)) in out_row.iter_mut().zip(acc_row.chunks_exact(ng)).enumerate() {
+            *y = epilogue(a, scales, x.scale[t]);
+        }
+    }
+}
+
+/// Runs `acc_rows` over `out` a few rows at a time, then the float epilogue.
+fn drive(
+    w: &TernaryMatrix,
+    x: &ActBatch,
+    row0: usize,
+    out: &mut [f32],
+    mut acc_rows: impl FnMut(usize, &mut [i32]),
+) {
+    super::check_bitmatmul_args(w, x, row0, out);
+    let (n, ng) = (x.n_tokens, w.cols / w.group_len);
+    if n == 0 {
+        return;
+    }
+    // (ROWS_PER_PASS, n_tokens, groups)
+    let mut acc = vec![0i32; ROWS_PER_PASS * n * ng];
+    for (pass, out) in out.chunks_mut(ROWS_PER_PASS * n).enumerate() {
+        let r = row0 + pass * ROWS_PER_PASS;
+        let acc = &mut acc[..out.len() * ng];
+        acc_rows(r, acc);
+        finish(w, x, r, acc, out);
+    }
+}
+
+/// The 128 trits of a 32-byte block: vector k holds elements 16k..16k+16.
+#[inline(always)]
+unsafe fn decode_block(p: *const u8) -> [int8x16_t; 8] {
+    // Byte g holds elements g, 32+g, 64+g, 96+g from the top bits down: field j of the first
+    // 16 bytes is elements 32j..32j+16, of the last 16 bytes 32j+16..32j+32.
+    let b0 = vld1q_u8(p);
+    let b1 = vld1q_u8(p.add(16));
+    let m = vdupq_n_u8(3);
+    let one = vdupq_n_s8(1);
+    let t = |c: uint8x16_t| vsubq_s8(vreinterpretq_s8_u8(c), one);
+    [
+        t(vshrq_n_u8::<6>(b0)),
+        t(vshrq_n_u8::<6>(b1)),
+        t(vandq_u8(vshrq_n_u8::<4>(b0), m)),
+        t(vandq_u8(vshrq_n_u8::<4>(b1), m)),
+        t(vandq_u8(vshrq_n_u8::<2>(b0), m)),
+        t(vandq_u8(vshrq_n_u8::<2>(b1), m)),
+        t(vandq_u8(b0, m)),
+        t(vandq_u8(b1, m)),
+    ]
+}
+
+/// `acc + dot(w, q)` for 128 elements, without dotprod.
+#[inline(always)]
+unsafe fn dot_block_neon(acc: int32x4_t, w: &[int8x16_t; 8], q: *const i8) -> int32x4_t {
+    // Trits keep |trit * q| <= 128 and each i16 lane below sums 8 products (<= 1024) before it
+    // is widened: far from the i16 overflow bitnet.cpp hit summing 256 code * q products.
+    let mut lo = vdupq_n_s16(0);
+    let mut hi = vdupq_n_s16(0);
+    for k in (0..8).step_by(2) {
+        let q0 = vld1q_s8(q.add(16 * k));
+        let q1 = vld1q_s8(q.add(16 * k + 16));
+        lo = vmlal_s8(lo, vget_low_s8(w[k]), vget_low_s8(q0));
+        lo = vmlal_high_s8(lo, w[k], q0);
+        hi = vmlal_s8(hi, vget_low_s8(w[k + 1]), vget_low_s8(q1));
+        hi = vmlal_high_s8(hi, w[k + 1], q1);
+    }
+    vpadalq_s16(vpadalq_s16(acc, lo), hi)
+}
+
+/// `acc + dot(a, b)` per group of four bytes.
+#[inline]
+#[target_feature(enable = "dotprod")]
+unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    asm!(
+        "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+        acc = inout(vreg) acc,
+        a = in(vreg) a,
+        b = in(vreg) b,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    acc
+}
+
+/// `acc + dot(w, q)` for 128 elements with `sdot`.
+#[inline]
+#[target_feature(enable = "dotprod")]
+unsafe fn dot_block_dotprod(acc: int32x4_t, w: &[int8x16_t; 8], q: *const i8) -> int32x4_t {
+    // Two chains so consecutive sdots do not wait on each other.
+    let mut a = acc;
+    let mut b = vdupq_n_s32(0);
+    for k in (0..8).step_by(2) {
+        a = sdot(a, w[k], vld1q_s8(q.add(16 * k)));
+        b = sdot(b, w[k + 1], vld1q_s8(q.add(16 * k + 16)));
+    }
+    vaddq_s32(a, b)
+}
+
+/// Generates `tile_<isa>::<NT>`: the accumulators of one weight row against `NT` consecutive
+/// tokens, reusing each decoded block for all of them.
+macro_rules! row_tile {
+    ($name:ident, $feature:literal, $dot:ident) => {
+        /// `acc[t * ng + g]` for tokens `t < NT` starting at `q` (`cols` apart).
+        #[inline]
+        #[target_feature(enable = $feature)]
+        unsafe fn $name<const NT: usize>(
+            wrow: *const u8,
+            q: *const i8,
+            cols: usize,
+            group_len: usize,
+            acc: &mut [i32],
+        ) {
+            let (ng, bpg) = (cols / group_len, group_len / 128);
+            debug_assert!(acc.len() >= NT * ng);
+            for g in 0..ng {
+                let mut a = [vdupq_n_s32(0); NT];
+                for b in g * bpg..(g + 1) * bpg {
+                    let wv = decode_block(wrow.add(32 * b));
+                    for (t, a) in a.iter_mut().enumerate() {
+                        *a = $dot(*a, &wv, q.add(t * cols + 128 * b));
+                    }
+                }
+                for (t, a) in a.iter().enumerate() {
+                    acc[t * ng + g] = vaddvq_s32(*a);
+                }
+            }
+        }
+    };
+}
+
+row_tile!(tile_neon, "neon", dot_block_neon);
+row_tile!(tile_dotprod, "dotprod", dot_block_dotprod);
+
+/// Generates `acc_rows_<isa>`: accumulators (rows, n_tokens, groups) of rows `row0..` against
+/// every token, in tiles of [`TILE`] tokens.
+macro_rules! acc_rows {
+    ($name:ident, $feature:literal, $tile:ident) => {
+        /// # Safety
+        /// The CPU must support the target feature; shapes as checked by `check_bitmatmul_args`.
+        #[target_feature(enable = $feature)]
+        pub(crate) unsafe fn $name(w: &TernaryMatrix, x: &ActBatch, row0: usize, acc: &mut [i32]) {
+            let (n, cols, gl) = (x.n_tokens, w.cols, w.group_len);
+            let ng = cols / gl;
+            for (i, acc) in acc.chunks_exact_mut(n * ng).enumerate() {
+                let wrow = w.codes[(row0 + i) * cols / 4..(row0 + i + 1) * cols / 4].as_ptr();
+                let mut t = 0;
+                while t < n {
+                    let q = x.q[t * cols..].as_ptr();
+                    let acc = &mut acc[t * ng..];
+                    let nt = (n - t).min(TILE);
+                    match nt {
+                        1 => $tile::<1>(wrow, q, cols, gl, acc),
+                        2 => $tile::<2>(wrow, q, cols, gl, acc),
+                        3 => $tile::<3>(wrow, q, cols, gl, acc),
+                        _ => $tile::<TILE>(wrow, q, cols, gl, acc),
+                    }
+                    t += nt;
+                }
+            }
+        }
+    };
+}
+
+acc_rows!(acc_rows_neon, "neon", tile_neon);
+acc_rows!(acc_rows_dotprod, "dotprod", tile_dotprod);
+
+/// Generates the entry points of a row-tile kernel: `bitmatmul_<isa>` (same contract as
+/// [`Kernel::bitmatmul`](super::Kernel::bitmatmul)) and `vec_dot_ternary_i8_<isa>`.
+macro_rules! entries {
+    ($bitmatmul:ident, $vec_dot:ident, $feature:literal, $acc_rows:ident, $tile:ident) => {
+        /// # Safety
+        /// The CPU must support the target feature.
+        #[inline(never)]
+        #[target_feature(enable = $feature)]
+        pub unsafe fn $bitmatmul(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &mut [f32]) {
+            // SAFETY: the caller guarantees the feature; `drive` checks the shapes.
+            drive(w, x, row0, out, |r, acc| unsafe { $acc_rows(w, x, r, acc) });
+        }
+
+        /// Exact integer accumulators of row `row` against token `t`, one per scale group,
+        /// added into `acc` (like [`vec_dot_ternary_i8_ref`](super::scalar::vec_dot_ternary_i8_ref)).
+        ///
+        /// # Safety
+        /// The CPU must support the target feature.
+        #[target_feature(enable = $feature)]
+        pub unsafe fn $vec_dot(
+            w: &TernaryMatrix,
+            row: usize,
+            x: &ActBatch,
+            t: usize,
+            acc: &mut [i32],
+        ) {
+            super::check_bitmatmul_args(w, x, 0, &[]);
+            assert!(row < w.rows && t < x.n_tokens);
+            let ng = w.cols / w.group_len;
+            assert_eq!(acc.len(), ng);
+            let mut a = vec![0i32; ng];
+            let wrow = w.codes[row * w.cols / 4..(row + 1) * w.cols / 4].as_ptr();
+            $tile::<1>(wrow, x.token(t).as_ptr(), w.cols, w.group_len, &mut a);
+            for (acc, a) in acc.iter_mut().zip(a) {
+                *acc += a;
+            }
+        }
+    };
+}
+
+// NEON without dotprod: Cortex-A53/A72 (Raspberry Pi 3 and 4).
+entries!(
+    bitmatmul_neon,
+    vec_dot_ternary_i8_neon,
+    "neon",
+    acc_rows_neon,
+    tile_neon
+);
+// `sdot`: Armv8.2 dotprod (Cortex-A55/A76, Neoverse-N1 and later).
+entries!(
+    bitmatmul_dotprod,
+    vec_dot_ternary_i8_dotprod,
+    "dotprod",
+    acc_rows_dotprod,
+    tile_dotprod
+);
+
+/// `acc + A B^T` where A is two rows of 8 int8 (first and last 8 bytes of `a`), B likewise:
+/// lanes (a0.b0, a0.b1, a1.b0, a1.b1).
+#[inline]
+#[target_feature(enable = "i8mm")]
+unsafe fn smmla(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    asm!(
+        "smmla {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+        acc = inout(vreg) acc,
+        a = in(vreg) a,
+        b = in(vreg) b,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    acc
+}
+
+/// Activations rearranged for `smmla`: token pairs (2p, 2p+1), each as cols/8 chunks of 8
+/// bytes of token 2p then 8 bytes of token 2p+1 (zeros if n is odd). The 8-element chunk
+/// starting at element e of pair p is at `p * 2 * cols + 2 * e`.
+fn pair_acts(x: &ActBatch) -> Vec<i8> {
+    let (n, cols) = (x.n_tokens, x.cols);
+    // (n_tokens / 2 rounded up, cols / 8, 2, 8)
+    let mut pairs = vec![0i8; n.div_ceil(2) * 2 * cols];
+    for t in 0..n {
+        let dst = &mut pairs[t / 2 * 2 * cols..];
+        for (c, src) in x.token(t).chunks_exact(8).enumerate() {
+            let at = 16 * c + 8 * (t % 2);
+            dst[at..at + 8].copy_from_slice(src);
+        }
+    }
+    pairs
+}
+
+/// The 2 x 128 trits of one block of two rows, interleaved for `smmla`: entry [j][m] holds
+/// elements 32j+8m..32j+8m+8 of the first row, then the same of the second.
+#[inline]
+#[target_feature(enable = "i8mm")]
+unsafe fn decode_block_pair(p0: *const u8, p1: *const u8) -> [[int8x16_t; 4]; 4] {
+    // Interleaving the packed bytes first means one decode serves both rows.
+    let (a0, a1) = (
+        vld1q_u64(p0 as *const u64),
+        vld1q_u64(p0.add(16) as *const u64),
+    );
+    let (b0, b1) = (
+        vld1q_u64(p1 as *const u64),
+        vld1q_u64(p1.add(16) as *const u64),
+    );
+    let z = [
+        vreinterpretq_u8_u64(vzip1q_u64(a0, b0)),
+        vreinterpretq_u8_u64(vzip2q_u64(a0, b0)),
+        vreinterpretq_u8_u64(vzip1q_u64(a1, b1)),
+        vreinterpretq_u8_u64(vzip2q_u64(a1, b1)),
+    ];
+    let m = vdupq_n_u8(3);
+    let one = vdupq_n_s8(1);
+    let t = |c: uint8x16_t| vsubq_s8(vreinterpretq_s8_u8(c), one);
+    [
+        z.map(|v| t(vshrq_n_u8::<6>(v))),
+        z.map(|v| t(vandq_u8(vshrq_n_u8::<4>(v), m))),
+        z.map(|v| t(vandq_u8(vshrq_n_u8::<2>(v), m))),
+        z.map(|v| t(vandq_u8(v, m))),
+    ]
+}
+
+/// Accumulators of rows (r, r+1) against `NP` token pairs starting at pair `p0`; `acc0` and
+/// `acc1` are the two rows' (n_tokens, groups) accumulators, `n` the real token count.
+#[inline]
+#[target_feature(enable = "i8mm")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_i8mm<const NP: usize>(
+    w0: *const u8,
+    w1: *const u8,
+    pairs: &[i8],
+    p0: usize,
+    n: usize,
+    cols: usize,
+    group_len: usize,
+    acc0: &mut [i32],
+    acc1: &mut [i32],
+) {
+    let (ng, bpg) = (cols / group_len, group_len / 128);
+    let qp = pairs[p0 * 2 * cols..(p0 + NP) * 2 * cols].as_ptr();
+    for g in 0..ng {
+        let mut a = [vdupq_n_s32(0); NP];
+        for b in g * bpg..(g + 1) * bpg {
+            let wv = decode_block_pair(w0.add(32 * b), w1.add(32 * b));
+            for (p, a) in a.iter_mut().enumerate() {
+                let q = qp.add(p * 2 * cols + 2 * 128 * b);
+                for (j, wj) in wv.iter().enumerate() {
+                    for (m, &wjm) in wj.iter().enumerate() {
+                        *a = smmla(*a, wjm, vld1q_s8(q.add(2 * (32 * j + 8 * m))));
+                    }
+                }
+            }
+        }
+        for (p, a) in a.iter().enumerate() {
+            let t = 2 * (p0 + p);
+            acc0[t * ng + g] = vgetq_lane_s32::<0>(*a);
+            acc1[t * ng + g] = vgetq_lane_s32::<2>(*a);
+            if t + 1 < n {
+                acc0[(t + 1) * ng + g] = vgetq_lane_s32::<1>(*a);
+                acc1[(t + 1) * ng + g] = vgetq_lane_s32::<3>(*a);
+            }
+        }
+    }
+}
+
+/// Accumulators (rows, n_tokens, groups) of rows `row0..`: row pairs with `smmla`, a last odd
+/// row with `sdot`. `pairs` is [`pair_acts`] of `x`.
+///
+/// # Safety
+/// The CPU must support i8mm and dotprod; shapes as checked by `check_bitmatmul_args`.
+#[target_feature(enable = "i8mm,dotprod")]
+pub(crate) unsafe fn acc_rows_i8mm(
+    w: &TernaryMatrix,
+    x: &ActBatch,
+    pairs: &[i8],
+    row0: usize,
+    acc: &mut [i32],
+) {
+    let (n, cols, gl) = (x.n_tokens, w.cols, w.group_len);
+    let ng = cols / gl;
+    let n_pairs = n.div_ceil(2);
+    let mut rows = acc.chunks_exact_mut(2 * n * ng);
+    let mut r = row0;
+    for acc in rows.by_ref() {
+        let (acc0, acc1) = acc.split_at_mut(n * ng);
+        let w0 = w.codes[r * cols / 4..(r + 1) * cols / 4].as_ptr();
+        let w1 = w.codes[(r + 1) * cols / 4..(r + 2) * cols / 4].as_ptr();
+        let mut p = 0;
+        while p < n_pairs {
+            let np = (n_pairs - p).min(PAIR_TILE);
+            match np {
+                1 => tile_i8mm::<1>(w0, w1, pairs, p, n, cols, gl, acc0, acc1),
+                2 => tile_i8mm::<2>(w0, w1, pairs, p, n, cols, gl, acc0, acc1),
+                3 => tile_i8mm::<3>(w0, w1, pairs, p, n, cols, gl, acc0, acc1),
+                _ => tile_i8mm::<PAIR_TILE>(w0, w1, pairs, p, n, cols, gl, acc0, acc1),
+            }
+            p += np;
+        }
+        r += 2;
+    }
+    let rest = rows.into_remainder();
+    if !rest.is_empty() {
+        acc_rows_dotprod(w, x, r, rest);
+    }
+}
+
+/// `smmla` (Armv8.6 i8mm: Cortex-A510/A710/X2, Neoverse-N2/V1 and later) for two tokens or more;
+/// single tokens go through `sdot`, which does not waste half of each `smmla` on padding.
+/// Same contract as [`Kernel::bitmatmul`](super::Kernel::bitmatmul).
+///
+/// # Safety
+/// The CPU must support i8mm and dotprod.
+#[inline(never)]
+#[target_feature(enable = "i8mm,dotprod")]
+pub unsafe fn bitmatmul_i8mm(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &mut [f32]) {
+    if x.n_tokens < 2 {
+        // SAFETY: the caller guarantees dotprod; `drive` checks the shapes.
+        return drive(w, x, row0, out, |r, acc| unsafe {
+            acc_rows_dotprod(w, x, r, acc)
+        });
+    }
+    let pairs = pair_acts(x);
+    // SAFETY: the caller guarantees i8mm and dotprod; `drive` checks the shapes.
+    drive(w, x, row0, out, |r, acc| unsafe {
+        acc_rows_i8mm(w, x, &pairs, r, acc)
+    });
+}
+
+/// Output rows of the head computed together, sharing each activation load.
+const HEAD_ROWS: usize = 4;
+
+/// f32 of the low four halves of `h`.
+#[inline(always)]
+unsafe fn cvt_lo(h: uint8x16_t) -> float32x4_t {
+    // `vcvt_f32_f16` needs the unstable f16 types; `fcvtl` itself is baseline ARMv8 SIMD.
+    let o: float32x4_t;
+    asm!("fcvtl {o:v}.4s, {h:v}.4h", h = in(vreg) h, o = lateout(vreg) o,
+        options(pure, nomem, nostack, preserves_flags));
+    o
+}
+
+/// f32 of the high four halves of `h`.
+#[inline(always)]
+unsafe fn cvt_hi(h: uint8x16_t) -> float32x4_t {
+    let o: float32x4_t;
+    asm!("fcvtl2 {o:v}.4s, {h:v}.8h", h = in(vreg) h, o = lateout(vreg) o,
+        options(pure, nomem, nostack, preserves_flags));
+    o
+}
+
+/// f32 of one little-endian half.
+#[inline(always)]
+unsafe fn f16_to_f32(bits: u16) -> f32 {
+    let o: f32;
+    asm!("fmov {o:s}, {b:w}", "fcvt {o:s}, {o:h}", b = in(reg) u32::from(bits), o = out(vreg) o,
+        options(pure, nomem, nostack, preserves_flags));
+    o
+}
+
+/// F16 head rows against f32 activations: `out[r * n + t] = row r . x[t]`.
+///
+/// # Safety
+/// The CPU must have NEON.
+#[inline(never)]
+#[target_feature(enable = "neon")]
+pub unsafe fn head_f16_neon(rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]) {
+    let (n, n_rows) = super::head::check_head_f16(rows, cols, x, out);
+    let main = cols / 16 * 16;
+    let mut r = 0;
+    while r < n_rows {
+        let rn = (n_rows - r).min(HEAD_ROWS);
+        for t in 0..n {
+            let xt = x[t * cols..(t + 1) * cols].as_ptr();
+            // (rows of the tile, 4 chains of 4 lanes)
+            let mut acc = [[vdupq_n_f32(0.0); 4]; HEAD_ROWS];
+            let mut k = 0;
+            while k < main {
+                let xs = [
+                    vld1q_f32(xt.add(k)),
+                    vld1q_f32(xt.add(k + 4)),
+                    vld1q_f32(xt.add(k + 8)),
+                    vld1q_f32(xt.add(k + 12)),
+                ];
+                for (i, acc) in acc[..rn].iter_mut().enumerate() {
+                    let p = rows.as_ptr().add((r + i) * cols * 2 + 2 * k);
+                    let (h0, h1) = (vld1q_u8(p), vld1q_u8(p.add(16)));
+                    acc[0] = vfmaq_f32(acc[0], cvt_lo(h0), xs[0]);
+                    acc[1] = vfmaq_f32(acc[1], cvt_hi(h0), xs[1]);
+                    acc[2] = vfmaq_f32(acc[2], cvt_lo(h1), xs[2]);
+                    acc[3] = vfmaq_f32(acc[3], cvt_hi(h1), xs[3]);
+                }
+                k += 16;
+            }
+            for (i, a) in acc[..rn].iter().enumerate() {
+                let row = &rows[(r + i) * cols * 2..(r + i + 1) * cols * 2];
+                let v = vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3]));
+                let tail = super::head::dot_f16_tail(row, x, t, cols, main);
+                out[(r + i) * n + t] = vaddvq_f32(v) + tail;
+            }
+        }
+        r += rn;
+    }
+}
+
+/// Exact `sum w * x` of one Q8_0 block (32 weights at `w`) without dotprod.
+#[inline(always)]
+unsafe fn q8_block_neon(w: *const u8, x: *const i8) -> i32 {
+    let (w0, w1) = (vld1q_s8(w as *const i8), vld1q_s8(w.add(16) as *const i8));
+    let (x0, x1) = (vld1q_s8(x), vld1q_s8(x.add(16)));
+    // |w| <= 128 and |x| <= 127: one i16 lane holds two products (<= 32512), not three.
+    let a = vmlal_high_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(x0)), w0, x0);
+    let b = vmlal_high_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(x1)), w1, x1);
+    vaddvq_s32(vaddq_s32(vpaddlq_s16(a), vpaddlq_s16(b)))
+}
+
+/// Exact `sum w * x` of one Q8_0 block with `sdot`.
+#[inline]
+#[target_feature(enable = "dotprod")]
+unsafe fn q8_block_dotprod(w: *const u8, x: *const i8) -> i32 {
+    let (w0, w1) = (vld1q_s8(w as *const i8), vld1q_s8(w.add(16) as *const i8));
+    let (x0, x1) = (vld1q_s8(x), vld1q_s8(x.add(16)));
+    vaddvq_s32(sdot(sdot(vdupq_n_s32(0), w0, x0), w1, x1))
+}
+
+/// Generates `head_q8_0_<isa>` and `q8_0_block_sums_<isa>` around an exact block sum. The
+/// float part runs in the reference's order, so outputs equal the reference bit for bit.
+macro_rules! head_q8_0 {
+    ($head:ident, $sums:ident, $feature:literal, $block:ident) => {
+        /// Q8_0 head rows against int8 activations: `out[r * n + t] = row r . x[t]`.
+        ///
+        /// # Safety
+        /// The CPU must support the target feature.
+        #[inline(never)]
+        #[target_feature(enable = $feature)]
+        pub unsafe fn $head(rows: &[u8], a: &super::HeadActs, out: &mut [f32]) {
+            use super::head::Q8_0_BLOCK_BYTES as BB;
+            let (n, _, row_bytes) = super::head::check_head_q8_0(rows, a, out);
+            let nb = a.cols / 32;
+            for (row, o) in rows.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n)) {
+                for (t, y) in o.iter_mut().enumerate() {
+                    let (q, d) = (a.q[t * a.cols..].as_ptr(), &a.d[t * nb..(t + 1) * nb]);
+                    let mut acc = 0.0f32;
+                    for (k, &dx) in d.iter().enumerate() {
+                        let b = row.as_ptr().add(k * BB);
+                        let dw = f16_to_f32(u16::from_le_bytes([*b, *b.add(1)]));
+                        acc += $block(b.add(2), q.add(32 * k)) as f32 * (dw * dx);
+                    }
+                    *y = acc;
+                }
+            }
+        }
+
+        /// `isums[k] = sum over Q8_0 block k of row * xq` (for the exactness tests).
+        ///
+        /// # Safety
+        /// The CPU must support the target feature.
+        #[target_feature(enable = $feature)]
+        pub unsafe fn $sums(row: &[u8], xq: &[i8], isums: &mut [i32]) {
+            use super::head::Q8_0_BLOCK_BYTES as BB;
+            assert!(row.len() == isums.len() * BB && xq.len() == isums.len() * 32);
+            for (k, s) in isums.iter_mut().enumerate() {
+                *s = $block(row.as_ptr().add(k * BB + 2), xq.as_ptr().add(32 * k));
+            }
+        }
+    };
+}
+
+head_q8_0!(head_q8_0_neon, q8_0_block_sums_neon, "neon", q8_block_neon);
+head_q8_0!(
+    head_q8_0_dotprod,
+    q8_0_block_sums_dotprod,
+    "dotprod",
+    q8_block_dotprod
+);
+
+#[cfg(test)]
+mod tests {
+    use super::super::scalar::{bitmatmul_scalar, vec_dot_ternary_i8_ref};
+    use super::*;
+    use crate::quants::test_rng::XorShift;
+
+    /// A random (rows, cols) matrix with scale groups of `group_len`, and `n` random tokens
+    /// whose activations include the extremes -128 and 127.
+    fn case(
+        rng: &mut XorShift,
+        rows: usize,
+        cols: usize,
+        group_len: usize,
+        n: usize,
+    ) -> (TernaryMatrix, ActBatch) {
+        let trits = rng.trits(rows * cols);
+        let scales = (0..rows * cols / group_len)
+            .map(|_| rng.f32().abs() + 0.01)
+            .collect();
+        let w = TernaryMatrix::from_trits(&trits, rows, cols, group_len, scales).unwrap();
+        let mut x = ActBatch::new(n, cols);
+        for q in x.q.iter_mut() {
+            *q = match rng.next_u64() % 8 {
+                0 => -128,
+                1 => 127,
+                _ => rng.next_u64() as i8,
+            };
+        }
+        for s in x.scale.iter_mut() {
+            *s = rng.f32().abs() * 100.0 + 1.0;
+        }
+        x.update_block_sums();
+        (w, x)
+    }
+
+    /// Reference accumulators (rows, n_tokens, groups).
+    fn ref_acc(w: &TernaryMatrix, x: &ActBatch) -> Vec<i32> {
+        let ng = w.cols / w.group_len;
+        let mut acc = vec![0i32; w.rows * x.n_tokens * ng];
+        for r in 0..w.rows {
+            for t in 0..x.n_tokens {
+                let at = (r * x.n_tokens + t) * ng;
+                vec_dot_ternary_i8_ref(w, r, x.token(t), &mut acc[at..at + ng]);
+            }
+        }
+        acc
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len());
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs(),
+                "{what}: out[{i}] = {a}, scalar {b}"
+            );
+        }
+    }
+
+    type Entry = unsafe fn(&TernaryMatrix, &ActBatch, usize, &mut [f32]);
+
+    /// The kernels this CPU can run, with their accumulator functions; prints the skipped ones.
+    fn kernels() -> Vec<(&'static str, Entry, bool)> {
+        let all: [(&str, Entry, bool); 3] = [
+            ("neon", bitmatmul_neon, has_neon()),
+            ("dotprod", bitmatmul_dotprod, has_dotprod()),
+            ("i8mm", bitmatmul_i8mm, has_i8mm()),
+        ];
+        for (name, _, ok) in &all {
+            if !ok {
+                println!("SKIP bitmatmul_{name}: not supported by this CPU");
+            }
+        }
+        all.into_iter().filter(|k| k.2).collect()
+    }
+
+    fn acc_of(name: &str, w: &TernaryMatrix, x: &ActBatch) -> Vec<i32> {
+        let ng = w.cols / w.group_len;
+        let mut acc = vec![i32::MIN; w.rows * x.n_tokens * ng];
+        // SAFETY: only called for kernels `kernels()` found available; shapes from `case`.
+        unsafe {
+            match name {
+                "neon" => acc_rows_neon(w, x, 0, &mut acc),
+                "dotprod" => acc_rows_dotprod(w, x, 0, &mut acc),
+                "i8mm" => acc_rows_i8mm(w, x, &pair_acts(x), 0, &mut acc),
+                _ => unreachable!(),
+            }
+        }
+        acc
+    }
+
+    #[test]
+    fn accumulators_equal_reference() {
+        let mut rng = XorShift::new(0xa64);
+        let kernels = kernels();
+        for case_i in 0..40 {
+            let rows = 1 + rng.next_u64() as usize % 9;
+            let cols = 128 * [1, 2, 3, 4, 6][rng.next_u64() as usize % 5];
+            let group_len = if cols % 256 == 0 && rng.next_u64() % 2 == 0 {
+                256
+            } else {
+                cols
+            };
+            let n = 1 + rng.next_u64() as usize % 9;
+            let (w, x) = case(&mut rng, rows, cols, group_len, n);
+            let want = ref_acc(&w, &x);
+            for (name, _, _) in &kernels {
+                let got = acc_of(name, &w, &x);
+                assert!(
+                    got == want,
+                    "{name}: case {case_i} rows {rows} cols {cols} group {group_len} n {n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn worst_case_activations_do_not_overflow() {
+        // Every product at its extreme: +-128 per element, the case bitnet.cpp's NEON path
+        // overflowed; 768 columns with one group sums 768 of them.
+        let (rows, cols) = (3, 768);
+        let mut trits = vec![-1i8; rows * cols];
+        trits[cols..2 * cols].fill(1);
+        trits[2 * cols..].iter_mut().step_by(2).for_each(|t| *t = 1);
+        let w = TernaryMatrix::from_trits(&trits, rows, cols, cols, vec![1.0; rows]).unwrap();
+        let mut x = ActBatch::new(3, cols);
+        x.q.fill(-128);
+        x.scale.fill(1.0);
+        x.update_block_sums();
+        let want = ref_acc(&w, &x);
+        assert_eq!(want[0], 128 * 768);
+        for (name, _, _) in kernels() {
+            assert_eq!(acc_of(name, &w, &x), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn outputs_match_scalar() {
+        let mut rng = XorShift::new(0xa65);
+        let kernels = kernels();
+        for (rows, cols, group_len, n) in [
+            (7, 384, 384, 1),
+            (5, 768, 256, 2),
+            (9, 128, 128, 3),
+            (4, 512, 256, 5),
+            (3, 256, 256, 9),
+        ] {
+            let (w, x) = case(&mut rng, rows, cols, group_len, n);
+            // A slice of rows in the middle, as one thread's chunk.
+            let row0 = rows / 3;
+            let nrows = rows - row0 - rows / 4;
+            let mut want = vec![0.0f32; nrows * n];
+            bitmatmul_scalar(&w, &x, row0, &mut want);
+            for (name, kernel, _) in &kernels {
+                let mut got = vec![f32::NAN; nrows * n];
+                // SAFETY: `kernels()` returns only what this CPU supports.
+                unsafe { kernel(&w, &x, row0, &mut got) };
+                assert_close(&got, &want, name);
+            }
+        }
+    }
+    #[test]
+    fn q8_0_block_sums_exact() {
+        // Random blocks plus the extremes: weights of -128 (a file may hold them) against
+        // activations of +-127.
+        let mut rng = XorShift::new(0xa66);
+        let nb = 12;
+        let mut row = vec![0u8; nb * 34];
+        for (k, b) in row.chunks_exact_mut(34).enumerate() {
+            b[..2].copy_from_slice(&half::f16::from_f32(0.25).to_le_bytes());
+            for q in b[2..].iter_mut() {
+                *q = if k < 4 { 0x80 } else { rng.next_u64() as u8 };
+            }
+        }
+        let xq: Vec<i8> = (0..nb * 32)
+            .map(|i| match i / 32 {
+                0 | 1 => 127,
+                2 | 3 => -127,
+                _ => (rng.next_u64() % 255) as i8,
+            })
+            .collect();
+        let mut want = vec![0i32; nb];
+        crate::kernels::head::q8_0_block_sums_ref(&row, &xq, &mut want);
+        assert_eq!(want[0], -128 * 127 * 32);
+        let all: [(&str, unsafe fn(&[u8], &[i8], &mut [i32]), bool); 2] = [
+            ("neon", q8_0_block_sums_neon, has_neon()),
+            ("dotprod", q8_0_block_sums_dotprod, has_dotprod()),
+        ];
+        for (name, sums, ok) in all {
+            if !ok {
+                std::println!("SKIP q8_0_block_sums_{name}: not supported by this CPU");
+                continue;
+            }
+            let mut got = vec![0i32; nb];
+            // SAFETY: availability checked just above.
+            unsafe { sums(&row, &xq, &mut got) };
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn f16_conversion_is_exact() {
+        // Every finite half (normal, subnormal, zero) and the infinities convert exactly.
+        for bits in 0..=u16::MAX {
+            let h = half::f16::from_bits(bits);
+            if h.is_nan() {
+                continue;
+            }
+            // SAFETY: fcvt is baseline ARMv8 floating point.
+            let got = unsafe { f16_to_f32(bits) };
+            assert_eq!(got.to_bits(), h.to_f32().to_bits(), "{bits:#06x}");
+        }
+        let halves: Vec<u8> = (0..8u16)
+            .flat_map(|i| (0x3c00 + 0x123 * i).to_le_bytes())
+            .collect();
+        // SAFETY: NEON is baseline on aarch64 Linux.
+        let (lo, hi) = unsafe {
+            let v = vld1q_u8(halves.as_ptr());
+            let mut lo = [0.0f32; 4];
+            let mut hi = [0.0f32; 4];
+            vst1q_f32(lo.as_mut_ptr(), cvt_lo(v));
+            vst1q_f32(hi.as_mut_ptr(), cvt_hi(v));
+            (lo, hi)
+        };
+        for i in 0..8u16 {
+            let want = half::f16::from_bits(0x3c00 + 0x123 * i).to_f32();
+            assert_eq!(
+                if i < 4 {
+                    lo[i as usize]
+                } else {
+                    hi[i as usize - 4]
+                },
+                want
+            );
+        }
+    }
+}

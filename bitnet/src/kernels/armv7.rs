@@ -1,0 +1,403 @@
+//! armv7 BitLinear kernel: NEON through `asm!` (32-bit Raspberry Pi OS on a Pi 2/3/4, i.MX6,
+//! Allwinner boards).
+//!
+//! NEON intrinsics and the `neon` target feature are unstable on 32-bit ARM, and
+//! `armv7-unknown-linux-gnueabihf` does not assume NEON (VFPv3-D16 cores such as the
+//! Cortex-R5F and some Tegra 2 lack it), so the kernel is self-contained `asm!` blocks
+//! (`.fpu neon`, only d0-d15 so the operands also exist on D16 register files) run only when
+//! HWCAP reports NEON.
+//!
+//! The blocks multiply the unsigned codes `c = trit + 1` with the activations (`vmull.s8` /
+//! `vmlal.s8`, |c * q| <= 256) and subtract the activations' block sums kept in [`ActBatch`]:
+//! `sum trit * q = sum c * q - sum q`. Each i16 lane sums 16 products of one block (<= 4096)
+//! before `vpadal.s16` widens it, far from the i16 overflow bitnet.cpp hit with 256 products.
+
+use alloc::vec;
+use core::arch::asm;
+
+use super::scalar::epilogue;
+use super::ActBatch;
+use crate::ternary::TernaryMatrix;
+
+/// HWCAP bit of NEON on 32-bit ARM Linux.
+const HWCAP_NEON: u64 = 1 << 12;
+
+/// Whether the CPU has NEON.
+pub fn has_neon() -> bool {
+    #[cfg(feature = "std")]
+    {
+        use core::sync::atomic::{AtomicU8, Ordering};
+        // 0: not read yet, 1: no, 2: yes. `Kernel::bitmatmul` asks on every call and the
+        // auxiliary vector is a file read, so the answer is kept.
+        static NEON: AtomicU8 = AtomicU8::new(0);
+        match NEON.load(Ordering::Relaxed) {
+            0 => {
+                let v = crate::cpu::hwcap().is_some_and(|h| h & HWCAP_NEON != 0);
+                NEON.store(1 + u8::from(v), Ordering::Relaxed);
+                v
+            }
+            known => known == 2,
+        }
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        let _ = HWCAP_NEON;
+        cfg!(target_feature = "neon")
+    }
+}
+
+/// `sum c * q` over `blocks` 128-element blocks of codes at `w` and one token's activations
+/// at `q` (without the `- sum q` correction).
+///
+/// # Safety
+/// The CPU must have NEON; `w` must hold `32 * blocks` bytes and `q` `128 * blocks`.
+#[inline(always)]
+unsafe fn dot_codes_1(w: *const u8, q: *const i8, blocks: usize) -> i32 {
+    debug_assert!(blocks > 0);
+    let sum: i32;
+    asm!(
+        ".fpu neon",
+        "vmov.i32 q6, #0",
+        "2:",
+        "vld1.8 {{d0-d3}}, [{w}]!",
+        "vmov.i16 q4, #0",
+        // Field 0 (bits 7-6): elements 0..32 of the block.
+        "vshr.u8 q2, q0, #6",
+        "vld1.8 {{d6-d7}}, [{x0}]!",
+        "vmlal.s8 q4, d4, d6",
+        "vmlal.s8 q4, d5, d7",
+        "vshr.u8 q2, q1, #6",
+        "vld1.8 {{d6-d7}}, [{x0}]!",
+        "vmlal.s8 q4, d4, d6",
+        "vmlal.s8 q4, d5, d7",
+        // Field 1 (bits 5-4): elements 32..64.
+        "vshl.i8 q2, q0, #2",
+        "vshr.u8 q2, q2, #6",
+        "vld1.8 {{d6-d7}}, [{x0}]!",
+        "vmlal.s8 q4, d4, d6",
+        "vmlal.s8 q4, d5, d7",
+        "vshl.i8 q2, q1, #2",
+        "vshr.u8 q2, q2, #6",
+        "vld1.8 {{d6-d7}}, [{x0}]!",
+        "vmlal.s8 q4, d4, d6",
+        "vmlal.s8 q4, d5, d7",
+        // Field 2 (bits 3-2): elements 64..96.
+        "vshl.i8 q2, q0, #4",
+        "vshr.u8 q2, q2, #6",
+        "vld1.8 {{d6-d7}}, [{x0}]!",
+        "vmlal.s8 q4, d4, d6",
+        "vmlal.s8 q4, d5, d7",
+        "vshl.i8 q2, q1, #4",
+        "vshr.u8 q2, q2, #6",
+        "vld1.8 {{d6-d7}}, [{x0}]!",
+        "vmlal.s8 q4, d4, d6",
+        "vmlal.s8 q4, d5, d7",
+        // Field 3 (bits 1-0): elements 96..128.
+        "vshl.i8 q2, q0, #6",
+        "vshr.u8 q2, q2, #6",
+        "vld1.8 {{d6-d7}}, [{x0}]!",
+        "vmlal.s8 q4, d4, d6",
+        "vmlal.s8 q4, d5, d7",
+        "vshl.i8 q2, q1, #6",
+        "vshr.u8 q2, q2, #6",
+        "vld1.8 {{d6-d7}}, [{x0}]!",
+        "vmlal.s8 q4, d4, d6",
+        "vmlal.s8 q4, d5, d7",
+        "vpadal.s16 q6, q4",
+        "subs {n}, {n}, #1",
+        "bne 2b",
+        "vpadd.i32 d12, d12, d13",
+        "vpadd.i32 d12, d12, d12",
+        "vmov.32 {sum}, d12[0]",
+        w = inout(reg) w => _,
+        x0 = inout(reg) q => _,
+        n = inout(reg) blocks => _,
+        sum = lateout(reg) sum,
+        out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+        out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d12") _, out("d13") _,
+        options(nostack, readonly)
+    );
+    sum
+}
+
+/// Like [`dot_codes_1`] for two tokens (activations at `q0` and `q1`), decoding each code
+/// vector once for both.
+///
+/// # Safety
+/// As [`dot_codes_1`], for both tokens.
+#[inline(always)]
+unsafe fn dot_codes_2(w: *const u8, q0: *const i8, q1: *const i8, blocks: usize) -> [i32; 2] {
+    debug_assert!(blocks > 0);
+    let (s0, s1): (i32, i32);
+    // q0-q1: code bytes, q2: one field's codes, q3: activations, q4/q5: i16 lanes of token
+    // 0/1, q6/q7: their i32 sums.
+    macro_rules! both {
+        () => {
+            concat!(
+                "vld1.8 {{d6-d7}}, [{x0}]!\n",
+                "vmlal.s8 q4, d4, d6\n",
+                "vmlal.s8 q4, d5, d7\n",
+                "vld1.8 {{d6-d7}}, [{x1}]!\n",
+                "vmlal.s8 q5, d4, d6\n",
+                "vmlal.s8 q5, d5, d7\n",
+            )
+        };
+    }
+    asm!(
+        ".fpu neon",
+        "vmov.i32 q6, #0",
+        "vmov.i32 q7, #0",
+        "2:",
+        "vld1.8 {{d0-d3}}, [{w}]!",
+        "vmov.i16 q4, #0",
+        "vmov.i16 q5, #0",
+        "vshr.u8 q2, q0, #6",
+        both!(),
+        "vshr.u8 q2, q1, #6",
+        both!(),
+        "vshl.i8 q2, q0, #2",
+        "vshr.u8 q2, q2, #6",
+        both!(),
+        "vshl.i8 q2, q1, #2",
+        "vshr.u8 q2, q2, #6",
+        both!(),
+        "vshl.i8 q2, q0, #4",
+        "vshr.u8 q2, q2, #6",
+        both!(),
+        "vshl.i8 q2, q1, #4",
+        "vshr.u8 q2, q2, #6",
+        both!(),
+        "vshl.i8 q2, q0, #6",
+        "vshr.u8 q2, q2, #6",
+        both!(),
+        "vshl.i8 q2, q1, #6",
+        "vshr.u8 q2, q2, #6",
+        both!(),
+        "vpadal.s16 q6, q4",
+        "vpadal.s16 q7, q5",
+        "subs {n}, {n}, #1",
+        "bne 2b",
+        "vpadd.i32 d12, d12, d13",
+        "vpadd.i32 d14, d14, d15",
+        "vpadd.i32 d12, d12, d14",
+        "vmov.32 {s0}, d12[0]",
+        "vmov.32 {s1}, d12[1]",
+        w = inout(reg) w => _,
+        x0 = inout(reg) q0 => _,
+        x1 = inout(reg) q1 => _,
+        n = inout(reg) blocks => _,
+        s0 = lateout(reg) s0,
+        s1 = lateout(reg) s1,
+        out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+        out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _, out("d11") _,
+        out("d12") _, out("d13") _, out("d14") _, out("d15") _,
+        options(nostack, readonly)
+    );
+    [s0, s1]
+}
+
+/// Accumulators (rows, n_tokens, groups) of rows `row0..` against every token of `x`.
+///
+/// # Safety
+/// The CPU must have NEON; shapes as checked by `check_bitmatmul_args`.
+pub(crate) unsafe fn acc_rows_neon(w: &TernaryMatrix, x: &ActBatch, row0: usize, acc: &mut [i32]) {
+    let (n, cols) = (x.n_tokens, w.cols);
+    let (ng, bpg, nb) = (cols / w.group_len, w.group_len / 128, cols / 128);
+    // sum q of token t over the blocks of group g
+    let qsum = |t: usize, g: usize| -> i32 {
+        x.bsums[t * nb + g * bpg..t * nb + (g + 1) * bpg]
+            .iter()
+            .sum()
+    };
+    for (i, acc) in acc.chunks_exact_mut(n * ng).enumerate() {
+        let wrow = &w.codes[(row0 + i) * cols / 4..(row0 + i + 1) * cols / 4];
+        for g in 0..ng {
+            let wg = wrow[g * bpg * 32..].as_ptr();
+            let mut t = 0;
+            while t + 2 <= n {
+                let q0 = x.q[t * cols + g * w.group_len..].as_ptr();
+                let q1 = x.q[(t + 1) * cols + g * w.group_len..].as_ptr();
+                let [s0, s1] = dot_codes_2(wg, q0, q1, bpg);
+                acc[t * ng + g] = s0 - qsum(t, g);
+                acc[(t + 1) * ng + g] = s1 - qsum(t + 1, g);
+                t += 2;
+            }
+            if t < n {
+                let q = x.q[t * cols + g * w.group_len..].as_ptr();
+                acc[t * ng + g] = dot_codes_1(wg, q, bpg) - qsum(t, g);
+            }
+        }
+    }
+}
+
+/// NEON on armv7. Same contract as [`Kernel::bitmatmul`](super::Kernel::bitmatmul).
+///
+/// # Safety
+/// The CPU must have NEON ([`has_neon`]).
+#[inline(never)]
+pub unsafe fn bitmatmul_neon(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &mut [f32]) {
+    super::check_bitmatmul_args(w, x, row0, out);
+    let (n, ng) = (x.n_tokens, w.cols / w.group_len);
+    if n == 0 {
+        return;
+    }
+    // One row's accumulators (n_tokens, groups) at a time: each row is read once for all
+    // tokens, two tokens per pass over it.
+    let mut acc = vec![0i32; n * ng];
+    for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
+        let r = row0 + i;
+        acc_rows_neon(w, x, r, &mut acc);
+        let scales = &w.scales[r * ng..(r + 1) * ng];
+        for (t, (y, a)) in out_row.iter_mut().zip(acc.chunks_exact(ng)).enumerate() {
+            *y = epilogue(a, scales, x.scale[t]);
+        }
+    }
+}
+
+/// Exact integer accumulators of row `row` against token `t`, one per scale group, added into
+/// `acc` (like [`vec_dot_ternary_i8_ref`](super::scalar::vec_dot_ternary_i8_ref)).
+///
+/// # Safety
+/// The CPU must have NEON ([`has_neon`]).
+pub unsafe fn vec_dot_ternary_i8_neon(
+    w: &TernaryMatrix,
+    row: usize,
+    x: &ActBatch,
+    t: usize,
+    acc: &mut [i32],
+) {
+    super::check_bitmatmul_args(w, x, 0, &[]);
+    assert!(row < w.rows && t < x.n_tokens);
+    let (cols, bpg, nb) = (w.cols, w.group_len / 128, w.cols / 128);
+    assert_eq!(acc.len(), cols / w.group_len);
+    let wrow = &w.codes[row * cols / 4..(row + 1) * cols / 4];
+    for (g, a) in acc.iter_mut().enumerate() {
+        let q = x.q[t * cols + g * w.group_len..].as_ptr();
+        let qsum: i32 = x.bsums[t * nb + g * bpg..t * nb + (g + 1) * bpg]
+            .iter()
+            .sum();
+        *a += dot_codes_1(wrow[g * bpg * 32..].as_ptr(), q, bpg) - qsum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scalar::{bitmatmul_scalar, vec_dot_ternary_i8_ref};
+    use super::*;
+    use crate::quants::test_rng::XorShift;
+    use alloc::vec::Vec;
+
+    fn case(
+        rng: &mut XorShift,
+        rows: usize,
+        cols: usize,
+        group_len: usize,
+        n: usize,
+    ) -> (TernaryMatrix, ActBatch) {
+        let trits = rng.trits(rows * cols);
+        let scales = (0..rows * cols / group_len)
+            .map(|_| rng.f32().abs() + 0.01)
+            .collect();
+        let w = TernaryMatrix::from_trits(&trits, rows, cols, group_len, scales).unwrap();
+        let mut x = ActBatch::new(n, cols);
+        for q in x.q.iter_mut() {
+            *q = match rng.next_u64() % 8 {
+                0 => -128,
+                1 => 127,
+                _ => rng.next_u64() as i8,
+            };
+        }
+        for s in x.scale.iter_mut() {
+            *s = rng.f32().abs() * 100.0 + 1.0;
+        }
+        x.update_block_sums();
+        (w, x)
+    }
+
+    fn ref_acc(w: &TernaryMatrix, x: &ActBatch) -> Vec<i32> {
+        let ng = w.cols / w.group_len;
+        let mut acc = vec![0i32; w.rows * x.n_tokens * ng];
+        for r in 0..w.rows {
+            for t in 0..x.n_tokens {
+                let at = (r * x.n_tokens + t) * ng;
+                vec_dot_ternary_i8_ref(w, r, x.token(t), &mut acc[at..at + ng]);
+            }
+        }
+        acc
+    }
+
+    fn neon_acc(w: &TernaryMatrix, x: &ActBatch) -> Vec<i32> {
+        let mut acc = vec![i32::MIN; w.rows * x.n_tokens * (w.cols / w.group_len)];
+        // SAFETY: callers check `has_neon`.
+        unsafe { acc_rows_neon(w, x, 0, &mut acc) };
+        acc
+    }
+
+    fn skip() -> bool {
+        if !has_neon() {
+            std::println!("SKIP bitmatmul_neon: this CPU has no NEON (HWCAP bit 12)");
+        }
+        !has_neon()
+    }
+
+    #[test]
+    fn accumulators_equal_reference() {
+        if skip() {
+            return;
+        }
+        let mut rng = XorShift::new(0xa7);
+        for case_i in 0..30 {
+            let rows = 1 + rng.next_u64() as usize % 7;
+            let cols = 128 * [1, 2, 3, 6][rng.next_u64() as usize % 4];
+            let group_len = if cols % 256 == 0 && rng.next_u64() % 2 == 0 {
+                256
+            } else {
+                cols
+            };
+            let n = 1 + rng.next_u64() as usize % 9;
+            let (w, x) = case(&mut rng, rows, cols, group_len, n);
+            assert!(
+                neon_acc(&w, &x) == ref_acc(&w, &x),
+                "case {case_i}: rows {rows} cols {cols} group {group_len} n {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn worst_case_activations_do_not_overflow() {
+        if skip() {
+            return;
+        }
+        let cols = 768;
+        let mut trits = vec![-1i8; 2 * cols];
+        trits[cols..].fill(1);
+        let w = TernaryMatrix::from_trits(&trits, 2, cols, cols, vec![1.0; 2]).unwrap();
+        for fill in [-128i8, 127] {
+            let mut x = ActBatch::new(3, cols);
+            x.q.fill(fill);
+            x.scale.fill(1.0);
+            x.update_block_sums();
+            assert_eq!(neon_acc(&w, &x), ref_acc(&w, &x), "{fill}");
+        }
+    }
+
+    #[test]
+    fn outputs_match_scalar() {
+        if skip() {
+            return;
+        }
+        let mut rng = XorShift::new(0xa8);
+        for (rows, cols, group_len, n) in [(5, 384, 384, 1), (4, 512, 256, 5), (7, 256, 256, 2)] {
+            let (w, x) = case(&mut rng, rows, cols, group_len, n);
+            let row0 = 1;
+            let mut want = vec![0.0f32; (rows - row0) * n];
+            bitmatmul_scalar(&w, &x, row0, &mut want);
+            let mut got = vec![f32::NAN; (rows - row0) * n];
+            // SAFETY: `skip` checked NEON.
+            unsafe { bitmatmul_neon(&w, &x, row0, &mut got) };
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-6 * b.abs(), "{a} vs scalar {b}");
+            }
+        }
+    }
+}

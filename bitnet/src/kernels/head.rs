@@ -1,0 +1,143 @@
+//! The output head (the tied embedding, vocab x dim): the largest read of a decode step.
+//! F16 rows against f32 activations, or Q8_0 rows against int8 activations quantized per
+//! 32-element block (`--head q8_0`). The `_ref` functions are the specification.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::quants::dequantize_row_f16;
+
+/// Bytes of a Q8_0 block: f16 scale, then 32 signed bytes.
+pub const Q8_0_BLOCK_BYTES: usize = 34;
+
+/// Activations of a batch of tokens for a Q8_0 head: per 32-element block, `x ~= q * d`.
+#[derive(Clone, Debug, Default)]
+pub struct HeadActs {
+    pub n_tokens: usize,
+    pub cols: usize,
+    /// (n_tokens, cols) int8, each in -127..=127.
+    pub q: Vec<i8>,
+    /// (n_tokens, cols / 32) block scales.
+    pub d: Vec<f32>,
+}
+
+impl HeadActs {
+    /// Quantizes `x` (n_tokens, cols); `cols` must be a multiple of 32.
+    pub fn quantize(&mut self, x: &[f32], cols: usize) {
+        assert!(
+            cols % 32 == 0 && x.len() % cols == 0,
+            "Q8 head: {cols} cols"
+        );
+        self.n_tokens = x.len() / cols;
+        self.cols = cols;
+        self.q.resize(x.len(), 0);
+        self.d.resize(x.len() / 32, 0.0);
+        quantize_row_q8_act_ref(x, &mut self.q, &mut self.d);
+    }
+}
+
+/// Like ggml's `quantize_row_q8_0_ref` (`d = amax / 127`, `q = roundf(x / d)`), but `d`
+/// stays f32: the activations are never stored, so there is no reason to round the scale.
+pub fn quantize_row_q8_act_ref(x: &[f32], q: &mut [i8], d: &mut [f32]) {
+    for ((xb, qb), db) in x.chunks_exact(32).zip(q.chunks_exact_mut(32)).zip(d) {
+        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        *db = amax / 127.0;
+        let id = if *db != 0.0 { 1.0 / *db } else { 0.0 };
+        for (qi, &v) in qb.iter_mut().zip(xb) {
+            *qi = libm::roundf(v * id).clamp(-127.0, 127.0) as i8;
+        }
+    }
+}
+
+/// `row . x` for one F16 row: dequantize, then a sequential f32 dot (the forward pass's
+/// original head, which the golden logits were computed with).
+pub fn vec_dot_f16_f32_ref(row: &[u8], x: &[f32]) -> f32 {
+    let mut w = vec![0.0f32; x.len()];
+    let _ = dequantize_row_f16(row, &mut w);
+    crate::ops::dot(&w, x)
+}
+
+/// Exact integer sum of each Q8_0 block of `row` times the int8 activations.
+pub fn q8_0_block_sums_ref(row: &[u8], q: &[i8], isums: &mut [i32]) {
+    for ((b, xb), s) in row
+        .chunks_exact(Q8_0_BLOCK_BYTES)
+        .zip(q.chunks_exact(32))
+        .zip(isums)
+    {
+        *s = b[2..]
+            .iter()
+            .zip(xb)
+            .map(|(&w, &x)| i32::from(w as i8) * i32::from(x))
+            .sum();
+    }
+}
+
+/// `row . x` for one Q8_0 row: `sum_k isum_k * (d_w,k * d_x,k)`.
+pub fn vec_dot_q8_0_i8_ref(row: &[u8], q: &[i8], d: &[f32]) -> f32 {
+    let mut y = 0.0f32;
+    for ((b, xb), &dx) in row
+        .chunks_exact(Q8_0_BLOCK_BYTES)
+        .zip(q.chunks_exact(32))
+        .zip(d)
+    {
+        let isum: i32 = b[2..]
+            .iter()
+            .zip(xb)
+            .map(|(&w, &x)| i32::from(w as i8) * i32::from(x))
+            .sum();
+        let dw = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+        y += isum as f32 * (dw * dx);
+    }
+    y
+}
+
+/// Checks the operands of an F16 head kernel; returns (n_tokens, rows).
+pub(crate) fn check_head_f16(rows: &[u8], cols: usize, x: &[f32], out: &[f32]) -> (usize, usize) {
+    assert!(cols > 0 && rows.len() % (2 * cols) == 0, "F16 head rows");
+    assert!(x.len() % cols == 0, "F16 head activations");
+    let (n, n_rows) = (x.len() / cols, rows.len() / (2 * cols));
+    assert_eq!(out.len(), n * n_rows, "F16 head output");
+    (n, n_rows)
+}
+
+/// Checks the operands of a Q8_0 head kernel; returns (n_tokens, rows, bytes per row).
+pub(crate) fn check_head_q8_0(rows: &[u8], a: &HeadActs, out: &[f32]) -> (usize, usize, usize) {
+    assert!(a.cols > 0 && a.cols % 32 == 0, "Q8_0 head cols");
+    assert!(a.q.len() == a.n_tokens * a.cols && a.d.len() == a.n_tokens * a.cols / 32);
+    let row_bytes = a.cols / 32 * Q8_0_BLOCK_BYTES;
+    assert!(rows.len() % row_bytes == 0, "Q8_0 head rows");
+    let n_rows = rows.len() / row_bytes;
+    assert_eq!(out.len(), n_rows * a.n_tokens, "Q8_0 head output");
+    (a.n_tokens, n_rows, row_bytes)
+}
+
+/// The elements `from..cols` of an F16 row dot token `t` of `x`: the SIMD kernels' tail.
+pub(crate) fn dot_f16_tail(row: &[u8], x: &[f32], t: usize, cols: usize, from: usize) -> f32 {
+    let xt = &x[t * cols..(t + 1) * cols];
+    (from..cols)
+        .map(|k| half::f16::from_le_bytes([row[2 * k], row[2 * k + 1]]).to_f32() * xt[k])
+        .sum()
+}
+
+/// Portable head kernels, written rows outermost: `out[r * n_tokens + t]`.
+pub fn head_f16_scalar(rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]) {
+    let (n, _) = check_head_f16(rows, cols, x, out);
+    let mut w = vec![0.0f32; cols]; // (cols,) one dequantized row
+    for (row, o) in rows.chunks_exact(2 * cols).zip(out.chunks_exact_mut(n)) {
+        let _ = dequantize_row_f16(row, &mut w);
+        for (t, y) in o.iter_mut().enumerate() {
+            *y = crate::ops::dot(&w, &x[t * cols..(t + 1) * cols]);
+        }
+    }
+}
+
+pub fn head_q8_0_scalar(rows: &[u8], a: &HeadActs, out: &mut [f32]) {
+    let (n, _, row_bytes) = check_head_q8_0(rows, a, out);
+    let nb = a.cols / 32;
+    for (row, o) in rows.chunks_exact(row_bytes).zip(out.chunks_exact_mut(n)) {
+        for (t, y) in o.iter_mut().enumerate() {
+            let q = &a.q[t * a.cols..(t + 1) * a.cols];
+            *y = vec_dot_q8_0_i8_ref(row, q, &a.d[t * nb..(t + 1) * nb]);
+        }
+    }
+}

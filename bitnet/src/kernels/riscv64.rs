@@ -1,0 +1,490 @@
+//! riscv64 BitLinear kernels: RVV 1.0.
+//!
+//! Rust has no stable RVV intrinsics or `v` target feature, and a whole-crate `+v` build dies
+//! with SIGILL on the many boards without V, so the vector code is self-contained `asm!` blocks
+//! (`.option arch, +v`, vector registers as clobbers) run only when HWCAP reports V.
+//!
+//! The kernel is VLEN-agnostic: it strip-mines each row with `vsetvli`, so wider vectors simply
+//! take bigger strips. To make every strip a unit-stride load, the activations are first split
+//! into four planes per token matching the four 2-bit fields of the canonical code bytes: code
+//! byte `i` of a row (block `i / 32`, lane `i % 32`) meets element `128 (i / 32) + 32 j + i % 32`
+//! of the token in field j, which plane j stores at index i.
+//!
+//! Products `trit * q` (at most 128 in magnitude) are accumulated in i16 lanes by `vwmacc`,
+//! four per strip; one `asm!` call covers at most [`CHUNK`] code bytes, so no lane sums more
+//! than 4 * (1536 / 32 + 2) = 200 products (<= 25600 < 32767) before `vwredsum` widens them.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::arch::asm;
+
+use super::scalar::epilogue;
+use super::ActBatch;
+use crate::ternary::TernaryMatrix;
+
+/// Code bytes per `asm!` call. `vsetvli` gives at least 32 e8/m2 lanes (VLEN >= 128) and at
+/// most two short strips at the end, which bounds the i16 lane sums (see the module doc).
+const CHUNK: usize = 1536;
+/// Tokens sharing each decoded strip of weights.
+const TILE: usize = 4;
+/// Rows whose accumulators are computed before the float epilogue runs over them.
+const ROWS_PER_PASS: usize = 8;
+
+/// Whether the CPU and the kernel support RVV 1.0 (Linux reports V in HWCAP only when it
+/// saves and restores the vector state, and only for the ratified 1.0 extension).
+pub fn has_rvv() -> bool {
+    #[cfg(feature = "std")]
+    {
+        use core::sync::atomic::{AtomicU8, Ordering};
+        // 0: not read yet, 1: no, 2: yes. `Kernel::bitmatmul` asks on every call and the
+        // auxiliary vector is a file read, so the answer is kept.
+        static V: AtomicU8 = AtomicU8::new(0);
+        match V.load(Ordering::Relaxed) {
+            0 => {
+                let v = crate::cpu::hwcap().is_some_and(|h| h & crate::cpu::HWCAP_RISCV_V != 0);
+                V.store(1 + u8::from(v), Ordering::Relaxed);
+                v
+            }
+            known => known == 2,
+        }
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(target_feature = "v")
+    }
+}
+
+/// Tokens `q` (n_tokens, cols) as planes: (n_tokens, 4, cols / 4), plane j of token t holding
+/// element `128 b + 32 j + g` at index `32 b + g`.
+fn planes(q: &[i8], cols: usize) -> Vec<i8> {
+    let stride = cols / 4;
+    let mut p = vec![0i8; q.len()];
+    for (dst, token) in p.chunks_exact_mut(cols).zip(q.chunks_exact(cols)) {
+        for (b, block) in token.chunks_exact(128).enumerate() {
+            for (j, field) in block.chunks_exact(32).enumerate() {
+                dst[j * stride + 32 * b..j * stride + 32 * b + 32].copy_from_slice(field);
+            }
+        }
+    }
+    p
+}
+
+/// `sum trit * q` over `len` (1..=CHUNK) code bytes at `w` against one token whose plane 0
+/// starts at `q` (planes `stride` bytes apart).
+///
+/// # Safety
+/// The CPU must have V; `w` and the four planes must hold `len` readable bytes.
+#[inline(always)]
+unsafe fn dot_rvv_1(w: *const u8, len: usize, q: *const i8, stride: usize) -> i32 {
+    debug_assert!(len > 0 && len <= CHUNK);
+    let sum: isize;
+    asm!(
+        ".option push",
+        ".option arch, +v",
+        "vsetvli {tmp}, zero, e16, m4, ta, ma",
+        "vmv.v.i v16, 0",
+        "2:",
+        // Tail-undisturbed: a short last strip must leave the other accumulator lanes alone.
+        "vsetvli {vl}, {len}, e8, m2, tu, ma",
+        "vle8.v v2, ({w})",
+        "add {w}, {w}, {vl}",
+        "sub {len}, {len}, {vl}",
+        "vsrl.vi v4, v2, 6",
+        "vadd.vi v4, v4, -1",
+        "vle8.v v6, ({q})",
+        "vwmacc.vv v16, v4, v6",
+        "add {tmp}, {q}, {stride}",
+        "vsrl.vi v8, v2, 4",
+        "vand.vi v8, v8, 3",
+        "vadd.vi v8, v8, -1",
+        "vle8.v v10, ({tmp})",
+        "vwmacc.vv v16, v8, v10",
+        "add {tmp}, {tmp}, {stride}",
+        "vsrl.vi v4, v2, 2",
+        "vand.vi v4, v4, 3",
+        "vadd.vi v4, v4, -1",
+        "vle8.v v6, ({tmp})",
+        "vwmacc.vv v16, v4, v6",
+        "add {tmp}, {tmp}, {stride}",
+        "vand.vi v8, v2, 3",
+        "vadd.vi v8, v8, -1",
+        "vle8.v v10, ({tmp})",
+        "vwmacc.vv v16, v8, v10",
+        "add {q}, {q}, {vl}",
+        "bnez {len}, 2b",
+        "vsetvli {tmp}, zero, e32, m1, ta, ma",
+        "vmv.s.x v1, zero",
+        "vsetvli {tmp}, zero, e16, m4, ta, ma",
+        "vwredsum.vs v1, v16, v1",
+        "vsetvli {tmp}, zero, e32, m1, ta, ma",
+        "vmv.x.s {sum}, v1",
+        ".option pop",
+        w = inout(reg) w => _,
+        len = inout(reg) len => _,
+        q = inout(reg) q => _,
+        stride = in(reg) stride,
+        vl = out(reg) _,
+        tmp = out(reg) _,
+        sum = lateout(reg) sum,
+        out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _,
+        out("v7") _, out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+        out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+        options(nostack, readonly)
+    );
+    sum as i32
+}
+
+/// One token's fields of a decoded strip (trits in v8, v10, v12, v14) into accumulator `$acc`;
+/// `$q` is the register of the token's plane 0.
+macro_rules! rvv_token {
+    ($q:literal, $acc:literal) => {
+        concat!(
+            "vle8.v v4, ({",
+            $q,
+            "})\n",
+            "add {tmp}, {",
+            $q,
+            "}, {stride}\n",
+            "vle8.v v6, ({tmp})\n",
+            "add {tmp}, {tmp}, {stride}\n",
+            "vwmacc.vv ",
+            $acc,
+            ", v8, v4\n",
+            "vle8.v v4, ({tmp})\n",
+            "add {tmp}, {tmp}, {stride}\n",
+            "vwmacc.vv ",
+            $acc,
+            ", v10, v6\n",
+            "vle8.v v6, ({tmp})\n",
+            "vwmacc.vv ",
+            $acc,
+            ", v12, v4\n",
+            "vwmacc.vv ",
+            $acc,
+            ", v14, v6\n",
+            "add {",
+            $q,
+            "}, {",
+            $q,
+            "}, {vl}\n",
+        )
+    };
+}
+
+/// Like [`dot_rvv_1`] for four tokens (planes at `q[k]`), decoding each strip once.
+///
+/// # Safety
+/// As [`dot_rvv_1`], for every token.
+#[inline(always)]
+unsafe fn dot_rvv_4(w: *const u8, len: usize, q: [*const i8; 4], stride: usize) -> [i32; 4] {
+    debug_assert!(len > 0 && len <= CHUNK);
+    let (s0, s1, s2, s3): (isize, isize, isize, isize);
+    asm!(
+        ".option push",
+        ".option arch, +v",
+        "vsetvli {tmp}, zero, e16, m4, ta, ma",
+        "vmv.v.i v16, 0",
+        "vmv.v.i v20, 0",
+        "vmv.v.i v24, 0",
+        "vmv.v.i v28, 0",
+        "2:",
+        "vsetvli {vl}, {len}, e8, m2, tu, ma",
+        "vle8.v v2, ({w})",
+        "add {w}, {w}, {vl}",
+        "sub {len}, {len}, {vl}",
+        "vsrl.vi v8, v2, 6",
+        "vsrl.vi v10, v2, 4",
+        "vsrl.vi v12, v2, 2",
+        "vand.vi v10, v10, 3",
+        "vand.vi v12, v12, 3",
+        "vand.vi v14, v2, 3",
+        "vadd.vi v8, v8, -1",
+        "vadd.vi v10, v10, -1",
+        "vadd.vi v12, v12, -1",
+        "vadd.vi v14, v14, -1",
+        rvv_token!("q0", "v16"),
+        rvv_token!("q1", "v20"),
+        rvv_token!("q2", "v24"),
+        rvv_token!("q3", "v28"),
+        "bnez {len}, 2b",
+        "vsetvli {tmp}, zero, e32, m1, ta, ma",
+        "vmv.s.x v1, zero",
+        "vsetvli {tmp}, zero, e16, m4, ta, ma",
+        "vwredsum.vs v2, v16, v1",
+        "vwredsum.vs v3, v20, v1",
+        "vwredsum.vs v4, v24, v1",
+        "vwredsum.vs v5, v28, v1",
+        "vsetvli {tmp}, zero, e32, m1, ta, ma",
+        "vmv.x.s {q0}, v2",
+        "vmv.x.s {q1}, v3",
+        "vmv.x.s {q2}, v4",
+        "vmv.x.s {q3}, v5",
+        ".option pop",
+        w = inout(reg) w => _,
+        len = inout(reg) len => _,
+        q0 = inout(reg) q[0] => s0,
+        q1 = inout(reg) q[1] => s1,
+        q2 = inout(reg) q[2] => s2,
+        q3 = inout(reg) q[3] => s3,
+        stride = in(reg) stride,
+        vl = out(reg) _,
+        tmp = out(reg) _,
+        out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _,
+        out("v7") _, out("v8") _, out("v9") _, out("v10") _, out("v11") _, out("v12") _,
+        out("v13") _, out("v14") _, out("v15") _, out("v16") _, out("v17") _, out("v18") _,
+        out("v19") _, out("v20") _, out("v21") _, out("v22") _, out("v23") _, out("v24") _,
+        out("v25") _, out("v26") _, out("v27") _, out("v28") _, out("v29") _, out("v30") _,
+        out("v31") _,
+        options(nostack, readonly)
+    );
+    [s0 as i32, s1 as i32, s2 as i32, s3 as i32]
+}
+
+/// Accumulators (rows, n_tokens, groups) of rows `row0..` against `n` tokens given as
+/// [`planes`].
+///
+/// # Safety
+/// The CPU must have V; `w` as checked by `check_bitmatmul_args`.
+pub(crate) unsafe fn acc_rows_rvv(
+    w: &TernaryMatrix,
+    planes: &[i8],
+    n: usize,
+    row0: usize,
+    acc: &mut [i32],
+) {
+    let cols = w.cols;
+    assert!(row0 + acc.len() / (n * (cols / w.group_len)).max(1) <= w.rows);
+    let (ng, group_bytes, stride) = (cols / w.group_len, w.group_len / 4, cols / 4);
+    assert!(planes.len() == n * cols);
+    for (i, acc) in acc.chunks_exact_mut(n * ng).enumerate() {
+        let wrow = w.codes[(row0 + i) * stride..(row0 + i + 1) * stride].as_ptr();
+        let mut t = 0;
+        while t < n {
+            let nt = if n - t >= TILE { TILE } else { 1 };
+            // (nt,) plane 0 of each token of the tile
+            let q: [*const i8; TILE] =
+                core::array::from_fn(|k| planes[(t + k.min(nt - 1)) * cols..].as_ptr());
+            for g in 0..ng {
+                let mut sums = [0i32; TILE];
+                let mut at = g * group_bytes;
+                while at < (g + 1) * group_bytes {
+                    let len = ((g + 1) * group_bytes - at).min(CHUNK);
+                    if nt == TILE {
+                        let part = dot_rvv_4(wrow.add(at), len, q.map(|p| p.add(at)), stride);
+                        for (s, p) in sums.iter_mut().zip(part) {
+                            *s += p;
+                        }
+                    } else {
+                        sums[0] += dot_rvv_1(wrow.add(at), len, q[0].add(at), stride);
+                    }
+                    at += len;
+                }
+                for (k, s) in sums[..nt].iter().enumerate() {
+                    acc[(t + k) * ng + g] = *s;
+                }
+            }
+            t += nt;
+        }
+    }
+}
+
+/// RVV 1.0, any VLEN. Same contract as [`Kernel::bitmatmul`](super::Kernel::bitmatmul).
+///
+/// # Safety
+/// The CPU must have V ([`has_rvv`]).
+#[inline(never)]
+pub unsafe fn bitmatmul_rvv(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &mut [f32]) {
+    super::check_bitmatmul_args(w, x, row0, out);
+    let (n, ng) = (x.n_tokens, w.cols / w.group_len);
+    if n == 0 {
+        return;
+    }
+    let planes = planes(&x.q, x.cols);
+    // (ROWS_PER_PASS, n_tokens, groups)
+    let mut acc = vec![0i32; ROWS_PER_PASS * n * ng];
+    for (pass, out) in out.chunks_mut(ROWS_PER_PASS * n).enumerate() {
+        let r0 = row0 + pass * ROWS_PER_PASS;
+        let acc = &mut acc[..out.len() * ng];
+        acc_rows_rvv(w, &planes, n, r0, acc);
+        for (i, (out_row, acc_row)) in out
+            .chunks_exact_mut(n)
+            .zip(acc.chunks_exact(n * ng))
+            .enumerate()
+        {
+            let scales = &w.scales[(r0 + i) * ng..(r0 + i + 1) * ng];
+            for (t, (y, a)) in out_row.iter_mut().zip(acc_row.chunks_exact(ng)).enumerate() {
+                *y = epilogue(a, scales, x.scale[t]);
+            }
+        }
+    }
+}
+
+/// Exact integer accumulators of row `row` against token `t`, one per scale group, added into
+/// `acc` (like [`vec_dot_ternary_i8_ref`](super::scalar::vec_dot_ternary_i8_ref)).
+///
+/// # Safety
+/// The CPU must have V ([`has_rvv`]).
+pub unsafe fn vec_dot_ternary_i8_rvv(
+    w: &TernaryMatrix,
+    row: usize,
+    x: &ActBatch,
+    t: usize,
+    acc: &mut [i32],
+) {
+    super::check_bitmatmul_args(w, x, 0, &[]);
+    assert!(row < w.rows && t < x.n_tokens);
+    assert_eq!(acc.len(), w.cols / w.group_len);
+    let mut a = vec![0i32; acc.len()];
+    acc_rows_rvv(w, &planes(x.token(t), x.cols), 1, row, &mut a);
+    for (acc, a) in acc.iter_mut().zip(a) {
+        *acc += a;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scalar::{bitmatmul_scalar, vec_dot_ternary_i8_ref};
+    use super::*;
+    use crate::quants::test_rng::XorShift;
+
+    fn case(
+        rng: &mut XorShift,
+        rows: usize,
+        cols: usize,
+        group_len: usize,
+        n: usize,
+    ) -> (TernaryMatrix, ActBatch) {
+        let trits = rng.trits(rows * cols);
+        let scales = (0..rows * cols / group_len)
+            .map(|_| rng.f32().abs() + 0.01)
+            .collect();
+        let w = TernaryMatrix::from_trits(&trits, rows, cols, group_len, scales).unwrap();
+        let mut x = ActBatch::new(n, cols);
+        for q in x.q.iter_mut() {
+            *q = match rng.next_u64() % 8 {
+                0 => -128,
+                1 => 127,
+                _ => rng.next_u64() as i8,
+            };
+        }
+        for s in x.scale.iter_mut() {
+            *s = rng.f32().abs() * 100.0 + 1.0;
+        }
+        x.update_block_sums();
+        (w, x)
+    }
+
+    fn ref_acc(w: &TernaryMatrix, x: &ActBatch) -> Vec<i32> {
+        let ng = w.cols / w.group_len;
+        let mut acc = vec![0i32; w.rows * x.n_tokens * ng];
+        for r in 0..w.rows {
+            for t in 0..x.n_tokens {
+                let at = (r * x.n_tokens + t) * ng;
+                vec_dot_ternary_i8_ref(w, r, x.token(t), &mut acc[at..at + ng]);
+            }
+        }
+        acc
+    }
+
+    fn rvv_acc(w: &TernaryMatrix, x: &ActBatch) -> Vec<i32> {
+        let mut acc = vec![i32::MIN; w.rows * x.n_tokens * (w.cols / w.group_len)];
+        // SAFETY: callers check `has_rvv`.
+        unsafe { acc_rows_rvv(w, &planes(&x.q, x.cols), x.n_tokens, 0, &mut acc) };
+        acc
+    }
+
+    fn skip() -> bool {
+        if !has_rvv() {
+            std::println!("SKIP bitmatmul_rvv: this CPU has no V (HWCAP bit 21)");
+        }
+        !has_rvv()
+    }
+
+    #[test]
+    fn planes_hold_fields() {
+        let mut x = ActBatch::new(2, 256);
+        for (i, q) in x.q.iter_mut().enumerate() {
+            *q = i as i8;
+        }
+        let p = planes(&x.q, 256);
+        // Token 1, block 1, field 2, lane 5: element 128 + 64 + 5, plane 2 index 32 + 5.
+        assert_eq!(p[256 + 2 * 64 + 32 + 5], x.q[256 + 128 + 64 + 5]);
+        let mut sorted = p[..256].to_vec();
+        sorted.sort();
+        let mut want = x.q[..256].to_vec();
+        want.sort();
+        assert_eq!(sorted, want);
+    }
+
+    #[test]
+    fn accumulators_equal_reference() {
+        if skip() {
+            return;
+        }
+        let mut rng = XorShift::new(0x5f5);
+        for case_i in 0..24 {
+            let rows = 1 + rng.next_u64() as usize % 7;
+            let cols = 128 * [1, 2, 3, 6][rng.next_u64() as usize % 4];
+            let group_len = if cols % 256 == 0 && rng.next_u64() % 2 == 0 {
+                256
+            } else {
+                cols
+            };
+            let n = 1 + rng.next_u64() as usize % 9;
+            let (w, x) = case(&mut rng, rows, cols, group_len, n);
+            assert!(
+                rvv_acc(&w, &x) == ref_acc(&w, &x),
+                "case {case_i}: rows {rows} cols {cols} group {group_len} n {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_rows_split_into_chunks() {
+        // 12288 columns in one group: 3072 code bytes, two CHUNKs, every product at its
+        // extreme. In one call a lane would sum 384 products of 128 at VLEN 128 and overflow.
+        if skip() {
+            return;
+        }
+        let cols = 12288;
+        let mut trits = vec![-1i8; 3 * cols];
+        trits[cols..2 * cols].fill(1);
+        let w = TernaryMatrix::from_trits(&trits, 3, cols, cols, vec![1.0; 3]).unwrap();
+        for n in [1, 5] {
+            let mut x = ActBatch::new(n, cols);
+            x.q.fill(-128);
+            x.scale.fill(1.0);
+            x.update_block_sums();
+            let want = ref_acc(&w, &x);
+            assert_eq!(want[0], 128 * cols as i32);
+            assert_eq!(rvv_acc(&w, &x), want, "{n} tokens");
+        }
+    }
+
+    #[test]
+    fn outputs_match_scalar() {
+        if skip() {
+            return;
+        }
+        let mut rng = XorShift::new(0x5f6);
+        for (rows, cols, group_len, n) in [(5, 384, 384, 1), (4, 512, 256, 5), (7, 256, 256, 2)] {
+            let (w, x) = case(&mut rng, rows, cols, group_len, n);
+            let row0 = 1;
+            let mut want = vec![0.0f32; (rows - row0) * n];
+            bitmatmul_scalar(&w, &x, row0, &mut want);
+            let mut got = vec![f32::NAN; (rows - row0) * n];
+            // SAFETY: `skip` checked V.
+            unsafe { bitmatmul_rvv(&w, &x, row0, &mut got) };
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-6 * b.abs(), "{a} vs scalar {b}");
+            }
+            let (r, t) = (rows - 1, n - 1);
+            let mut one = vec![0i32; cols / group_len];
+            // SAFETY: `skip` checked V.
+            unsafe { vec_dot_ternary_i8_rvv(&w, r, &x, t, &mut one) };
+            let mut want = vec![0i32; cols / group_len];
+            vec_dot_ternary_i8_ref(&w, r, x.token(t), &mut want);
+            assert_eq!(one, want);
+        }
+    }
+}

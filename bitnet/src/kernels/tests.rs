@@ -1,0 +1,326 @@
+//! Every kernel the CPU can run against the scalar reference: integer accumulators exactly,
+//! float outputs within 1e-6 of the magnitude of the terms summed (only the summation order
+//! may differ), on random shapes with odd row counts, tails and extreme activations.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::head::{self, HeadActs};
+use super::scalar::{epilogue, vec_dot_ternary_i8_ref};
+use super::{quantize_acts_ref, ActBatch, Kernel};
+use crate::quants::quantize_row_q8_0_ref;
+use crate::quants::test_rng::XorShift;
+use crate::ternary::TernaryMatrix;
+
+/// Relative tolerance of float outputs, against the sum of the absolute terms.
+const REL: f32 = 1e-6;
+
+fn kernels() -> Vec<Kernel> {
+    let k: Vec<Kernel> = Kernel::available().collect();
+    assert!(k.contains(&Kernel::Scalar));
+    k
+}
+
+fn random_matrix(rng: &mut XorShift, rows: usize, cols: usize, group_len: usize) -> TernaryMatrix {
+    let trits = rng.trits(rows * cols);
+    let scales = (0..rows * cols / group_len)
+        .map(|_| 0.01 + rng.f32().abs())
+        .collect();
+    TernaryMatrix::from_trits(&trits, rows, cols, group_len, scales).unwrap()
+}
+
+fn random_acts(rng: &mut XorShift, n: usize, cols: usize) -> ActBatch {
+    let x = rng.f32s(n * cols, 4.0);
+    let mut a = ActBatch::default();
+    quantize_acts_ref(&x, cols, &mut a);
+    a
+}
+
+/// Reference outputs (rows, n) and the magnitude bound of each.
+fn reference(w: &TernaryMatrix, x: &ActBatch) -> (Vec<f32>, Vec<f32>) {
+    let n_groups = w.cols / w.group_len;
+    let (mut y, mut mag) = (Vec::new(), Vec::new());
+    for r in 0..w.rows {
+        let scales = &w.scales[r * n_groups..(r + 1) * n_groups];
+        for t in 0..x.n_tokens {
+            let mut acc = vec![0i32; n_groups];
+            vec_dot_ternary_i8_ref(w, r, x.token(t), &mut acc);
+            y.push(epilogue(&acc, scales, x.scale[t]));
+            let m: f32 = acc
+                .iter()
+                .zip(scales)
+                .map(|(&a, &d)| (a as f32 * d).abs())
+                .sum();
+            mag.push(m / x.scale[t]);
+        }
+    }
+    (y, mag)
+}
+
+fn check_kernel(k: Kernel, w: &TernaryMatrix, x: &ActBatch, what: &str) {
+    let n_groups = w.cols / w.group_len;
+    let canonical = w.to_layout(crate::ternary::CodeLayout::Canonical);
+    if let Some(dot) = k.vec_dot_i32() {
+        for r in 0..w.rows {
+            for t in 0..x.n_tokens {
+                let (mut want, mut got) = (vec![0i32; n_groups], vec![0i32; n_groups]);
+                vec_dot_ternary_i8_ref(&canonical, r, x.token(t), &mut want);
+                dot(w, r, x, t, &mut got);
+                assert_eq!(got, want, "{k} {what}: row {r} token {t}");
+            }
+        }
+    }
+    let (want, mag) = reference(&canonical, x);
+    let n = x.n_tokens;
+    // Whole matrix, then a chunk starting at an odd row as the threads call it.
+    let mut out = vec![f32::NAN; w.rows * n];
+    k.bitmatmul(w, x, 0, &mut out);
+    for (i, (&got, (&y, &m))) in out.iter().zip(want.iter().zip(&mag)).enumerate() {
+        let (r, t) = (i / n, i % n);
+        // Exact group sums, then the reference's float epilogue in the reference's order:
+        // bit for bit. Kernels free to sum in another order get the relative tolerance.
+        let tol = REL * m + f32::MIN_POSITIVE;
+        assert!(
+            (got - y).abs() <= tol,
+            "{k} {what}: row {r} token {t}: {got} vs {y}"
+        );
+        if k.bit_exact() {
+            assert_eq!(got.to_bits(), y.to_bits(), "{k} {what}: row {r} token {t}");
+        }
+    }
+    // Chunks as the threads call them, starting and ending inside row groups.
+    for (row0, end) in [
+        (1, w.rows),
+        (1, w.rows.saturating_sub(1)),
+        (w.rows / 2, w.rows),
+    ] {
+        if row0 >= end {
+            continue;
+        }
+        let mut part = vec![f32::NAN; (end - row0) * n];
+        k.bitmatmul(w, x, row0, &mut part);
+        assert_eq!(
+            part,
+            out[row0 * n..end * n],
+            "{k} {what}: rows {row0}..{end}"
+        );
+    }
+}
+
+/// The kernel on the canonical matrix, and on its own layout when it has one.
+fn check_layouts(k: Kernel, w: &TernaryMatrix, x: &ActBatch, what: &str) {
+    check_kernel(k, w, x, what);
+    if k.code_layout() != w.layout {
+        let packed = w.to_layout(k.code_layout());
+        check_kernel(
+            k,
+            &packed,
+            x,
+            &alloc::format!("{what}, {:?}", k.code_layout()),
+        );
+    }
+}
+
+#[test]
+fn bitmatmul_random_shapes() {
+    let mut rng = XorShift::new(0x5EED);
+    let shapes = [
+        (1, 128),
+        (3, 128),
+        (5, 256),
+        (7, 384),
+        (4, 512),
+        (9, 768),
+        (2, 2560),
+        (3, 6912),
+    ];
+    for (i, &(rows, cols)) in shapes.iter().enumerate() {
+        for group_len in [cols, 256] {
+            if cols % group_len != 0 {
+                continue;
+            }
+            let w = random_matrix(&mut rng, rows, cols, group_len);
+            for n in 1..=9 {
+                if cols >= 2560 && n % 4 != 1 {
+                    continue; // keep the large shapes quick: 1, 5, 9 tokens
+                }
+                let x = random_acts(&mut rng, n, cols);
+                for k in kernels() {
+                    let what =
+                        alloc::format!("shape {i} ({rows}x{cols}, group {group_len}, {n} tokens)");
+                    check_layouts(k, &w, &x, &what);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bitmatmul_extremes() {
+    // Every code 0 or 2 against activations of -128 and 127: the largest sums a block can
+    // produce, where a narrow or saturating accumulator would show.
+    let (rows, cols) = (6, 6912);
+    for trit in [-1i8, 1] {
+        for group_len in [cols, 256] {
+            let scales = vec![1.0; rows * cols / group_len];
+            let w =
+                TernaryMatrix::from_trits(&vec![trit; rows * cols], rows, cols, group_len, scales)
+                    .unwrap();
+            for fill in [-128i8, 127] {
+                let mut x = ActBatch::new(3, cols);
+                x.q.fill(fill);
+                x.q[cols..2 * cols]
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, q)| {
+                        *q = if i % 2 == 0 { -128 } else { 127 };
+                    });
+                x.scale.fill(1.0);
+                x.update_block_sums();
+                for k in kernels() {
+                    check_layouts(k, &w, &x, "extremes");
+                }
+            }
+        }
+    }
+}
+
+fn f16_rows(rng: &mut XorShift, rows: usize, cols: usize) -> Vec<u8> {
+    let w = rng.f32s(rows * cols, 0.5);
+    let mut b = vec![0u8; rows * cols * 2];
+    crate::quants::quantize_row_f16_ref(&w, &mut b).unwrap();
+    b
+}
+
+#[test]
+fn head_f16_matches_reference() {
+    let mut rng = XorShift::new(0x4EAD);
+    for &(rows, cols, n) in &[
+        (1, 16, 1),
+        (5, 40, 2),
+        (9, 2560, 1),
+        (7, 256, 3),
+        (4, 100, 1),
+    ] {
+        let w = f16_rows(&mut rng, rows, cols);
+        let x = rng.f32s(n * cols, 2.0);
+        for k in kernels() {
+            let mut out = vec![f32::NAN; rows * n];
+            k.head_f16(&w, cols, &x, &mut out);
+            for r in 0..rows {
+                let row = &w[r * cols * 2..(r + 1) * cols * 2];
+                for t in 0..n {
+                    let xt = &x[t * cols..(t + 1) * cols];
+                    let want = head::vec_dot_f16_f32_ref(row, xt);
+                    let mut wf = vec![0.0f32; cols];
+                    crate::quants::dequantize_row_f16(row, &mut wf).unwrap();
+                    let mag: f32 = wf.iter().zip(xt).map(|(a, b)| (a * b).abs()).sum();
+                    let got = out[r * n + t];
+                    assert!(
+                        (got - want).abs() <= REL * mag,
+                        "{k} f16 head {rows}x{cols}: row {r} token {t}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn q8_0_rows(rng: &mut XorShift, rows: usize, cols: usize) -> Vec<u8> {
+    let w = rng.f32s(rows * cols, 0.5);
+    let mut b = vec![0u8; rows * cols / 32 * 34];
+    quantize_row_q8_0_ref(&w, &mut b).unwrap();
+    b
+}
+
+fn check_head_q8_0(k: Kernel, w: &[u8], a: &HeadActs) {
+    let (n, cols) = (a.n_tokens, a.cols);
+    let row_bytes = cols / 32 * 34;
+    let rows = w.len() / row_bytes;
+    let mut out = vec![f32::NAN; rows * n];
+    k.head_q8_0(w, a, &mut out);
+    for r in 0..rows {
+        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+        for t in 0..n {
+            let (q, d) = (
+                &a.q[t * cols..(t + 1) * cols],
+                &a.d[t * cols / 32..(t + 1) * cols / 32],
+            );
+            let want = head::vec_dot_q8_0_i8_ref(row, q, d);
+            let mut isums = vec![0i32; cols / 32];
+            head::q8_0_block_sums_ref(row, q, &mut isums);
+            let mag: f32 = isums
+                .iter()
+                .zip(row.chunks_exact(34))
+                .zip(d)
+                .map(|((&s, b), &dx)| {
+                    (s as f32 * half::f16::from_le_bytes([b[0], b[1]]).to_f32() * dx).abs()
+                })
+                .sum();
+            let got = out[r * n + t];
+            assert!(
+                (got - want).abs() <= REL * mag + f32::MIN_POSITIVE,
+                "{k} q8_0 head {rows}x{cols}: row {r} token {t}: {got} vs {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn head_q8_0_matches_reference() {
+    let mut rng = XorShift::new(0x0808);
+    for &(rows, cols, n) in &[(1, 32, 1), (5, 64, 2), (9, 2560, 1), (6, 256, 3)] {
+        let w = q8_0_rows(&mut rng, rows, cols);
+        let mut a = HeadActs::default();
+        a.quantize(&rng.f32s(n * cols, 3.0), cols);
+        for k in kernels() {
+            check_head_q8_0(k, &w, &a);
+        }
+    }
+}
+
+#[test]
+fn head_q8_0_extremes() {
+    // Weights of -128 (a file may hold them; |w| = 128 only fits as unsigned) against
+    // activations of +-127: the largest pair sums the sign trick produces.
+    let cols = 256;
+    let mut w = vec![0u8; 3 * cols / 32 * 34];
+    for (i, b) in w.chunks_exact_mut(34).enumerate() {
+        b[..2].copy_from_slice(&half::f16::from_f32(0.5).to_le_bytes());
+        for (j, q) in b[2..].iter_mut().enumerate() {
+            *q = if (i + j) % 3 == 0 { 0x80 } else { 127 };
+        }
+    }
+    let mut a = HeadActs::default();
+    let x: Vec<f32> = (0..2 * cols)
+        .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    a.quantize(&x, cols);
+    assert!(a.q.iter().all(|&q| q.abs() == 127));
+    for k in kernels() {
+        check_head_q8_0(k, &w, &a);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn q8_0_block_sums_exact_x86() {
+    use super::x86_64::{q8_0_block_sums, Variant};
+    let mut rng = XorShift::new(0x1808);
+    let cols = 512;
+    let mut w = q8_0_rows(&mut rng, 1, cols);
+    w[2] = 0x80; // a -128 weight
+    let mut a = HeadActs::default();
+    a.quantize(&rng.f32s(cols, 1.0), cols);
+    let mut want = vec![0i32; cols / 32];
+    head::q8_0_block_sums_ref(&w, &a.q, &mut want);
+    for v in [Variant::Avx2, Variant::AvxVnni, Variant::Avx512Vnni] {
+        if !v.is_available() {
+            continue;
+        }
+        let mut got = vec![0i32; cols / 32];
+        // SAFETY: checked just above.
+        unsafe { q8_0_block_sums(v, &w, &a.q, &mut got) };
+        assert_eq!(got, want, "{v:?}");
+    }
+}

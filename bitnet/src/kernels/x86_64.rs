@@ -1,0 +1,928 @@
+//! x86_64 kernels: AVX2 (`vpmaddubsw`), AVX-VNNI (256-bit `vpdpbusd`) and AVX-512 VNNI
+//! (512-bit `vpdpbusd`), with the same function names as `scalar.rs` plus the variant.
+//!
+//! They read the canonical layout as it is: shifting a block's 32 code bytes right by 6, 4, 2
+//! and 0 and masking with 3 gives the codes of elements 0..32, 32..64, 64..96 and 96..128 in
+//! order, so every unpacked vector lines up with 32 contiguous activations. Codes are unsigned
+//! (0..=2) and activations signed, which is exactly the u8 x s8 multiply-accumulate these ISAs
+//! have; `sum (c - 1) q = sum c q - sum q` with the block sums kept in [`ActBatch`].
+//!
+//! A tile computes R rows x T tokens: each unpacked weight vector is used for T tokens (prefill
+//! and batches), each activation load for R rows. Integer partial sums restart every few blocks
+//! so the multiply-accumulate chains stay short and independent; they are exact (at most
+//! 256 x 2 x 128 per lane) and are either added up in i32 (one scale per row: I2_S, bit-exact
+//! with the reference) or converted and multiplied by the group's scale (TQ types).
+
+use core::arch::x86_64::*;
+
+use super::head::HeadActs;
+use super::scalar::epilogue;
+use super::ActBatch;
+use crate::ternary::{CodeLayout, TernaryMatrix};
+
+/// The operands of one `bitmatmul` call, checked once at the entry so that tiles can index
+/// without bounds checks.
+struct Job<'a> {
+    codes: &'a [u8],      // (rows, cols / 4)
+    scales: &'a [f32],    // (rows, n_groups)
+    q: &'a [i8],          // (n_tokens, cols)
+    bsums: &'a [i32],     // (n_tokens, cols / 128)
+    act_scale: &'a [f32], // (n_tokens,)
+    cols: usize,
+    n_tokens: usize,
+    blocks: usize,       // 128-element blocks per row
+    group_blocks: usize, // blocks sharing one scale
+    n_groups: usize,
+    row0: usize,
+}
+
+impl<'a> Job<'a> {
+    fn new(w: &'a TernaryMatrix, x: &'a ActBatch, row0: usize, out: &[f32]) -> Job<'a> {
+        super::check_bitmatmul_args(w, x, row0, out);
+        Job {
+            codes: &w.codes,
+            scales: &w.scales,
+            q: &x.q,
+            bsums: &x.bsums,
+            act_scale: &x.scale,
+            cols: w.cols,
+            n_tokens: x.n_tokens,
+            blocks: w.cols / 128,
+            group_blocks: w.group_len / 128,
+            n_groups: w.cols / w.group_len,
+            row0,
+        }
+    }
+
+    /// Sum of token `t`'s activations over blocks `b0..b1`.
+    #[inline(always)]
+    unsafe fn qsum(&self, t: usize, b0: usize, b1: usize) -> i32 {
+        let base = t * self.blocks;
+        self.bsums.get_unchecked(base + b0..base + b1).iter().sum()
+    }
+
+    #[inline(always)]
+    unsafe fn codes_at(&self, r: usize, b: usize) -> *const u8 {
+        self.codes.as_ptr().add(r * (self.cols / 4) + 32 * b)
+    }
+
+    #[inline(always)]
+    unsafe fn acts_at(&self, t: usize, b: usize) -> *const i8 {
+        self.q.as_ptr().add(t * self.cols + 128 * b)
+    }
+
+    #[inline(always)]
+    unsafe fn scale(&self, r: usize, g: usize) -> f32 {
+        *self.scales.get_unchecked(r * self.n_groups + g)
+    }
+
+    /// Blocks per integer partial sum: the scale group, or two blocks when one scale covers
+    /// the row (short chains, and an even count fits every row of 256-multiple width).
+    fn step(&self) -> usize {
+        if self.group_blocks == self.blocks {
+            if self.blocks % 2 == 0 {
+                2
+            } else {
+                1
+            }
+        } else {
+            self.group_blocks
+        }
+    }
+
+    #[inline(always)]
+    fn out_index(&self, r: usize, t: usize) -> usize {
+        (r - self.row0) * self.n_tokens + t
+    }
+}
+
+/// Sum of the eight i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn hsum_epi32_256(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Sum of the eight f32 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn hsum_ps_256(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// The four i32 lanes of `a + b` where a, b are the halves of a ymm.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn fold_256(v: __m256i) -> __m128i {
+    _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn fold_512(v: __m512i) -> __m128i {
+    fold_256(_mm256_add_epi32(
+        _mm512_castsi512_si256(v),
+        _mm512_extracti64x4_epi64::<1>(v),
+    ))
+}
+
+/// `[sum a, sum b, sum c, sum d]` of four folded vectors.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn hadd4(a: __m128i, b: __m128i, c: __m128i, d: __m128i) -> __m128i {
+    _mm_hadd_epi32(_mm_hadd_epi32(a, b), _mm_hadd_epi32(c, d))
+}
+
+/// `acc + sums * d`, lane by lane, rounded like [`epilogue`] (a product, then a sum; no
+/// FMA), so grouped outputs equal the reference bit for bit.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn add_group(acc: __m128, sums: __m128i, d: __m128) -> __m128 {
+    _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(sums), d))
+}
+
+/// Lane `i` of `v`.
+#[inline(always)]
+fn lane(v: __m128, i: usize) -> f32 {
+    // SAFETY: __m128 is four f32.
+    unsafe { core::mem::transmute::<__m128, [f32; 4]>(v)[i] }
+}
+
+/// Codes of one 128-weight block as four vectors lined up with activations 0..32, 32..64,
+/// 64..96 and 96..128. The 16-bit shifts drag bits of the neighbouring byte along; the mask
+/// drops them.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn unpack_256(p: *const u8) -> [__m256i; 4] {
+    let v = _mm256_loadu_si256(p.cast());
+    let m3 = _mm256_set1_epi8(3);
+    [
+        _mm256_and_si256(_mm256_srli_epi16::<6>(v), m3),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(v), m3),
+        _mm256_and_si256(_mm256_srli_epi16::<2>(v), m3),
+        _mm256_and_si256(v, m3),
+    ]
+}
+
+/// `acc += c . x` over one block with `vpmaddubsw`: each i16 lane holds two products
+/// (|c q| <= 256), the four vectors of a block add up to at most 2048, far from saturation;
+/// widened to i32 once per block.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_block_avx2(acc: __m256i, w: &[__m256i; 4], x: *const i8) -> __m256i {
+    let x = x.cast::<__m256i>();
+    let p0 = _mm256_maddubs_epi16(w[0], _mm256_loadu_si256(x));
+    let p1 = _mm256_maddubs_epi16(w[1], _mm256_loadu_si256(x.add(1)));
+    let p2 = _mm256_maddubs_epi16(w[2], _mm256_loadu_si256(x.add(2)));
+    let p3 = _mm256_maddubs_epi16(w[3], _mm256_loadu_si256(x.add(3)));
+    let p = _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
+    _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
+}
+
+/// `acc += c . x` over one block with 256-bit VEX `vpdpbusd`.
+#[inline]
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn dot_block_avxvnni(acc: __m256i, w: &[__m256i; 4], x: *const i8) -> __m256i {
+    let x = x.cast::<__m256i>();
+    let acc = _mm256_dpbusd_avx_epi32(acc, w[0], _mm256_loadu_si256(x));
+    let acc = _mm256_dpbusd_avx_epi32(acc, w[1], _mm256_loadu_si256(x.add(1)));
+    let acc = _mm256_dpbusd_avx_epi32(acc, w[2], _mm256_loadu_si256(x.add(2)));
+    _mm256_dpbusd_avx_epi32(acc, w[3], _mm256_loadu_si256(x.add(3)))
+}
+
+/// Sum of `q * d` over one 32-element block of a Q8_0 head row (sign trick: |w| is unsigned,
+/// x takes w's sign; |w| <= 128 and |x| <= 127 keep `vpmaddubsw` pairs below 32767).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn q8_block_avx2(w: __m256i, x: __m256i) -> __m256i {
+    let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn q8_block_avxvnni(w: __m256i, x: __m256i) -> __m256i {
+    let zero = _mm256_setzero_si256();
+    _mm256_dpbusd_avx_epi32(zero, _mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+unsafe fn q8_block_avx512vnni(w: __m256i, x: __m256i) -> __m256i {
+    let zero = _mm256_setzero_si256();
+    _mm256_dpbusd_epi32(zero, _mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
+}
+
+/// The f32 scale of Q8_0 block `k` of a head row (its first two bytes, f16).
+#[inline]
+#[target_feature(enable = "f16c")]
+unsafe fn q8_scale(row: *const u8, k: usize) -> f32 {
+    let bits = core::ptr::read_unaligned(row.add(34 * k).cast::<u16>());
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
+/// One Q8_0 head row against token `t`: per block, exact integer sums (`block`), times the
+/// two scales, in two chains.
+#[inline(always)]
+unsafe fn q8_row(
+    row: *const u8,
+    a: &HeadActs,
+    t: usize,
+    block: impl Fn(__m256i, __m256i) -> __m256i,
+) -> f32 {
+    let nb = a.cols / 32;
+    let xq = a.q.as_ptr().add(t * a.cols);
+    let xd = a.d.as_ptr().add(t * nb);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    for k in 0..nb {
+        let wv = _mm256_loadu_si256(row.add(34 * k + 2).cast());
+        let xv = _mm256_loadu_si256(xq.add(32 * k).cast());
+        let p = _mm256_cvtepi32_ps(block(wv, xv));
+        let d = _mm256_set1_ps(q8_scale(row, k) * *xd.add(k));
+        acc[k % 2] = _mm256_fmadd_ps(p, d, acc[k % 2]);
+    }
+    hsum_ps_256(_mm256_add_ps(acc[0], acc[1]))
+}
+
+/// Expands to a `match (R, T) { ... }` over the tile shapes a driver uses.
+macro_rules! tile_shapes {
+    ($tile:ident, $whole:expr, $rn:expr, $tn:expr, $rmax:literal, [$($t:literal),*], $args:tt) => {
+        match ($whole, $rn, $tn) {
+            $(
+                (true, $rmax, $t) => $tile::<$rmax, $t, true> $args,
+                (false, $rmax, $t) => $tile::<$rmax, $t, false> $args,
+                (true, 1, $t) => $tile::<1, $t, true> $args,
+                (false, 1, $t) => $tile::<1, $t, false> $args,
+            )*
+            _ => unreachable!("tile shape"),
+        }
+    };
+}
+
+/// The 256-bit kernels: AVX2 and AVX-VNNI differ only in the block dot product.
+macro_rules! kernels_256 {
+    (
+        $module:ident, $features:literal, $dot_block:ident, $q8_block:ident,
+        $bitmatmul:ident, $vec_dot:ident, $head_f16:ident, $head_q8_0:ident
+    ) => {
+        pub mod $module {
+            use super::*;
+
+            /// Tile shape: 2 rows x up to 3 tokens keeps accumulators, four unpacked code
+            /// vectors and the constants within the 16 ymm registers.
+            const RMAX: usize = 2;
+            const TMAX: usize = 3;
+
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn tile<const R: usize, const T: usize, const WHOLE: bool>(
+                j: &Job,
+                r0: usize,
+                t0: usize,
+                out: &mut [f32],
+            ) {
+                let step = j.step();
+                let mut iacc = [[_mm256_setzero_si256(); T]; R];
+                // Grouped: exact group sums of 4 (row, token) pairs per lane, then scaled
+                // and added in the reference's order. T > 1: fq[r] lanes are tokens;
+                // T == 1: fq[0] lanes are rows.
+                let mut fq = [_mm_setzero_ps(); R];
+                let mut rowpart = [_mm256_setzero_si256(); 4];
+                let zero = _mm256_setzero_si256();
+                let mut b0 = 0;
+                while b0 < j.blocks {
+                    let b1 = b0 + step;
+                    // Grouped: -sum(q) of the group rides in lane 0 of the fresh partial sum.
+                    let mut init = [_mm256_setzero_si256(); T];
+                    if !WHOLE {
+                        for (t, v) in init.iter_mut().enumerate() {
+                            *v = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-j.qsum(t0 + t, b0, b1)));
+                        }
+                    }
+                    for r in 0..R {
+                        let mut part = init;
+                        for b in b0..b1 {
+                            let w = unpack_256(j.codes_at(r0 + r, b));
+                            for (t, p) in part.iter_mut().enumerate() {
+                                *p = $dot_block(*p, &w, j.acts_at(t0 + t, b));
+                            }
+                        }
+                        if WHOLE {
+                            for t in 0..T {
+                                iacc[r][t] = _mm256_add_epi32(iacc[r][t], part[t]);
+                            }
+                        } else if T == 1 {
+                            rowpart[r] = part[0];
+                        } else {
+                            let p = |i: usize| fold_256(part.get(i).copied().unwrap_or(zero));
+                            let sums = hadd4(p(0), p(1), p(2), p(3));
+                            let d = _mm_set1_ps(j.scale(r0 + r, b0 / j.group_blocks));
+                            fq[r] = add_group(fq[r], sums, d);
+                        }
+                    }
+                    if !WHOLE && T == 1 {
+                        let p = |i: usize| fold_256(rowpart[i]);
+                        let sums = hadd4(p(0), p(1), p(2), p(3));
+                        let mut d = [0.0f32; 4];
+                        for (r, d) in d.iter_mut().enumerate().take(R) {
+                            *d = j.scale(r0 + r, b0 / j.group_blocks);
+                        }
+                        fq[0] = add_group(fq[0], sums, _mm_loadu_ps(d.as_ptr()));
+                    }
+                    b0 = b1;
+                }
+                for t in 0..T {
+                    let s = *j.act_scale.get_unchecked(t0 + t);
+                    let qsum = if WHOLE {
+                        j.qsum(t0 + t, 0, j.blocks)
+                    } else {
+                        0
+                    };
+                    for r in 0..R {
+                        let y = if WHOLE {
+                            let a = hsum_epi32_256(iacc[r][t]) - qsum;
+                            epilogue(&[a], &[j.scale(r0 + r, 0)], s)
+                        } else if T == 1 {
+                            lane(fq[0], r) / s
+                        } else {
+                            lane(fq[r], t) / s
+                        };
+                        *out.get_unchecked_mut(j.out_index(r0 + r, t0 + t)) = y;
+                    }
+                }
+            }
+
+            /// Same contract as [`Kernel::bitmatmul`](crate::kernels::Kernel::bitmatmul).
+            ///
+            /// # Safety
+            /// The CPU must support the features this variant is compiled for.
+            #[inline(never)]
+            #[target_feature(enable = $features)]
+            pub unsafe fn $bitmatmul(
+                w: &TernaryMatrix,
+                x: &ActBatch,
+                row0: usize,
+                out: &mut [f32],
+            ) {
+                let j = Job::new(w, x, row0, out);
+                let (n, rows) = (j.n_tokens, out.len() / j.n_tokens.max(1));
+                let whole = j.group_blocks == j.blocks;
+                // Tokens outermost: a tile's activations stay in L1 while the chunk's weights
+                // stream past them.
+                let mut t0 = 0;
+                while t0 < n {
+                    let tn = (n - t0).min(TMAX);
+                    let mut r = row0;
+                    while r < row0 + rows {
+                        let rn = if row0 + rows - r >= RMAX { RMAX } else { 1 };
+                        tile_shapes!(tile, whole, rn, tn, 2, [1, 2, 3], (&j, r, t0, out));
+                        r += rn;
+                    }
+                    t0 += tn;
+                }
+            }
+
+            /// Exact integer accumulators of one row against token `t` of `x`, one per
+            /// scale group, added into `acc` (like [`vec_dot_ternary_i8_ref`](super::super::scalar::vec_dot_ternary_i8_ref)).
+            ///
+            /// # Safety
+            /// The CPU must support the features this variant is compiled for.
+            #[target_feature(enable = $features)]
+            pub unsafe fn $vec_dot(
+                w: &TernaryMatrix,
+                row: usize,
+                x: &ActBatch,
+                t: usize,
+                acc: &mut [i32],
+            ) {
+                assert!(row < w.rows && t < x.n_tokens && x.cols == w.cols);
+                assert_eq!(acc.len(), w.cols / w.group_len);
+                let j = Job::new(w, x, 0, &[]);
+                for (g, a) in acc.iter_mut().enumerate() {
+                    let (b0, b1) = (g * j.group_blocks, (g + 1) * j.group_blocks);
+                    let mut v = _mm256_setzero_si256();
+                    for b in b0..b1 {
+                        v = $dot_block(v, &unpack_256(j.codes_at(row, b)), j.acts_at(t, b));
+                    }
+                    *a += hsum_epi32_256(v) - j.qsum(t, b0, b1);
+                }
+            }
+
+            /// `out[(r, t)] = row r . x[t]` for F16 head rows (`rows` holds whole rows of
+            /// `cols` halves), written rows outermost like `bitmatmul`. One row at a time in
+            /// memory order: a single sequential stream is what the prefetchers follow best.
+            ///
+            /// # Safety
+            /// The CPU must support the features this variant is compiled for.
+            #[inline(never)]
+            #[target_feature(enable = $features)]
+            pub unsafe fn $head_f16(rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]) {
+                let (n, n_rows) = super::super::head::check_head_f16(rows, cols, x, out);
+                let main = cols / 32 * 32;
+                for r in 0..n_rows {
+                    let row = &rows[r * cols * 2..(r + 1) * cols * 2];
+                    for t in 0..n {
+                        let xt = x.as_ptr().add(t * cols);
+                        let mut acc = [_mm256_setzero_ps(); 4];
+                        let mut k = 0;
+                        while k < main {
+                            for (i, a) in acc.iter_mut().enumerate() {
+                                let w = _mm_loadu_si128(row.as_ptr().add(2 * (k + 8 * i)).cast());
+                                let xv = _mm256_loadu_ps(xt.add(k + 8 * i));
+                                *a = _mm256_fmadd_ps(_mm256_cvtph_ps(w), xv, *a);
+                            }
+                            k += 32;
+                        }
+                        let s = _mm256_add_ps(
+                            _mm256_add_ps(acc[0], acc[1]),
+                            _mm256_add_ps(acc[2], acc[3]),
+                        );
+                        let tail = super::super::head::dot_f16_tail(row, x, t, cols, main);
+                        out[r * n + t] = hsum_ps_256(s) + tail;
+                    }
+                }
+            }
+
+            /// `out[(r, t)] = row r . x[t]` for Q8_0 head rows against int8 activations.
+            ///
+            /// # Safety
+            /// The CPU must support the features this variant is compiled for.
+            #[inline(never)]
+            #[target_feature(enable = $features)]
+            pub unsafe fn $head_q8_0(rows: &[u8], a: &HeadActs, out: &mut [f32]) {
+                let (n, n_rows, row_bytes) = super::super::head::check_head_q8_0(rows, a, out);
+                for r in 0..n_rows {
+                    let row = rows.as_ptr().add(r * row_bytes);
+                    for t in 0..n {
+                        out[r * n + t] = q8_row(row, a, t, |w, x| $q8_block(w, x));
+                    }
+                }
+            }
+        }
+    };
+}
+
+kernels_256!(
+    avx2,
+    "avx2,fma,f16c",
+    dot_block_avx2,
+    q8_block_avx2,
+    bitmatmul_avx2,
+    vec_dot_ternary_i8_avx2,
+    head_f16_avx2,
+    head_q8_0_avx2
+);
+
+kernels_256!(
+    avxvnni,
+    "avx2,fma,f16c,avxvnni",
+    dot_block_avxvnni,
+    q8_block_avxvnni,
+    bitmatmul_avxvnni,
+    vec_dot_ternary_i8_avxvnni,
+    head_f16_avxvnni,
+    head_q8_0_avxvnni
+);
+
+/// The 512-bit kernel: one 128-weight block is two zmm vectors. The block's 32 code bytes are
+/// broadcast to both halves and shifted per half (6 | 4, then 2 | 0), which lines the codes
+/// up with activations 0..64 and 64..128.
+pub mod avx512vnni {
+    use super::*;
+
+    /// 4 rows x 4 tokens: 16 accumulators, two code vectors and the constants fit in the 32
+    /// zmm registers; each code vector feeds 4 `vpdpbusd`, each activation load 4.
+    const RMAX: usize = 4;
+    const TMAX: usize = 4;
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn unpack_512(p: *const u8) -> [__m512i; 2] {
+        let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(p.cast()));
+        let m3 = _mm512_set1_epi8(3);
+        let lo = _mm512_inserti64x4::<1>(_mm512_set1_epi16(6), _mm256_set1_epi16(4));
+        let hi = _mm512_inserti64x4::<1>(_mm512_set1_epi16(2), _mm256_setzero_si256());
+        [
+            _mm512_and_si512(_mm512_srlv_epi16(v, lo), m3),
+            _mm512_and_si512(_mm512_srlv_epi16(v, hi), m3),
+        ]
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn dot_block(acc: __m512i, w: &[__m512i; 2], x: *const i8) -> __m512i {
+        let acc = _mm512_dpbusd_epi32(acc, w[0], _mm512_loadu_si512(x.cast()));
+        _mm512_dpbusd_epi32(acc, w[1], _mm512_loadu_si512(x.add(64).cast()))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    unsafe fn tile<const R: usize, const T: usize, const WHOLE: bool>(
+        j: &Job,
+        r0: usize,
+        t0: usize,
+        out: &mut [f32],
+    ) {
+        let step = j.step();
+        let mut iacc = [[_mm512_setzero_si512(); T]; R];
+        // Grouped: as in the 256-bit tile.
+        let mut fq = [_mm_setzero_ps(); R];
+        let mut rowpart = [_mm512_setzero_si512(); 4];
+        let zero = _mm512_setzero_si512();
+        let mut b0 = 0;
+        while b0 < j.blocks {
+            let b1 = b0 + step;
+            let mut init = [_mm512_setzero_si512(); T];
+            if !WHOLE {
+                for (t, v) in init.iter_mut().enumerate() {
+                    *v = _mm512_maskz_set1_epi32(1, -j.qsum(t0 + t, b0, b1));
+                }
+            }
+            for r in 0..R {
+                let mut part = init;
+                for b in b0..b1 {
+                    let w = unpack_512(j.codes_at(r0 + r, b));
+                    for (t, p) in part.iter_mut().enumerate() {
+                        *p = dot_block(*p, &w, j.acts_at(t0 + t, b));
+                    }
+                }
+                if WHOLE {
+                    for t in 0..T {
+                        iacc[r][t] = _mm512_add_epi32(iacc[r][t], part[t]);
+                    }
+                } else if T == 1 {
+                    rowpart[r] = part[0];
+                } else {
+                    let p = |i: usize| fold_512(part.get(i).copied().unwrap_or(zero));
+                    let sums = hadd4(p(0), p(1), p(2), p(3));
+                    let d = _mm_set1_ps(j.scale(r0 + r, b0 / j.group_blocks));
+                    fq[r] = add_group(fq[r], sums, d);
+                }
+            }
+            if !WHOLE && T == 1 {
+                let p = |i: usize| fold_512(rowpart[i]);
+                let sums = hadd4(p(0), p(1), p(2), p(3));
+                let mut d = [0.0f32; 4];
+                for (r, d) in d.iter_mut().enumerate().take(R) {
+                    *d = j.scale(r0 + r, b0 / j.group_blocks);
+                }
+                fq[0] = add_group(fq[0], sums, _mm_loadu_ps(d.as_ptr()));
+            }
+            b0 = b1;
+        }
+        for t in 0..T {
+            let s = *j.act_scale.get_unchecked(t0 + t);
+            let qsum = if WHOLE {
+                j.qsum(t0 + t, 0, j.blocks)
+            } else {
+                0
+            };
+            for r in 0..R {
+                let y = if WHOLE {
+                    let a = _mm512_reduce_add_epi32(iacc[r][t]) - qsum;
+                    epilogue(&[a], &[j.scale(r0 + r, 0)], s)
+                } else if T == 1 {
+                    lane(fq[0], r) / s
+                } else {
+                    lane(fq[r], t) / s
+                };
+                *out.get_unchecked_mut(j.out_index(r0 + r, t0 + t)) = y;
+            }
+        }
+    }
+
+    /// Same contract as [`Kernel::bitmatmul`](crate::kernels::Kernel::bitmatmul).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, FMA and F16C.
+    #[inline(never)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    pub unsafe fn bitmatmul_avx512vnni(
+        w: &TernaryMatrix,
+        x: &ActBatch,
+        row0: usize,
+        out: &mut [f32],
+    ) {
+        let j = Job::new(w, x, row0, out);
+        let (n, rows) = (j.n_tokens, out.len() / j.n_tokens.max(1));
+        let whole = j.group_blocks == j.blocks;
+        let mut t0 = 0;
+        while t0 < n {
+            let tn = (n - t0).min(TMAX);
+            let mut r = row0;
+            while r < row0 + rows {
+                let rn = if row0 + rows - r >= RMAX { RMAX } else { 1 };
+                tile_shapes!(tile, whole, rn, tn, 4, [1, 2, 3, 4], (&j, r, t0, out));
+                r += rn;
+            }
+            t0 += tn;
+        }
+    }
+
+    /// Rows16 layout: R row groups x T tokens. Lane i of an accumulator is row 16G + i, so a
+    /// `vpdpbusd` of 64 codes (16 rows x 4 columns) against 4 activations broadcast to every
+    /// lane needs no horizontal sum; each lane holds its row's exact group sum, scaled and
+    /// added in the reference's order.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    unsafe fn tile16<const R: usize, const T: usize>(
+        j: &Job,
+        g0: usize,
+        t0: usize,
+        rows_end: usize,
+        out: &mut [f32],
+    ) {
+        let chunks = j.cols / 16;
+        let per_group = j.group_blocks * 8; // 16-column chunks per scale group
+        let m3 = _mm512_set1_epi8(3);
+        let mut facc = [[_mm512_setzero_ps(); T]; R];
+        for g in 0..j.n_groups {
+            let mut acc = [[_mm512_setzero_si512(); T]; R];
+            for t in 0..T {
+                let b0 = g * j.group_blocks;
+                let init = _mm512_set1_epi32(-j.qsum(t0 + t, b0, b0 + j.group_blocks));
+                for a in acc.iter_mut() {
+                    a[t] = init;
+                }
+            }
+            for c in g * per_group..(g + 1) * per_group {
+                let mut w = [[_mm512_setzero_si512(); 4]; R];
+                for (r, w) in w.iter_mut().enumerate() {
+                    let v = _mm512_loadu_si512(
+                        j.codes.as_ptr().add(((g0 + r) * chunks + c) * 64).cast(),
+                    );
+                    *w = [
+                        _mm512_and_si512(v, m3),
+                        _mm512_and_si512(_mm512_srli_epi16::<2>(v), m3),
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(v), m3),
+                        _mm512_and_si512(_mm512_srli_epi16::<6>(v), m3),
+                    ];
+                }
+                for t in 0..T {
+                    let xp = j.q.as_ptr().add((t0 + t) * j.cols + 16 * c);
+                    for q in 0..4 {
+                        let x4 = core::ptr::read_unaligned(xp.add(4 * q).cast::<i32>());
+                        let xb = _mm512_set1_epi32(x4);
+                        for r in 0..R {
+                            acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], w[r][q], xb);
+                        }
+                    }
+                }
+            }
+            for r in 0..R {
+                let d = _mm512_loadu_ps(j.scales.as_ptr().add(((g0 + r) * j.n_groups + g) * 16));
+                for t in 0..T {
+                    let p = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][t]), d);
+                    facc[r][t] = _mm512_add_ps(facc[r][t], p);
+                }
+            }
+        }
+        for r in 0..R {
+            for t in 0..T {
+                let s = *j.act_scale.get_unchecked(t0 + t);
+                let mut lanes = [0.0f32; 16];
+                _mm512_storeu_ps(lanes.as_mut_ptr(), facc[r][t]);
+                for (i, &y) in lanes.iter().enumerate() {
+                    let row = 16 * (g0 + r) + i;
+                    if row >= j.row0 && row < rows_end {
+                        *out.get_unchecked_mut(j.out_index(row, t0 + t)) = y / s;
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`bitmatmul_avx512vnni`] for a matrix in the Rows16 layout (what the model repacks
+    /// into for this kernel).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, FMA and F16C.
+    #[inline(never)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    pub unsafe fn bitmatmul_avx512vnni_rows16(
+        w: &TernaryMatrix,
+        x: &ActBatch,
+        row0: usize,
+        out: &mut [f32],
+    ) {
+        assert_eq!(w.layout, CodeLayout::Rows16);
+        let j = Job::new(w, x, row0, out);
+        let n = j.n_tokens;
+        let rows_end = row0 + out.len() / n.max(1);
+        let (g_begin, g_end) = (row0 / 16, rows_end.div_ceil(16));
+        let mut t0 = 0;
+        while t0 < n {
+            let tn = (n - t0).min(4);
+            // Decode: four row groups share each broadcast; prefill: two row groups x up
+            // to four tokens share each code vector and each broadcast.
+            let rmax = if tn == 1 { 4 } else { 2 };
+            let mut g = g_begin;
+            while g < g_end {
+                let rn = if g_end - g >= rmax { rmax } else { 1 };
+                match (rn, tn) {
+                    (4, 1) => tile16::<4, 1>(&j, g, t0, rows_end, out),
+                    (2, 2) => tile16::<2, 2>(&j, g, t0, rows_end, out),
+                    (2, 3) => tile16::<2, 3>(&j, g, t0, rows_end, out),
+                    (2, 4) => tile16::<2, 4>(&j, g, t0, rows_end, out),
+                    (1, 1) => tile16::<1, 1>(&j, g, t0, rows_end, out),
+                    (1, 2) => tile16::<1, 2>(&j, g, t0, rows_end, out),
+                    (1, 3) => tile16::<1, 3>(&j, g, t0, rows_end, out),
+                    (1, 4) => tile16::<1, 4>(&j, g, t0, rows_end, out),
+                    _ => unreachable!("tile shape"),
+                }
+                g += rn;
+            }
+            t0 += tn;
+        }
+    }
+
+    /// Exact integer accumulators of one row (Rows16 layout) against token `t`, one per scale
+    /// group, added into `acc`: lane `row % 16` of the row group's sums.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn vec_dot_ternary_i8_avx512vnni_rows16(
+        w: &TernaryMatrix,
+        row: usize,
+        x: &ActBatch,
+        t: usize,
+        acc: &mut [i32],
+    ) {
+        assert_eq!(w.layout, CodeLayout::Rows16);
+        assert!(row < w.rows && t < x.n_tokens && x.cols == w.cols);
+        assert_eq!(acc.len(), w.cols / w.group_len);
+        let j = Job::new(w, x, 0, &[]);
+        let (g0, chunks, per_group) = (row / 16, j.cols / 16, j.group_blocks * 8);
+        let m3 = _mm512_set1_epi8(3);
+        for (g, a) in acc.iter_mut().enumerate() {
+            let b0 = g * j.group_blocks;
+            let mut v = _mm512_set1_epi32(-j.qsum(t, b0, b0 + j.group_blocks));
+            for c in g * per_group..(g + 1) * per_group {
+                let codes = _mm512_loadu_si512(j.codes.as_ptr().add((g0 * chunks + c) * 64).cast());
+                let xp = j.q.as_ptr().add(t * j.cols + 16 * c);
+                for q in 0..4 {
+                    let wq = _mm512_and_si512(
+                        _mm512_srl_epi16(codes, _mm_cvtsi32_si128(2 * q as i32)),
+                        m3,
+                    );
+                    let xb =
+                        _mm512_set1_epi32(core::ptr::read_unaligned(xp.add(4 * q).cast::<i32>()));
+                    v = _mm512_dpbusd_epi32(v, wq, xb);
+                }
+            }
+            let mut lanes = [0i32; 16];
+            _mm512_storeu_si512(lanes.as_mut_ptr().cast(), v);
+            *a += lanes[row % 16];
+        }
+    }
+
+    /// Exact integer accumulators of one row against token `t`, one per scale group, added
+    /// into `acc`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn vec_dot_ternary_i8_avx512vnni(
+        w: &TernaryMatrix,
+        row: usize,
+        x: &ActBatch,
+        t: usize,
+        acc: &mut [i32],
+    ) {
+        assert!(row < w.rows && t < x.n_tokens && x.cols == w.cols);
+        assert_eq!(acc.len(), w.cols / w.group_len);
+        let j = Job::new(w, x, 0, &[]);
+        for (g, a) in acc.iter_mut().enumerate() {
+            let (b0, b1) = (g * j.group_blocks, (g + 1) * j.group_blocks);
+            let mut v = _mm512_setzero_si512();
+            for b in b0..b1 {
+                v = dot_block(v, &unpack_512(j.codes_at(row, b)), j.acts_at(t, b));
+            }
+            *a += _mm512_reduce_add_epi32(v) - j.qsum(t, b0, b1);
+        }
+    }
+
+    /// F16 head rows x f32 activations, 16 halves per `vcvtph2ps`, one row at a time.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, FMA and F16C.
+    #[inline(never)]
+    #[target_feature(enable = "avx512f,fma,f16c")]
+    pub unsafe fn head_f16_avx512vnni(rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]) {
+        let (n, n_rows) = super::super::head::check_head_f16(rows, cols, x, out);
+        let main = cols / 64 * 64;
+        for r in 0..n_rows {
+            let row = &rows[r * cols * 2..(r + 1) * cols * 2];
+            for t in 0..n {
+                let xt = x.as_ptr().add(t * cols);
+                let mut acc = [_mm512_setzero_ps(); 4];
+                let mut k = 0;
+                while k < main {
+                    for (i, a) in acc.iter_mut().enumerate() {
+                        let w = _mm256_loadu_si256(row.as_ptr().add(2 * (k + 16 * i)).cast());
+                        let xv = _mm512_loadu_ps(xt.add(k + 16 * i));
+                        *a = _mm512_fmadd_ps(_mm512_cvtph_ps(w), xv, *a);
+                    }
+                    k += 64;
+                }
+                let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+                let tail = super::super::head::dot_f16_tail(row, x, t, cols, main);
+                out[r * n + t] = _mm512_reduce_add_ps(s) + tail;
+            }
+        }
+    }
+
+    /// Q8_0 head rows x int8 activations (256-bit EVEX `vpdpbusd`: a Q8_0 block is 32 bytes).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/VL/VNNI, AVX2, FMA and F16C.
+    #[inline(never)]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    pub unsafe fn head_q8_0_avx512vnni(rows: &[u8], a: &HeadActs, out: &mut [f32]) {
+        let (n, n_rows, row_bytes) = super::super::head::check_head_q8_0(rows, a, out);
+        for r in 0..n_rows {
+            let row = rows.as_ptr().add(r * row_bytes);
+            for t in 0..n {
+                out[r * n + t] = q8_row(row, a, t, |w, x| q8_block_avx512vnni(w, x));
+            }
+        }
+    }
+}
+
+/// Integer sums of each Q8_0 block of one head row against int8 activations, for the
+/// exactness tests: `isums[k] = sum over block k of w * x`.
+///
+/// # Safety
+/// The CPU must support what `variant` needs (AVX2; plus AVX-VNNI or AVX-512 VL/VNNI).
+#[target_feature(enable = "avx2")]
+pub unsafe fn q8_0_block_sums(variant: Variant, row: &[u8], xq: &[i8], isums: &mut [i32]) {
+    assert_eq!(row.len(), isums.len() * 34);
+    assert_eq!(xq.len(), isums.len() * 32);
+    for (k, s) in isums.iter_mut().enumerate() {
+        let w = _mm256_loadu_si256(row.as_ptr().add(34 * k + 2).cast());
+        let x = _mm256_loadu_si256(xq.as_ptr().add(32 * k).cast());
+        let v = match variant {
+            Variant::Avx2 => q8_block_avx2(w, x),
+            Variant::AvxVnni => q8_block_avxvnni(w, x),
+            Variant::Avx512Vnni => q8_block_avx512vnni(w, x),
+        };
+        *s = hsum_epi32_256(v);
+    }
+}
+
+/// The x86_64 variants, for code shared between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Avx2,
+    AvxVnni,
+    Avx512Vnni,
+}
+
+impl Variant {
+    /// Whether the running CPU has every feature the variant's functions enable.
+    pub fn is_available(self) -> bool {
+        #[cfg(feature = "std")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let base = has!("avx2") && has!("fma") && has!("f16c");
+            match self {
+                Variant::Avx2 => base,
+                Variant::AvxVnni => base && has!("avxvnni"),
+                Variant::Avx512Vnni => {
+                    base && has!("avx512f")
+                        && has!("avx512bw")
+                        && has!("avx512vl")
+                        && has!("avx512vnni")
+                }
+            }
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            // Without std there is no run-time detection: only what the build targets.
+            let base = cfg!(all(
+                target_feature = "avx2",
+                target_feature = "fma",
+                target_feature = "f16c"
+            ));
+            match self {
+                Variant::Avx2 => base,
+                Variant::AvxVnni => base && cfg!(target_feature = "avxvnni"),
+                Variant::Avx512Vnni => {
+                    base && cfg!(all(
+                        target_feature = "avx512f",
+                        target_feature = "avx512bw",
+                        target_feature = "avx512vl",
+                        target_feature = "avx512vnni"
+                    ))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Whole models on every kernel this CPU runs: the same logits as the scalar reference
+//! (BitLinear bit for bit, the head up to summation order), batched decode equal to
+//! separate sequences, the Q8_0 head, and the CLI's kernel, thread and bench options.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use bitnet::gguf::Gguf;
+use bitnet::kernels::Kernel;
+use bitnet::model::{Batch, KvType, Model, State};
+use bitnet::parallel::{Pool, Serial};
+use bitnet::synth;
+
+fn load(spec: &synth::SynthSpec, kernel: Kernel) -> Model {
+    let bytes = synth::build(spec).unwrap();
+    let g = Gguf::parse(&bytes).unwrap();
+    Model::load(&g, Arc::new(bytes), kernel).unwrap()
+}
+
+fn logits(model: &Model, exec: &dyn bitnet::parallel::Exec, tokens: &[u32]) -> Vec<f32> {
+    let mut state = State::new(&model.config, 64, KvType::F32).unwrap();
+    model
+        .forward(exec, &mut state, tokens, true)
+        .unwrap()
+        .to_vec()
+}
+
+fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / scale)
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn every_kernel_matches_scalar_on_every_fixture() {
+    let tokens = synth::fixture_prompt_tokens();
+    let pool = Pool::new(2).unwrap();
+    for spec in synth::fixture_specs() {
+        let want = logits(&load(&spec, Kernel::Scalar), &Serial, &tokens);
+        for k in Kernel::available() {
+            let model = load(&spec, k);
+            for (exec, threads) in [(&Serial as &dyn bitnet::parallel::Exec, 1), (&pool, 2)] {
+                let got = logits(&model, exec, &tokens);
+                // The BitLinear layers are exact; only the head's f32 dot may sum in
+                // another order, and that difference flows through nothing else.
+                let d = max_rel_diff(&got, &want);
+                assert!(d <= 1e-5, "{} on {k} ({threads} threads): {d}", spec.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_decode_equals_separate_sequences() {
+    let spec = &synth::fixture_specs()[1];
+    for k in Kernel::available() {
+        let model = load(spec, k);
+        let prompts: [&[u32]; 3] = [&[256, 72, 105], &[256, 66], &[256, 1, 2, 3, 4]];
+        let steps: [[u32; 3]; 3] = [[10, 20, 30], [40, 50, 60], [70, 80, 90]];
+        // Separately: each sequence on its own.
+        let mut want = Vec::new();
+        for (s, p) in prompts.iter().enumerate() {
+            let mut state = State::new(&model.config, 32, KvType::F16).unwrap();
+            model.forward(&Serial, &mut state, p, false).unwrap();
+            let mut per = Vec::new();
+            for step in &steps {
+                per.push(
+                    model
+                        .forward(&Serial, &mut state, &[step[s]], false)
+                        .unwrap()
+                        .to_vec(),
+                );
+            }
+            want.push(per);
+        }
+        // Together: one forward per step for all three.
+        let mut batch = Batch::new(&model.config, 3, 32, KvType::F16).unwrap();
+        for (s, p) in prompts.iter().enumerate() {
+            model
+                .forward(&Serial, &mut batch.seqs[s], p, false)
+                .unwrap();
+        }
+        let v = model.config.vocab;
+        for (i, step) in steps.iter().enumerate() {
+            let got = model
+                .forward_batch(&Serial, &mut batch, step)
+                .unwrap()
+                .to_vec();
+            for s in 0..3 {
+                assert_eq!(
+                    got[s * v..(s + 1) * v],
+                    want[s][i][..],
+                    "{k}: step {i} seq {s}"
+                );
+            }
+        }
+        assert!(model.forward_batch(&Serial, &mut batch, &[1, 2]).is_err());
+    }
+}
+
+#[test]
+fn q8_0_head_is_close_to_f16_and_the_same_on_every_kernel() {
+    let tokens = synth::fixture_prompt_tokens();
+    let spec = &synth::fixture_specs()[0];
+    let f16 = logits(&load(spec, Kernel::Scalar), &Serial, &tokens);
+    let mut reference = load(spec, Kernel::Scalar);
+    reference.quantize_head_q8_0(&Serial).unwrap();
+    assert_eq!(reference.head().ty, bitnet::quants::GgmlType::Q8_0);
+    let q8 = logits(&reference, &Serial, &tokens);
+    // Q8_0 weights and activations: ~1% error on logits of order 10, never more.
+    let d = max_rel_diff(&q8, &f16);
+    assert!(d > 0.0 && d < 0.02, "q8_0 head vs f16: {d}");
+    let pool = Pool::new(2).unwrap();
+    for k in Kernel::available() {
+        let mut model = load(spec, k);
+        model.quantize_head_q8_0(&pool).unwrap();
+        let got = logits(&model, &pool, &tokens);
+        let d = max_rel_diff(&got, &q8);
+        assert!(d <= 1e-5, "{k}: {d}");
+    }
+}
+
+fn infer(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bitnet-infer"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("bitnet-infer runs")
+}
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn cli_kernel_selection_info_json_and_bench() {
+    let m = fixture("tiny-b158-tq2_0.gguf");
+    let text = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    let info = infer(&["info", "--model", &m, "--json"], &[]);
+    assert!(info.status.success(), "{}", err(&info));
+    let json = text(&info);
+    assert!(
+        json.contains("\"kernels\": {\"available\": [\"scalar\""),
+        "{json}"
+    );
+    assert!(
+        json.contains(&format!("\"selected\": \"{}\"", Kernel::detect())),
+        "{json}"
+    );
+    assert!(
+        json.contains("\"vocab\": ") && json.contains("\"TQ2_0\""),
+        "{json}"
+    );
+
+    // Forcing: by flag or environment, and a clear error for unknown / unavailable kernels.
+    let forced = infer(
+        &["info", "--model", &m, "--json"],
+        &[("BITNET_KERNEL", "scalar")],
+    );
+    assert!(text(&forced).contains("\"selected\": \"scalar\""));
+    let bad = infer(&["info", "--model", &m, "--kernel", "nope"], &[]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(err(&bad).contains("unknown kernel 'nope'"), "{}", err(&bad));
+    if let Some(k) = Kernel::ALL.iter().find(|k| !k.is_available()) {
+        let o = infer(
+            &["--model", &m, "--prompt-tokens", "1", "--kernel", k.name()],
+            &[],
+        );
+        assert_eq!(o.status.code(), Some(1));
+        assert!(err(&o).contains("lacks"), "{}", err(&o));
+    }
+
+    for k in Kernel::available() {
+        let args = [
+            "--model",
+            &m,
+            "--prompt-tokens",
+            "256,72,105",
+            "-n",
+            "4",
+            "--temperature",
+            "0",
+            "--kernel",
+            k.name(),
+            "--threads",
+            "2",
+            "--head",
+            "q8_0",
+            "--batch-size",
+            "2",
+        ];
+        let o = infer(&args, &[]);
+        assert!(o.status.success(), "{k}: {}", err(&o));
+        // Same prompt, greedy: both sequences produce the same text.
+        let out = text(&o);
+        let seqs: Vec<&str> = out.split("--- sequence").skip(1).collect();
+        assert_eq!(seqs.len(), 2, "{out}");
+        let body = |s: &str| s.split_once('\n').map(|(_, b)| b.to_string()).unwrap();
+        assert_eq!(body(seqs[0]), body(seqs[1]));
+        assert!(
+            err(&o).contains(&format!("kernel       {k}")),
+            "{}",
+            err(&o)
+        );
+    }
+
+    let bench = infer(
+        &[
+            "bench", "--model", &m, "-p", "8", "-n", "4", "-t", "1,2", "-r", "2", "--bw-mib", "16",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(bench.status.success(), "{}", err(&bench));
+    let json = text(&bench);
+    for field in [
+        "\"threads\": 1",
+        "\"threads\": 2",
+        "prefill_tok_s",
+        "decode_tok_s",
+        "decode_gb_s",
+        "mem_read_gb_s",
+        "decode_bw_ratio",
+    ] {
+        assert!(json.contains(field), "{field}: {json}");
+    }
+    let table = infer(
+        &[
+            "bench", "--model", &m, "-p", "4", "-n", "2", "-r", "1", "--bw-mib", "8",
+        ],
+        &[],
+    );
+    assert!(text(&table).contains("| pp4"), "{}", text(&table));
+    let bad = infer(&["bench", "--model", &m, "-t", "0"], &[]);
+    assert_eq!(bad.status.code(), Some(1));
+}

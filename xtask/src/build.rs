@@ -1,0 +1,103 @@
+//! Cross-building `bitnet-infer` (and the kernel test binary) for one target.
+
+use std::path::PathBuf;
+
+use xshell::{cmd, Shell};
+
+use crate::targets::{Builder, Target};
+use crate::validate::Inputs;
+
+/// Cargo invocation with the target's linker, rustflags and environment; never touches
+/// the global RUSTFLAGS (it would silently replace every config rustflag).
+fn cargo<'a>(sh: &'a Shell, t: &Target, sub: &str) -> xshell::Cmd<'a> {
+    let tool: &[&str] = match t.builder {
+        Builder::Cargo => &[sub],
+        Builder::Zigbuild => &["zigbuild"],
+    };
+    let triple = &t.triple;
+    let mut c = cmd!(sh, "cargo {tool...} --target {triple}");
+    if let Some(linker) = &t.linker {
+        c = c.env(t.cargo_env("LINKER"), linker);
+    }
+    if !t.rustflags.is_empty() {
+        c = c.env(t.cargo_env("RUSTFLAGS"), t.rustflags.join(" "));
+    }
+    if t.build_std {
+        c = c
+            .env("RUSTC_BOOTSTRAP", "1")
+            .arg("-Zbuild-std=std,panic_abort");
+    }
+    for (k, v) in &t.env {
+        c = c.env(k, v);
+    }
+    c
+}
+
+/// Builds the harness-profile binary; returns its path. A fault-injection build (tests
+/// of the harness itself) goes to its own target directory so it never replaces the
+/// real binary.
+pub fn binary(sh: &Shell, t: &Target, inputs: &Inputs) -> Result<PathBuf, String> {
+    let mut target_dir = crate::project_root().join("target");
+    let mut c = cargo(sh, t, "build")
+        .args([
+            "--quiet",
+            "--profile",
+            "harness",
+            "-p",
+            "bitnet-edge",
+            "--bin",
+            "bitnet-infer",
+        ])
+        .quiet();
+    if inputs.inject_fault.is_some() {
+        target_dir = target_dir.join("fault-injection");
+        c = c
+            .args(["--features", "bitnet-edge/fault-injection"])
+            .env("CARGO_TARGET_DIR", &target_dir);
+    }
+    c.run()
+        .map_err(|e| format!("{}: build failed: {e}", t.triple))?;
+    let path = target_dir
+        .join(&t.triple)
+        .join("harness")
+        .join("bitnet-infer");
+    if !path.exists() {
+        return Err(format!(
+            "{}: build produced no {}",
+            t.triple,
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+/// Builds the library's unit-test binary (the kernel exactness tests); `None` for
+/// zigbuild targets, whose ISA is covered by the gnu triple of the same architecture.
+pub fn kernel_tests(sh: &Shell, t: &Target) -> Result<Option<PathBuf>, String> {
+    if t.builder != Builder::Cargo {
+        return Ok(None);
+    }
+    let out = cargo(sh, t, "test")
+        .args([
+            "--no-run",
+            "--message-format=json",
+            "-p",
+            "bitnet-edge",
+            "--lib",
+        ])
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .map_err(|e| format!("{}: building the kernel tests failed: {e}", t.triple))?;
+    for line in out.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["reason"] == "compiler-artifact" && v["profile"]["test"] == true {
+            if let Some(exe) = v["executable"].as_str() {
+                return Ok(Some(PathBuf::from(exe)));
+            }
+        }
+    }
+    Err(format!("{}: cargo reported no test executable", t.triple))
+}

@@ -1,0 +1,75 @@
+//! What every harness command starts from: the project root, the target matrix, a shell,
+//! the evaluation inputs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use xshell::Shell;
+
+use crate::flags::{EvalArgs, Xtask};
+use crate::targets::{Matrix, Target, HOST};
+use crate::validate::Inputs;
+
+pub struct Ctx {
+    pub sh: Shell,
+    pub root: PathBuf,
+    pub matrix: Matrix,
+    /// Scratch space for logits, stripped copies, reports.
+    pub scratch: PathBuf,
+}
+
+impl Ctx {
+    pub fn new(x: &Xtask) -> Result<Ctx, String> {
+        let root = crate::project_root();
+        let matrix = Matrix::load(&root.join(&x.targets), &root.join(&x.profiles))?;
+        let sh = Shell::new().map_err(|e| e.to_string())?;
+        sh.change_dir(&root);
+        let scratch = root.join("target/xtask");
+        Ok(Ctx {
+            sh,
+            root,
+            matrix,
+            scratch,
+        })
+    }
+
+    pub fn host(&self) -> Result<Target, String> {
+        self.matrix
+            .targets
+            .iter()
+            .find(|t| t.is_host())
+            .cloned()
+            .ok_or_else(|| format!("targets.toml has no entry for the host {HOST}"))
+    }
+
+    pub fn inputs(&self, e: &EvalArgs) -> Result<Inputs, String> {
+        let models = if e.model.is_empty() {
+            let dir = self.root.join("fixtures");
+            let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|err| format!("{}: {err}", dir.display()))?
+                .filter_map(|d| d.ok().map(|d| d.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+                .collect();
+            v.sort();
+            v
+        } else {
+            e.model.iter().map(|m| self.root.join(m)).collect()
+        };
+        if models.is_empty() {
+            return Err(
+                "no models to validate: fixtures/ has no .gguf (run `cargo xtask fixtures`)".into(),
+            );
+        }
+        Ok(Inputs {
+            models,
+            prompt_tokens: e
+                .prompt_tokens
+                .clone()
+                .unwrap_or_else(bitnet::synth::fixture_prompt_tokens),
+            tolerance: e.tolerance,
+            timeout: Duration::from_secs(e.timeout),
+            inject_fault: e.inject_fault.clone(),
+            scratch: self.scratch.join("logits"),
+        })
+    }
+}

@@ -1,0 +1,103 @@
+//! Running a target binary natively or under qemu-user with a board's CPU model, with a
+//! timeout, and saying in words what went wrong.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::targets::{Profile, Target};
+
+pub struct Outcome {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The guest died of SIGILL (qemu-user re-raises the guest's signal).
+    pub fn illegal_instruction(&self) -> bool {
+        self.signal == Some(4) || self.code == Some(132)
+    }
+
+    /// A one-line account of a failed run, with the tail of stderr.
+    pub fn describe(&self, what: &str, limit: Duration) -> String {
+        let tail: Vec<&str> = self.stderr.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let how = if self.timed_out {
+            format!("hung: killed after {} s", limit.as_secs())
+        } else if self.illegal_instruction() {
+            "died of SIGILL (illegal instruction)".to_string()
+        } else if let Some(s) = self.signal {
+            format!("killed by signal {s}")
+        } else {
+            format!("exit code {}", self.code.unwrap_or(-1))
+        };
+        format!("{what}: {how}; stderr: {}", tail.join(" | "))
+    }
+}
+
+/// The command that runs `bin` for `target` on `profile`.
+pub fn command(bin: &Path, target: &Target, profile: &Profile) -> Command {
+    match &profile.qemu {
+        None => Command::new(bin),
+        Some(qemu) => {
+            let mut c = Command::new(qemu);
+            if let Some(cpu) = &profile.cpu {
+                c.args(["-cpu", cpu]);
+            }
+            if let Some(prefix) = &target.ld_prefix {
+                c.env("QEMU_LD_PREFIX", prefix);
+            }
+            c.arg(bin);
+            c
+        }
+    }
+}
+
+/// Runs to completion or kills the process after `limit`.
+pub fn run(mut c: Command, limit: Duration) -> Result<Outcome, String> {
+    let program = format!("{:?}", c.get_program());
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}; run `cargo xtask setup`"))?;
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped")));
+    let err = drain(Box::new(child.stderr.take().expect("piped")));
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+            break s;
+        }
+        if start.elapsed() > limit {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().map_err(|e| e.to_string())?;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    Ok(Outcome {
+        code: status.code(),
+        signal: status.signal(),
+        timed_out,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}

@@ -1,0 +1,348 @@
+//! `cargo xtask size-report`: what each target binary weighs and carries, read with the
+//! `object` crate: stripped size, `.text`/`.rodata`, static or dynamic, kernel symbols.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use object::{Object, ObjectSection, ObjectSymbol};
+use serde::{Deserialize, Serialize};
+
+use crate::targets::Target;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SizeInfo {
+    pub triple: String,
+    pub file_bytes: u64,
+    /// Size after stripping every symbol (measured on a stripped copy).
+    pub stripped_bytes: u64,
+    pub text_bytes: u64,
+    pub rodata_bytes: u64,
+    pub is_static: bool,
+    pub interpreter: Option<String>,
+    pub needed: Vec<String>,
+    /// Kernel names found as `bitmatmul_<name>` symbols.
+    pub kernels: Vec<String>,
+}
+
+/// `llvm-strip` from rustup's llvm-tools component: strips ELF and Mach-O alike.
+pub fn llvm_tool(name: &str) -> Result<std::path::PathBuf, String> {
+    let out = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| format!("rustc: {e}"))?;
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let p = Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(crate::targets::HOST)
+        .join("bin")
+        .join(name);
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{name} not found in {}; run `cargo xtask setup`",
+            p.display()
+        ))
+    }
+}
+
+pub fn inspect(t: &Target, bin: &Path, scratch: &Path) -> Result<SizeInfo, String> {
+    let bytes = std::fs::read(bin).map_err(|e| format!("{}: {e}", bin.display()))?;
+    let file = object::File::parse(&*bytes).map_err(|e| format!("{}: {e}", bin.display()))?;
+    let section = |names: &[&str]| -> u64 {
+        file.sections()
+            .filter(|s| s.name().is_ok_and(|n| names.contains(&n)))
+            .map(|s| s.size())
+            .sum()
+    };
+    let text_bytes = section(&[".text", "__text"]);
+    let rodata_bytes = section(&[".rodata", "__const", "__cstring"]);
+    let interpreter = file
+        .section_by_name(".interp")
+        .and_then(|s| s.data().ok())
+        .map(|d| {
+            String::from_utf8_lossy(d)
+                .trim_end_matches('\0')
+                .to_string()
+        });
+    let needed = needed_libraries(&file);
+    let mut kernels = BTreeSet::new();
+    for sym in file.symbols() {
+        if let Ok(name) = sym.name() {
+            if let Some(k) = kernel_name(name) {
+                kernels.insert(k);
+            }
+        }
+    }
+    std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
+    let stripped = scratch.join(format!("{}.{}.stripped", t.triple, std::process::id()));
+    let strip = llvm_tool("llvm-strip")?;
+    let o = std::process::Command::new(&strip)
+        .arg("--strip-all")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(bin)
+        .output()
+        .map_err(|e| format!("{}: {e}", strip.display()))?;
+    if !o.status.success() {
+        return Err(format!(
+            "llvm-strip {}: {}",
+            bin.display(),
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    let stripped_bytes = std::fs::metadata(&stripped)
+        .map_err(|e| e.to_string())?
+        .len();
+    let _ = std::fs::remove_file(&stripped);
+    let is_static =
+        interpreter.is_none() && needed.is_empty() && file.format() == object::BinaryFormat::Elf;
+    Ok(SizeInfo {
+        triple: t.triple.clone(),
+        file_bytes: bytes.len() as u64,
+        stripped_bytes,
+        text_bytes,
+        rodata_bytes,
+        is_static,
+        interpreter,
+        needed,
+        kernels: kernels.into_iter().collect(),
+    })
+}
+
+/// `DT_NEEDED` entries of an ELF file (Mach-O: the dylibs it imports from).
+fn needed_libraries(file: &object::File) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    if let Ok(imports) = file.imports() {
+        for i in imports {
+            if !i.library().is_empty() {
+                out.insert(String::from_utf8_lossy(i.library()).into_owned());
+            }
+        }
+    }
+    if let (Some(dynamic), Some(dynstr)) = (
+        file.section_by_name(".dynamic"),
+        file.section_by_name(".dynstr"),
+    ) {
+        let (Ok(d), Ok(strs)) = (dynamic.data(), dynstr.data()) else {
+            return out.into_iter().collect();
+        };
+        let wide = file.is_64();
+        let le = file.is_little_endian();
+        let word = |b: &[u8]| -> u64 {
+            match (wide, le) {
+                (true, true) => u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8])),
+                (true, false) => u64::from_be_bytes(b[..8].try_into().unwrap_or([0; 8])),
+                (false, true) => u32::from_le_bytes(b[..4].try_into().unwrap_or([0; 4])) as u64,
+                (false, false) => u32::from_be_bytes(b[..4].try_into().unwrap_or([0; 4])) as u64,
+            }
+        };
+        let w = if wide { 8 } else { 4 };
+        for entry in d.chunks_exact(2 * w) {
+            const DT_NEEDED: u64 = 1;
+            if word(&entry[..w]) == DT_NEEDED {
+                let off = word(&entry[w..]) as usize;
+                if let Some(rest) = strs.get(off..) {
+                    let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+                    out.insert(String::from_utf8_lossy(&rest[..end]).into_owned());
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// `avx2` from a (possibly mangled) symbol containing `bitmatmul_avx2`. Mangled Rust
+/// names prefix each identifier with its length, which says where the name ends.
+pub fn kernel_name(sym: &str) -> Option<String> {
+    let at = sym.find("bitmatmul_")?;
+    let digits: String = sym[..at]
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let ident: &str = match digits.parse::<usize>() {
+        Ok(len) if at + len <= sym.len() => &sym[at..at + len],
+        _ => {
+            let rest = &sym[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        }
+    };
+    ident.strip_prefix("bitmatmul_").map(str::to_string)
+}
+
+/// Budget, linkage and kernel checks against `targets.toml`; each failure is one message.
+pub fn check(t: &Target, s: &SizeInfo) -> Vec<String> {
+    let mut errors = Vec::new();
+    if s.stripped_bytes > t.size_budget {
+        errors.push(format!(
+            "{}: stripped binary is {} bytes, {} over its budget of {} (targets.toml size_budget)",
+            t.triple,
+            s.stripped_bytes,
+            s.stripped_bytes - t.size_budget,
+            t.size_budget
+        ));
+    }
+    if t.is_static && !s.is_static {
+        errors.push(format!(
+            "{}: must be static but has interpreter {:?} and needs {:?}",
+            t.triple, s.interpreter, s.needed
+        ));
+    }
+    for k in &t.kernels {
+        if !s.kernels.contains(k) {
+            errors.push(format!(
+                "{}: expected kernel symbol bitmatmul_{k} is missing (found: {}); a cfg guard may have compiled it out",
+                t.triple,
+                s.kernels.join(", ")
+            ));
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_name;
+
+    #[test]
+    fn kernel_names_from_mangled_symbols() {
+        assert_eq!(
+            kernel_name("_ZN6bitnet7kernels6x86_6414bitmatmul_avx217h0123456789abcdefE").as_deref(),
+            Some("avx2")
+        );
+        assert_eq!(
+            kernel_name("_ZN6bitnet7kernels6scalar16bitmatmul_scalar17h1E").as_deref(),
+            Some("scalar")
+        );
+        assert_eq!(kernel_name("bitmatmul_rvv").as_deref(), Some("rvv"));
+        assert_eq!(kernel_name("memcpy"), None);
+    }
+}
+
+/// The `size-report` command.
+pub fn run(ctx: &crate::ctx::Ctx, a: &crate::flags::SizeArgs) -> Result<(), String> {
+    let targets = ctx.matrix.select(&a.select.target)?;
+    let no_fault = crate::validate::Inputs {
+        models: Vec::new(),
+        prompt_tokens: Vec::new(),
+        tolerance: 0.0,
+        timeout: std::time::Duration::ZERO,
+        inject_fault: None,
+        scratch: ctx.scratch.clone(),
+    };
+    let mut infos = Vec::new();
+    let mut errors = Vec::new();
+    for t in &targets {
+        let missing: Vec<String> = crate::setup::checks(t)
+            .into_iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.what)
+            .collect();
+        if !missing.is_empty() {
+            errors.push(format!(
+                "{}: missing {}: run `cargo xtask setup`",
+                t.triple,
+                missing.join(", ")
+            ));
+            continue;
+        }
+        match crate::build::binary(&ctx.sh, t, &no_fault)
+            .and_then(|b| inspect(t, &b, &ctx.scratch.join("size")))
+        {
+            Ok(s) => {
+                errors.extend(check(t, &s));
+                infos.push((t.clone(), s));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let baseline: Vec<SizeInfo> = match &a.compare {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not a size baseline: {e}", p.display()))?
+        }
+        None => Vec::new(),
+    };
+    let (open, sep, close) = if a.markdown {
+        ("| ", " | ", " |")
+    } else {
+        ("", "  ", "")
+    };
+    let head = [
+        "target",
+        "stripped",
+        "budget",
+        ".text",
+        ".rodata",
+        "linkage",
+        "kernels",
+        "vs baseline",
+    ];
+    if a.markdown {
+        println!(
+            "{open}{}{close}\n|{}",
+            head.join(sep),
+            "---|".repeat(head.len())
+        );
+    } else {
+        println!(
+            "{:<34}{sep}{:>10}{sep}{:>10}{sep}{:>9}{sep}{:>9}{sep}{:<8}{sep}{:<28}{sep}{}",
+            head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7]
+        );
+    }
+    for (t, s) in &infos {
+        let linkage = if s.is_static {
+            "static".to_string()
+        } else {
+            "dynamic".to_string()
+        };
+        let delta = baseline
+            .iter()
+            .find(|b| b.triple == s.triple)
+            .map_or("-".to_string(), |b| {
+                format!(
+                    "{:+} bytes",
+                    s.stripped_bytes as i64 - b.stripped_bytes as i64
+                )
+            });
+        let kernels = s.kernels.join(" ");
+        if a.markdown {
+            println!(
+                "{open}{}{sep}{}{sep}{}{sep}{}{sep}{}{sep}{linkage}{sep}{kernels}{sep}{delta}{close}",
+                t.triple, s.stripped_bytes, t.size_budget, s.text_bytes, s.rodata_bytes
+            );
+        } else {
+            println!(
+                "{:<34}{sep}{:>10}{sep}{:>10}{sep}{:>9}{sep}{:>9}{sep}{linkage:<8}{sep}{kernels:<28}{sep}{delta}",
+                t.triple, s.stripped_bytes, t.size_budget, s.text_bytes, s.rodata_bytes
+            );
+        }
+        if let Some(interp) = &s.interpreter {
+            if !a.markdown {
+                println!("    interpreter {interp}; needs {}", s.needed.join(", "));
+            }
+        }
+    }
+    if let Some(p) = &a.save {
+        let list: Vec<&SizeInfo> = infos.iter().map(|(_, s)| s).collect();
+        std::fs::write(p, serde_json::to_string_pretty(&list).unwrap_or_default())
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        println!("saved baseline {}", p.display());
+    }
+    for e in &errors {
+        println!("  - {e}");
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("size report: {} problem(s)", errors.len()))
+    }
+}

@@ -1,0 +1,274 @@
+//! `targets.toml` and `qemu/profiles.toml`, read strictly: an unknown key or a bad value
+//! is an error with its line and column.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetsFile {
+    target: Vec<Target>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub triple: String,
+    pub stands_for: String,
+    #[serde(default)]
+    pub builder: Builder,
+    /// Build std from source (`-Zbuild-std`): triples without a prebuilt std.
+    #[serde(default)]
+    pub build_std: bool,
+    pub linker: Option<String>,
+    #[serde(default)]
+    pub rustflags: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// `native`, `none` (build only) or the qemu-user binary that runs it.
+    pub run: String,
+    /// Sysroot for dynamically linked binaries under QEMU (`QEMU_LD_PREFIX`).
+    pub ld_prefix: Option<String>,
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// Profiles on which the binary must refuse to start, naming the missing feature.
+    #[serde(default)]
+    pub refuse_profiles: Vec<Refusal>,
+    /// Stripped size limit in bytes.
+    pub size_budget: u64,
+    /// Kernel names whose `bitmatmul_<name>` symbol the binary must carry.
+    pub kernels: Vec<String>,
+    /// The binary must be statically linked.
+    #[serde(default, rename = "static")]
+    pub is_static: bool,
+    #[serde(default)]
+    pub setup: Setup,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Builder {
+    #[default]
+    Cargo,
+    Zigbuild,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refusal {
+    pub profile: String,
+    pub feature: String,
+}
+
+/// What `cargo xtask setup` installs for a target.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Setup {
+    /// `rustup target add <triple>` (false when std is built from source).
+    #[serde(default = "yes")]
+    pub rustup: bool,
+    #[serde(default)]
+    pub components: Vec<String>,
+    #[serde(default)]
+    pub apt: Vec<String>,
+    /// zig and cargo-zigbuild (from PyPI).
+    #[serde(default)]
+    pub zig: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            rustup: true,
+            components: Vec::new(),
+            apt: Vec::new(),
+            zig: false,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfilesFile {
+    profile: BTreeMap<String, Profile>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub board: String,
+    /// qemu-user binary; absent: runs natively.
+    pub qemu: Option<String>,
+    pub cpu: Option<String>,
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// Kernels the engine must report as available under this CPU (absent: not checked).
+    pub kernels: Option<Vec<String>>,
+}
+
+#[derive(Debug)]
+pub struct Matrix {
+    pub targets: Vec<Target>,
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+impl Target {
+    /// `aarch64` for `aarch64-unknown-linux-gnu`, `riscv64` for `riscv64gc-...`.
+    pub fn arch(&self) -> &str {
+        let first = self.triple.split('-').next().unwrap_or("");
+        first.strip_suffix("gc").unwrap_or(first)
+    }
+
+    pub fn is_host(&self) -> bool {
+        self.triple == HOST
+    }
+
+    /// The environment variable prefix cargo uses for per-target settings.
+    pub fn cargo_env(&self, what: &str) -> String {
+        format!(
+            "CARGO_TARGET_{}_{what}",
+            self.triple.to_uppercase().replace(['-', '.'], "_")
+        )
+    }
+}
+
+pub const HOST: &str = "x86_64-unknown-linux-gnu";
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses TOML text; the error names line and column of the offending key or value.
+fn parse_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| {
+                let before = &text[..s.start];
+                let line = before.matches('\n').count() + 1;
+                let col = s.start - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {col}: ")
+            })
+            .unwrap_or_default();
+        format!("{at}{}", e.message())
+    })
+}
+
+impl Matrix {
+    pub fn load(targets: &Path, profiles: &Path) -> Result<Matrix, String> {
+        let targets: TargetsFile = parse(targets)?;
+        let profiles: ProfilesFile = parse(profiles)?;
+        Matrix::check(targets.target, profiles.profile)
+    }
+
+    fn check(targets: Vec<Target>, profiles: BTreeMap<String, Profile>) -> Result<Matrix, String> {
+        for t in &targets {
+            let refused = t.refuse_profiles.iter().map(|r| &r.profile);
+            for p in t.profiles.iter().chain(refused) {
+                if !profiles.contains_key(p) {
+                    return Err(format!(
+                        "targets.toml: target {} names profile '{p}', which qemu/profiles.toml does not define (known: {})",
+                        t.triple,
+                        profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+            let runs = matches!(t.run.as_str(), "native" | "none") || t.run.starts_with("qemu-");
+            if !runs {
+                return Err(format!(
+                    "targets.toml: target {}: run = '{}'; expected native, none or a qemu-user binary",
+                    t.triple, t.run
+                ));
+            }
+        }
+        Ok(Matrix { targets, profiles })
+    }
+
+    /// Targets named by `sel`: a triple, an architecture (`aarch64` = all its triples),
+    /// `darwin`/`macos` for Apple, or `all`.
+    pub fn select(&self, sel: &[String]) -> Result<Vec<Target>, String> {
+        if sel.is_empty() || sel.iter().any(|s| s == "all") {
+            return Ok(self.targets.clone());
+        }
+        let mut out: Vec<Target> = Vec::new();
+        for s in sel {
+            let hits: Vec<&Target> = self
+                .targets
+                .iter()
+                .filter(|t| {
+                    t.triple == *s
+                        || (t.arch() == s && !t.triple.contains("apple"))
+                        || (matches!(s.as_str(), "darwin" | "macos") && t.triple.contains("apple"))
+                })
+                .collect();
+            if hits.is_empty() {
+                let names: Vec<&str> = self.targets.iter().map(|t| t.triple.as_str()).collect();
+                return Err(format!(
+                    "unknown target '{s}'; expected one of: all, x86_64, aarch64, armv7, riscv64, darwin, {}",
+                    names.join(", ")
+                ));
+            }
+            for t in hits {
+                if !out.iter().any(|o| o.triple == t.triple) {
+                    out.push(t.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed() -> Matrix {
+        let root = crate::project_root();
+        Matrix::load(&root.join("targets.toml"), &root.join("qemu/profiles.toml")).unwrap()
+    }
+
+    #[test]
+    fn committed_matrix_loads_and_selects() {
+        let m = committed();
+        assert!(m.targets.len() >= 7);
+        let arm = m.select(&["aarch64".into()]).unwrap();
+        assert_eq!(arm.len(), 2);
+        assert!(arm
+            .iter()
+            .all(|t| t.triple.starts_with("aarch64-unknown-linux")));
+        assert_eq!(m.select(&["riscv64".into()]).unwrap().len(), 2);
+        assert_eq!(m.select(&["darwin".into()]).unwrap().len(), 1);
+        let e = m.select(&["sparc".into()]).unwrap_err();
+        assert!(e.contains("unknown target 'sparc'"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        let text = "[[target]]\ntriple = \"x\"\nstands_for = \"y\"\nrun = \"native\"\nsize_budget = 1\nkernels = []\nsize_budjet = 2\n";
+        let e = parse_str::<TargetsFile>(text).unwrap_err();
+        assert!(e.contains("line 7"), "{e}");
+        assert!(e.contains("size_budjet"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_is_an_error_with_its_line() {
+        let text = "[[target]]\ntriple = \"x\"\nstands_for = \"y\"\nrun = \"native\"\nsize_budget = \"big\"\nkernels = []\n";
+        let e = parse_str::<TargetsFile>(text).unwrap_err();
+        assert!(e.contains("line 5"), "{e}");
+    }
+
+    #[test]
+    fn unknown_profile_is_named() {
+        let mut m = committed();
+        m.targets[0].profiles.push("pdp11".into());
+        let e = Matrix::check(m.targets, m.profiles).unwrap_err();
+        assert!(e.contains("'pdp11'"), "{e}");
+    }
+}
