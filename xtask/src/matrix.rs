@@ -184,16 +184,21 @@ pub fn all_errors(r: &TargetReport) -> Vec<String> {
 }
 
 fn fmt_diff(p: &ProfileReport) -> String {
-    match (p.max_abs_diff, p.bit_identical) {
-        (_, Some(true)) => "0 (bit-identical)".into(),
-        (Some(d), _) => format!("{d:.2e}"),
-        _ => "-".into(),
+    p.max_abs_diff.map_or("-".into(), |d| format!("{d:.1e}"))
+}
+
+fn fmt_exact(p: &ProfileReport) -> String {
+    match (p.bit_identical, &p.kernel_tests) {
+        (Some(true), Some(_)) => "yes (tests)".into(),
+        (Some(true), None) => "yes (logits)".into(),
+        (Some(false), _) => "NO".into(),
+        (None, _) => "-".into(),
     }
 }
 
 /// One row per (target, profile): build, size vs budget, kernels, max |diff|, verdict.
 pub fn table(reports: &[TargetReport], markdown: bool) -> String {
-    let mut rows: Vec<[String; 7]> = Vec::new();
+    let mut rows: Vec<[String; 8]> = Vec::new();
     for r in reports {
         let size = r.size_bytes.map_or("-".into(), |s| {
             format!(
@@ -216,6 +221,7 @@ pub fn table(reports: &[TargetReport], markdown: bool) -> String {
                 size.clone(),
                 kernels.clone(),
                 "-".into(),
+                "-".into(),
                 r.status.clone(),
             ]);
         }
@@ -232,6 +238,7 @@ pub fn table(reports: &[TargetReport], markdown: bool) -> String {
                 size.clone(),
                 checked,
                 fmt_diff(p),
+                fmt_exact(p),
                 p.status.clone(),
             ]);
         }

@@ -152,29 +152,36 @@ fn needed_libraries(file: &object::File) -> Vec<String> {
     out.into_iter().collect()
 }
 
-/// `avx2` from a (possibly mangled) symbol containing `bitmatmul_avx2`. Mangled Rust
-/// names prefix each identifier with its length, which says where the name ends.
+/// `avx2` from a (possibly mangled) symbol whose identifier is `bitmatmul_avx2`. Mangled
+/// Rust names prefix each identifier with its length; the digits before it may run into
+/// the previous identifier (`7aarch6414bitmatmul_neon`), so the right prefix is the one
+/// whose identifier ends where the next length or the end marker starts. A name that
+/// merely contains `bitmatmul_` (`check_bitmatmul_args`) is not a kernel.
 pub fn kernel_name(sym: &str) -> Option<String> {
-    let at = sym.find("bitmatmul_")?;
-    let digits: String = sym[..at]
-        .chars()
-        .rev()
-        .take_while(char::is_ascii_digit)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    let ident: &str = match digits.parse::<usize>() {
-        Ok(len) if at + len <= sym.len() => &sym[at..at + len],
-        _ => {
-            let rest = &sym[at..];
-            let end = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            &rest[..end]
+    const PREFIX: &str = "bitmatmul_";
+    let at = sym.find(PREFIX)?;
+    let ident_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let digits = sym[..at].len()
+        - sym[..at]
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .len();
+    let ident = if digits == 0 {
+        // Unmangled (`#[no_mangle]`, or Mach-O's leading underscore).
+        if !(at == 0 || sym[..at] == *"_") {
+            return None;
         }
+        let rest = &sym[at..];
+        &rest[..rest.find(|c: char| !ident_char(c)).unwrap_or(rest.len())]
+    } else {
+        (1..=digits).find_map(|n| {
+            let len: usize = sym[at - n..at].parse().ok()?;
+            let ident = sym.get(at..at + len)?;
+            let next = sym[at + len..].chars().next();
+            let ends = next.is_none_or(|c| c.is_ascii_digit() || c == 'E' || c == '.');
+            (len > PREFIX.len() && ends && ident.chars().all(ident_char)).then_some(ident)
+        })?
     };
-    ident.strip_prefix("bitmatmul_").map(str::to_string)
+    ident.strip_prefix(PREFIX).map(str::to_string)
 }
 
 /// Budget, linkage and kernel checks against `targets.toml`; each failure is one message.
@@ -223,6 +230,19 @@ mod tests {
         );
         assert_eq!(kernel_name("bitmatmul_rvv").as_deref(), Some("rvv"));
         assert_eq!(kernel_name("memcpy"), None);
+        assert_eq!(
+            kernel_name("_ZN6bitnet7kernels7aarch6414bitmatmul_neon17h8c985bb913be8f9aE")
+                .as_deref(),
+            Some("neon")
+        );
+        assert_eq!(
+            kernel_name("_ZN6bitnet7kernels20check_bitmatmul_args17h6ba90653dcfa1543E"),
+            None
+        );
+        assert_eq!(
+            kernel_name("_bitmatmul_dotprod").as_deref(),
+            Some("dotprod")
+        );
     }
 }
 
