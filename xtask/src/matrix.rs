@@ -196,9 +196,11 @@ fn fmt_exact(p: &ProfileReport) -> String {
     }
 }
 
+const COLUMNS: usize = 8;
+
 /// One row per (target, profile): build, size vs budget, kernels, max |diff|, verdict.
 pub fn table(reports: &[TargetReport], markdown: bool) -> String {
-    let mut rows: Vec<[String; 8]> = Vec::new();
+    let mut rows: Vec<[String; COLUMNS]> = Vec::new();
     for r in reports {
         let size = r.size_bytes.map_or("-".into(), |s| {
             format!(
@@ -243,13 +245,14 @@ pub fn table(reports: &[TargetReport], markdown: bool) -> String {
             ]);
         }
     }
-    let head = [
+    let head: [&str; COLUMNS] = [
         "target",
         "profile",
         "build",
         "size / budget",
         "kernels",
         "max |diff|",
+        "integer exact",
         "verdict",
     ];
     let mut out = String::new();
