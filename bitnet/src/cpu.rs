@@ -74,58 +74,117 @@ pub fn count_physical_cores(cpuinfo: &str) -> Option<usize> {
 
 /// Target features this binary was compiled to assume (`-C target-feature`, `target-cpu`)
 /// that the running CPU lacks. The compiler may use such instructions anywhere, so a
-/// binary must check this before doing anything else.
+/// binary must check this before doing anything else. The std detection macros answer
+/// `true` for any feature enabled at compile time, so the CPU is asked directly (CPUID,
+/// the auxiliary vector).
 #[cfg(feature = "std")]
 pub fn missing_target_features() -> alloc::vec::Vec<&'static str> {
+    #[allow(unused_mut)]
     let mut missing = alloc::vec::Vec::new();
+    macro_rules! check {
+        ($has:path; $($f:tt),*) => {$(
+            if cfg!(target_feature = $f) && !$has($f) {
+                missing.push($f);
+            }
+        )*};
+    }
     #[cfg(target_arch = "x86_64")]
-    {
-        macro_rules! x86 {
-            ($($f:tt),*) => {$(
-                if cfg!(target_feature = $f) && !std::arch::is_x86_feature_detected!($f) {
-                    missing.push($f);
-                }
-            )*};
-        }
-        x86!(
-            "sse4.2",
-            "popcnt",
-            "avx",
-            "avx2",
-            "fma",
-            "f16c",
-            "bmi1",
-            "bmi2",
-            "lzcnt",
-            "avx512f",
-            "avx512bw",
-            "avx512vl",
-            "avx512dq",
-            "avx512cd",
-            "avx512vnni",
-            "avx512vbmi",
-            "avx512fp16",
-            "avxvnni"
-        );
-    }
+    check!(x86::has;
+        "sse4.2", "popcnt", "avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "lzcnt", "avx512f",
+        "avx512bw", "avx512vl", "avx512dq", "avx512cd", "avx512vnni", "avx512vbmi",
+        "avx512fp16", "avxvnni"
+    );
     #[cfg(target_arch = "aarch64")]
-    {
-        macro_rules! arm {
-            ($($f:tt),*) => {$(
-                if cfg!(target_feature = $f) && !std::arch::is_aarch64_feature_detected!($f) {
-                    missing.push($f);
-                }
-            )*};
-        }
-        arm!("dotprod", "i8mm", "sve", "sve2", "fp16", "bf16");
-    }
+    check!(aarch64::has; "dotprod", "i8mm", "sve", "sve2", "fp16", "bf16");
     #[cfg(target_arch = "riscv64")]
-    {
-        if cfg!(target_feature = "v") && hwcap().is_none_or(|h| h & HWCAP_RISCV_V == 0) {
-            missing.push("v");
+    check!(riscv64_has; "v");
+    missing
+}
+
+#[cfg(all(feature = "std", target_arch = "riscv64"))]
+fn riscv64_has(f: &str) -> bool {
+    match f {
+        "v" => hwcap().is_some_and(|h| h & HWCAP_RISCV_V != 0),
+        _ => false,
+    }
+}
+
+/// x86_64 features straight from CPUID (and XCR0 for the register state the OS saves).
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+pub mod x86 {
+    use core::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv};
+
+    /// Whether the CPU (and OS) supports target feature `f`; `false` for names not listed.
+    pub fn has(f: &str) -> bool {
+        // SAFETY: CPUID exists on every x86_64 CPU (the intrinsics are safe fns on newer
+        // compilers, hence the allow).
+        #[allow(unused_unsafe)]
+        let (l1, l7, l7_1, ext) = unsafe {
+            let max = __cpuid(0).eax;
+            let l7 = if max >= 7 {
+                __cpuid_count(7, 0)
+            } else {
+                __cpuid_count(0, 0)
+            };
+            let l7_1 = if max >= 7 { __cpuid_count(7, 1).eax } else { 0 };
+            (__cpuid(1), l7, l7_1, __cpuid(0x8000_0001).ecx)
+        };
+        let bit = |r: u32, b: u32| r >> b & 1 == 1;
+        let xcr0 = if bit(l1.ecx, 27) {
+            // SAFETY: OSXSAVE (CPUID.1:ECX bit 27) says XGETBV is enabled.
+            unsafe { xgetbv0() }
+        } else {
+            0
+        };
+        let avx_os = xcr0 & 0b110 == 0b110; // SSE and AVX state
+        let avx512_os = avx_os && xcr0 & 0b1110_0000 == 0b1110_0000; // opmask, ZMM state
+        match f {
+            "sse4.2" => bit(l1.ecx, 20),
+            "popcnt" => bit(l1.ecx, 23),
+            "lzcnt" => bit(ext, 5),
+            "bmi1" => bit(l7.ebx, 3),
+            "bmi2" => bit(l7.ebx, 8),
+            "avx" => avx_os && bit(l1.ecx, 28),
+            "fma" => avx_os && bit(l1.ecx, 12),
+            "f16c" => avx_os && bit(l1.ecx, 29),
+            "avx2" => avx_os && bit(l7.ebx, 5),
+            "avxvnni" => avx_os && bit(l7_1, 4),
+            "avx512f" => avx512_os && bit(l7.ebx, 16),
+            "avx512dq" => avx512_os && bit(l7.ebx, 17),
+            "avx512cd" => avx512_os && bit(l7.ebx, 28),
+            "avx512bw" => avx512_os && bit(l7.ebx, 30),
+            "avx512vl" => avx512_os && bit(l7.ebx, 31),
+            "avx512vbmi" => avx512_os && bit(l7.ecx, 1),
+            "avx512vnni" => avx512_os && bit(l7.ecx, 11),
+            "avx512fp16" => avx512_os && bit(l7.edx, 23),
+            _ => false,
         }
     }
-    missing
+
+    #[target_feature(enable = "xsave")]
+    unsafe fn xgetbv0() -> u64 {
+        _xgetbv(0)
+    }
+}
+
+/// aarch64 features from the Linux HWCAP words (`AT_HWCAP`, `AT_HWCAP2`).
+#[cfg(all(feature = "std", target_arch = "aarch64"))]
+pub mod aarch64 {
+    /// Whether the CPU supports target feature `f`; `false` for names not listed or when
+    /// the auxiliary vector cannot be read.
+    pub fn has(f: &str) -> bool {
+        let (h, h2) = (super::hwcap().unwrap_or(0), super::hwcap2().unwrap_or(0));
+        let bit = |w: u64, b: u32| w >> b & 1 == 1;
+        match f {
+            "fp16" => bit(h, 9) && bit(h, 10), // FPHP, ASIMDHP
+            "dotprod" => bit(h, 20),           // ASIMDDP
+            "sve" => bit(h, 22),
+            "sve2" => bit(h2, 1),
+            "i8mm" => bit(h2, 13),
+            "bf16" => bit(h2, 14),
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +220,28 @@ mod tests {
             count_physical_cores("processor\t: 0\nBogoMIPS : 50\n"),
             None
         );
+    }
+
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[test]
+    fn cpuid_agrees_with_std_detection() {
+        use std::arch::is_x86_feature_detected as std_has;
+        let pairs = [
+            ("avx2", std_has!("avx2")),
+            ("fma", std_has!("fma")),
+            ("f16c", std_has!("f16c")),
+            ("avx512f", std_has!("avx512f")),
+            ("avx512bw", std_has!("avx512bw")),
+            ("avx512vl", std_has!("avx512vl")),
+            ("avx512vnni", std_has!("avx512vnni")),
+            ("avx512fp16", std_has!("avx512fp16")),
+            ("avxvnni", std_has!("avxvnni")),
+            ("bmi2", std_has!("bmi2")),
+            ("lzcnt", std_has!("lzcnt")),
+        ];
+        for (f, want) in pairs {
+            assert_eq!(x86::has(f), want, "{f}");
+        }
     }
 
     #[cfg(feature = "std")]

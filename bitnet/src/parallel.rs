@@ -45,24 +45,57 @@ impl Exec for Serial {
     }
 }
 
-/// A fixed pool created once per model and reused for every token.
+/// A fixed pool created once per model and reused for every token. Decode runs ~150
+/// parallel sections per token, so handing out work must cost about a microsecond, not the
+/// tens a sleeping-thread pool pays to wake up: workers spin on a generation counter for a
+/// while after each section, then park.
 #[cfg(feature = "std")]
-pub struct Pool(rayon::ThreadPool);
+pub struct Pool {
+    shared: std::sync::Arc<pool::Shared>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
 
 #[cfg(feature = "std")]
 impl Pool {
-    pub fn new(threads: usize) -> Result<Pool, rayon::ThreadPoolBuildError> {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .build()
-            .map(Pool)
+    /// `threads` counts the calling thread, which works too: `threads - 1` are spawned.
+    pub fn new(threads: usize) -> Result<Pool, std::io::Error> {
+        let shared = std::sync::Arc::new(pool::Shared::default());
+        let mut workers = Vec::new();
+        for i in 1..threads.max(1) {
+            let s = shared.clone();
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("bitnet-{i}"))
+                    .spawn(move || s.worker())?,
+            );
+        }
+        Ok(Pool { shared, workers })
+    }
+
+    /// Runs `f(i)` for i in 0..n over the pool's threads; returns when all are done.
+    pub fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        if self.workers.is_empty() || n <= 1 {
+            (0..n).for_each(f);
+            return;
+        }
+        self.shared.run(self.workers.len(), n, f);
+    }
+}
+
+#[cfg(feature = "std")]
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.stop();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
     }
 }
 
 #[cfg(feature = "std")]
 impl Exec for Pool {
     fn threads(&self) -> usize {
-        self.0.current_num_threads()
+        self.workers.len() + 1
     }
 
     fn for_each_chunk(
@@ -71,14 +104,16 @@ impl Exec for Pool {
         chunk_len: usize,
         f: &(dyn Fn(usize, &mut [f32]) + Sync),
     ) {
-        use rayon::prelude::*;
-        if self.threads() == 1 {
-            return Serial.for_each_chunk(out, chunk_len, f);
-        }
-        self.0.install(|| {
-            out.par_chunks_mut(chunk_len.max(1))
-                .enumerate()
-                .for_each(|(i, chunk)| f(i, chunk))
+        let (len, chunk) = (out.len(), chunk_len.max(1));
+        let base = pool::SendPtr(out.as_mut_ptr());
+        self.run(len.div_ceil(chunk), &|i| {
+            let start = i * chunk;
+            // SAFETY: task i alone gets elements start..start + chunk of `out`, which
+            // outlives `run`.
+            let part = unsafe {
+                core::slice::from_raw_parts_mut(base.get().add(start), chunk.min(len - start))
+            };
+            f(i, part)
         });
     }
 
@@ -88,11 +123,200 @@ impl Exec for Pool {
         chunk_len: usize,
         f: &(dyn Fn(usize, &mut [u8]) + Sync),
     ) {
-        use rayon::prelude::*;
-        self.0.install(|| {
-            out.par_chunks_mut(chunk_len.max(1))
-                .enumerate()
-                .for_each(|(i, chunk)| f(i, chunk))
+        let (len, chunk) = (out.len(), chunk_len.max(1));
+        let base = pool::SendPtr(out.as_mut_ptr());
+        self.run(len.div_ceil(chunk), &|i| {
+            let start = i * chunk;
+            // SAFETY: as in `for_each_chunk`.
+            let part = unsafe {
+                core::slice::from_raw_parts_mut(base.get().add(start), chunk.min(len - start))
+            };
+            f(i, part)
         });
+    }
+}
+
+#[cfg(feature = "std")]
+mod pool {
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+    use std::sync::{Condvar, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// A pointer tasks write disjoint parts through.
+    pub struct SendPtr<T>(pub *mut T);
+
+    impl<T> SendPtr<T> {
+        pub fn get(&self) -> *mut T {
+            self.0
+        }
+    }
+
+    // SAFETY: only used to hand disjoint sub-slices to tasks of one `run`.
+    unsafe impl<T> Sync for SendPtr<T> {}
+
+    /// The section being run; the borrow is erased, `run` outlives every use of it.
+    type Job = *const (dyn Fn(usize) + Sync);
+
+    /// How long a thread spins before yielding its core: long enough to cover the serial
+    /// work between the sections of a token, short enough not to starve a preempted partner
+    /// on a busy machine.
+    const SPIN: Duration = Duration::from_micros(50);
+    /// How long an idle worker keeps yielding before it parks.
+    const YIELD: Duration = Duration::from_millis(2);
+
+    #[derive(Default)]
+    pub struct Shared {
+        /// Bumped once per section (and on stop).
+        generation: AtomicU64,
+        job: Mutex<Option<JobSlot>>,
+        next: AtomicUsize,
+        n_tasks: AtomicUsize,
+        /// Workers still inside the current section.
+        busy: AtomicUsize,
+        panicked: AtomicBool,
+        stopping: AtomicBool,
+        sleepers: AtomicUsize,
+        lock: Mutex<()>,
+        wake: Condvar,
+    }
+
+    struct JobSlot(Job);
+
+    // SAFETY: the job is `Sync` and only called while `run` keeps it alive.
+    unsafe impl Send for JobSlot {}
+
+    impl Shared {
+        pub fn run(&self, workers: usize, n: usize, f: &(dyn Fn(usize) + Sync)) {
+            // SAFETY: erases the borrow's lifetime; `run` waits below until no worker
+            // holds or calls the job any more.
+            let job: Job = unsafe { core::mem::transmute::<&(dyn Fn(usize) + Sync), Job>(f) };
+            *self.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(JobSlot(job));
+            self.next.store(0, Relaxed);
+            self.n_tasks.store(n, Relaxed);
+            self.busy.store(workers, Relaxed);
+            self.generation.fetch_add(1, SeqCst);
+            if self.sleepers.load(SeqCst) > 0 {
+                let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+                self.wake.notify_all();
+            }
+            // Even if a task panics here, the workers must be out of the job before it dies.
+            let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work(f)));
+            let t = Instant::now();
+            while self.busy.load(Acquire) > 0 {
+                if t.elapsed() < SPIN {
+                    core::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            *self.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            if let Err(e) = mine {
+                self.panicked.store(false, Relaxed);
+                std::panic::resume_unwind(e);
+            }
+            if self.panicked.swap(false, Relaxed) {
+                panic!("a worker thread panicked");
+            }
+        }
+
+        fn work(&self, f: &(dyn Fn(usize) + Sync)) {
+            let n = self.n_tasks.load(Relaxed);
+            loop {
+                let i = self.next.fetch_add(1, Relaxed);
+                if i >= n {
+                    break;
+                }
+                f(i);
+            }
+        }
+
+        pub fn worker(&self) {
+            // Sections start after `Pool::new` returns: a worker that starts late must still
+            // take part in the first one.
+            let mut seen = 0;
+            loop {
+                let t = Instant::now();
+                while self.generation.load(Acquire) == seen {
+                    let waited = t.elapsed();
+                    if waited < SPIN {
+                        core::hint::spin_loop();
+                        continue;
+                    }
+                    if waited < YIELD {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    let g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+                    self.sleepers.fetch_add(1, SeqCst);
+                    if self.generation.load(SeqCst) == seen {
+                        let _ = self.wake.wait_timeout(g, Duration::from_millis(10));
+                    }
+                    self.sleepers.fetch_sub(1, SeqCst);
+                }
+                seen = self.generation.load(Acquire);
+                if self.stopping.load(Acquire) {
+                    return;
+                }
+                let job = self
+                    .job
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|j| j.0);
+                if let Some(job) = job {
+                    // SAFETY: `run` keeps the job alive until `busy` reaches zero.
+                    let f = unsafe { &*job };
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work(f)));
+                    if r.is_err() {
+                        self.panicked.store(true, Relaxed);
+                    }
+                }
+                self.busy.fetch_sub(1, Release);
+            }
+        }
+
+        pub fn stop(&self) {
+            self.stopping.store(true, SeqCst);
+            self.generation.fetch_add(1, SeqCst);
+            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.wake.notify_all();
+        }
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_covers_every_chunk_once() {
+        for threads in [1, 2, 3] {
+            let pool = Pool::new(threads).unwrap();
+            assert_eq!(pool.threads(), threads);
+            for len in [0, 1, 7, 1000] {
+                let mut out = vec![0.0f32; len];
+                for _ in 0..50 {
+                    pool.for_each_chunk(&mut out, 3, &|i, c| {
+                        for (k, v) in c.iter_mut().enumerate() {
+                            *v += (i * 3 + k) as f32;
+                        }
+                    });
+                }
+                assert!(out.iter().enumerate().all(|(k, &v)| v == 50.0 * k as f32));
+            }
+        }
+    }
+
+    #[test]
+    fn a_panicking_task_panics_the_caller() {
+        let pool = Pool::new(2).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.run(8, &|i| assert!(i != 5, "task 5"));
+        }));
+        assert!(r.is_err());
+        // The pool still works afterwards.
+        let mut out = vec![0.0f32; 4];
+        pool.for_each_chunk(&mut out, 1, &|i, c| c[0] = i as f32);
+        assert_eq!(out, [0.0, 1.0, 2.0, 3.0]);
     }
 }

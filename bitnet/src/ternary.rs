@@ -180,7 +180,7 @@ impl TernaryMatrix {
         multiple: usize,
     ) -> Result<usize, TernaryError> {
         // cols = 0 would make group_len 0 for I2_S, a division by zero in every kernel.
-        if cols == 0 || cols % multiple != 0 {
+        if cols == 0 || !cols.is_multiple_of(multiple) {
             return Err(TernaryError::Cols { ty, cols, multiple });
         }
         rows.checked_mul(cols)
@@ -294,7 +294,10 @@ impl TernaryMatrix {
         scales: Vec<f32>,
     ) -> Result<Self, TernaryError> {
         let n = Self::check_shape(None, rows, cols, I2_S_BLOCK_ELEMS)?;
-        if group_len == 0 || group_len % I2_S_BLOCK_ELEMS != 0 || cols % group_len != 0 {
+        if group_len == 0
+            || !group_len.is_multiple_of(I2_S_BLOCK_ELEMS)
+            || !cols.is_multiple_of(group_len)
+        {
             return Err(TernaryError::GroupLen { group_len, cols });
         }
         check_data_len("trits", n, trits.len())?;

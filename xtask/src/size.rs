@@ -214,38 +214,6 @@ pub fn check(t: &Target, s: &SizeInfo) -> Vec<String> {
     errors
 }
 
-#[cfg(test)]
-mod tests {
-    use super::kernel_name;
-
-    #[test]
-    fn kernel_names_from_mangled_symbols() {
-        assert_eq!(
-            kernel_name("_ZN6bitnet7kernels6x86_6414bitmatmul_avx217h0123456789abcdefE").as_deref(),
-            Some("avx2")
-        );
-        assert_eq!(
-            kernel_name("_ZN6bitnet7kernels6scalar16bitmatmul_scalar17h1E").as_deref(),
-            Some("scalar")
-        );
-        assert_eq!(kernel_name("bitmatmul_rvv").as_deref(), Some("rvv"));
-        assert_eq!(kernel_name("memcpy"), None);
-        assert_eq!(
-            kernel_name("_ZN6bitnet7kernels7aarch6414bitmatmul_neon17h8c985bb913be8f9aE")
-                .as_deref(),
-            Some("neon")
-        );
-        assert_eq!(
-            kernel_name("_ZN6bitnet7kernels20check_bitmatmul_args17h6ba90653dcfa1543E"),
-            None
-        );
-        assert_eq!(
-            kernel_name("_bitmatmul_dotprod").as_deref(),
-            Some("dotprod")
-        );
-    }
-}
-
 /// The `size-report` command.
 pub fn run(ctx: &crate::ctx::Ctx, a: &crate::flags::SizeArgs) -> Result<(), String> {
     let targets = ctx.matrix.select(&a.select.target)?;
@@ -364,5 +332,37 @@ pub fn run(ctx: &crate::ctx::Ctx, a: &crate::flags::SizeArgs) -> Result<(), Stri
         Ok(())
     } else {
         Err(format!("size report: {} problem(s)", errors.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_name;
+
+    #[test]
+    fn kernel_names_from_mangled_symbols() {
+        assert_eq!(
+            kernel_name("_ZN6bitnet7kernels6x86_6414bitmatmul_avx217h0123456789abcdefE").as_deref(),
+            Some("avx2")
+        );
+        assert_eq!(
+            kernel_name("_ZN6bitnet7kernels6scalar16bitmatmul_scalar17h1E").as_deref(),
+            Some("scalar")
+        );
+        assert_eq!(kernel_name("bitmatmul_rvv").as_deref(), Some("rvv"));
+        assert_eq!(kernel_name("memcpy"), None);
+        assert_eq!(
+            kernel_name("_ZN6bitnet7kernels7aarch6414bitmatmul_neon17h8c985bb913be8f9aE")
+                .as_deref(),
+            Some("neon")
+        );
+        assert_eq!(
+            kernel_name("_ZN6bitnet7kernels20check_bitmatmul_args17h6ba90653dcfa1543E"),
+            None
+        );
+        assert_eq!(
+            kernel_name("_bitmatmul_dotprod").as_deref(),
+            Some("dotprod")
+        );
     }
 }

@@ -302,7 +302,7 @@ mod tests {
         assert_eq!(b.offset, 64, "48 bytes of 'a' padded to 64");
         assert_eq!(g.tensor_data(&bytes, b), [0x55; 64]);
         assert_eq!(g.tensor_data(&bytes, g.tensor("c").unwrap()), [1, 2]);
-        assert!(g.data_offset % 32 == 0 && bytes.len() % 32 == 0);
+        assert!(g.data_offset.is_multiple_of(32) && bytes.len().is_multiple_of(32));
     }
 
     #[test]

@@ -244,7 +244,8 @@ macro_rules! entries {
         }
 
         /// Exact integer accumulators of row `row` against token `t`, one per scale group,
-        /// added into `acc` (like [`vec_dot_ternary_i8_ref`](super::scalar::vec_dot_ternary_i8_ref)).
+        /// added into `acc` (like
+        /// [`vec_dot_ternary_i8_ref`](super::scalar::vec_dot_ternary_i8_ref)).
         ///
         /// # Safety
         /// The CPU must support the target feature.
@@ -699,8 +700,8 @@ mod tests {
         let kernels = kernels();
         for case_i in 0..40 {
             let rows = 1 + rng.next_u64() as usize % 9;
-            let cols = 128 * [1, 2, 3, 4, 6][rng.next_u64() as usize % 5];
-            let group_len = if cols % 256 == 0 && rng.next_u64() % 2 == 0 {
+            let cols: usize = 128 * [1, 2, 3, 4, 6][rng.next_u64() as usize % 5];
+            let group_len = if cols.is_multiple_of(256) && rng.next_u64().is_multiple_of(2) {
                 256
             } else {
                 cols
@@ -786,7 +787,8 @@ mod tests {
         let mut want = vec![0i32; nb];
         crate::kernels::head::q8_0_block_sums_ref(&row, &xq, &mut want);
         assert_eq!(want[0], -128 * 127 * 32);
-        let all: [(&str, unsafe fn(&[u8], &[i8], &mut [i32]), bool); 2] = [
+        type BlockSums = unsafe fn(&[u8], &[i8], &mut [i32]);
+        let all: [(&str, BlockSums, bool); 2] = [
             ("neon", q8_0_block_sums_neon, has_neon()),
             ("dotprod", q8_0_block_sums_dotprod, has_dotprod()),
         ];

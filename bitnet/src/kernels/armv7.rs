@@ -348,8 +348,8 @@ mod tests {
         let mut rng = XorShift::new(0xa7);
         for case_i in 0..30 {
             let rows = 1 + rng.next_u64() as usize % 7;
-            let cols = 128 * [1, 2, 3, 6][rng.next_u64() as usize % 4];
-            let group_len = if cols % 256 == 0 && rng.next_u64() % 2 == 0 {
+            let cols: usize = 128 * [1, 2, 3, 6][rng.next_u64() as usize % 4];
+            let group_len = if cols.is_multiple_of(256) && rng.next_u64().is_multiple_of(2) {
                 256
             } else {
                 cols

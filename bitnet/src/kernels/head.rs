@@ -25,7 +25,7 @@ impl HeadActs {
     /// Quantizes `x` (n_tokens, cols); `cols` must be a multiple of 32.
     pub fn quantize(&mut self, x: &[f32], cols: usize) {
         assert!(
-            cols % 32 == 0 && x.len() % cols == 0,
+            cols.is_multiple_of(32) && x.len().is_multiple_of(cols),
             "Q8 head: {cols} cols"
         );
         self.n_tokens = x.len() / cols;
@@ -93,8 +93,11 @@ pub fn vec_dot_q8_0_i8_ref(row: &[u8], q: &[i8], d: &[f32]) -> f32 {
 
 /// Checks the operands of an F16 head kernel; returns (n_tokens, rows).
 pub(crate) fn check_head_f16(rows: &[u8], cols: usize, x: &[f32], out: &[f32]) -> (usize, usize) {
-    assert!(cols > 0 && rows.len() % (2 * cols) == 0, "F16 head rows");
-    assert!(x.len() % cols == 0, "F16 head activations");
+    assert!(
+        cols > 0 && rows.len().is_multiple_of(2 * cols),
+        "F16 head rows"
+    );
+    assert!(x.len().is_multiple_of(cols), "F16 head activations");
     let (n, n_rows) = (x.len() / cols, rows.len() / (2 * cols));
     assert_eq!(out.len(), n * n_rows, "F16 head output");
     (n, n_rows)
@@ -102,10 +105,10 @@ pub(crate) fn check_head_f16(rows: &[u8], cols: usize, x: &[f32], out: &[f32]) -
 
 /// Checks the operands of a Q8_0 head kernel; returns (n_tokens, rows, bytes per row).
 pub(crate) fn check_head_q8_0(rows: &[u8], a: &HeadActs, out: &[f32]) -> (usize, usize, usize) {
-    assert!(a.cols > 0 && a.cols % 32 == 0, "Q8_0 head cols");
+    assert!(a.cols > 0 && a.cols.is_multiple_of(32), "Q8_0 head cols");
     assert!(a.q.len() == a.n_tokens * a.cols && a.d.len() == a.n_tokens * a.cols / 32);
     let row_bytes = a.cols / 32 * Q8_0_BLOCK_BYTES;
-    assert!(rows.len() % row_bytes == 0, "Q8_0 head rows");
+    assert!(rows.len().is_multiple_of(row_bytes), "Q8_0 head rows");
     let n_rows = rows.len() / row_bytes;
     assert_eq!(out.len(), n_rows * a.n_tokens, "Q8_0 head output");
     (a.n_tokens, n_rows, row_bytes)

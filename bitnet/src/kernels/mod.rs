@@ -5,6 +5,8 @@
 //! so the size report can list what a binary carries.
 
 pub mod act;
+#[cfg(feature = "fault-injection")]
+mod fault;
 pub mod head;
 pub mod scalar;
 #[cfg(test)]
@@ -48,6 +50,9 @@ pub enum Kernel {
     /// aarch64 i8mm (Armv8.6+: Cortex-A710, Neoverse-N2/V1): `smmla` for 2+ tokens.
     #[cfg(target_arch = "aarch64")]
     I8mm,
+    /// riscv64 Zbb (`cpop` on bit-sliced activations) for cores without V (SiFive U74).
+    #[cfg(target_arch = "riscv64")]
+    Zbb,
     /// riscv64 RVV 1.0 (any VLEN), run-time gated on HWCAP.
     #[cfg(target_arch = "riscv64")]
     Rvv,
@@ -75,6 +80,8 @@ impl Kernel {
         #[cfg(target_arch = "aarch64")]
         Kernel::I8mm,
         #[cfg(target_arch = "riscv64")]
+        Kernel::Zbb,
+        #[cfg(target_arch = "riscv64")]
         Kernel::Rvv,
     ];
 
@@ -93,6 +100,8 @@ impl Kernel {
             Kernel::Dotprod => "dotprod",
             #[cfg(target_arch = "aarch64")]
             Kernel::I8mm => "i8mm",
+            #[cfg(target_arch = "riscv64")]
+            Kernel::Zbb => "zbb",
             #[cfg(target_arch = "riscv64")]
             Kernel::Rvv => "rvv",
         }
@@ -114,6 +123,8 @@ impl Kernel {
             Kernel::Dotprod => "dotprod",
             #[cfg(target_arch = "aarch64")]
             Kernel::I8mm => "i8mm, dotprod",
+            #[cfg(target_arch = "riscv64")]
+            Kernel::Zbb => "zbb (built with +zbb, or reported by riscv_hwprobe)",
             #[cfg(target_arch = "riscv64")]
             Kernel::Rvv => "v (RVV 1.0, reported in HWCAP)",
         }
@@ -141,6 +152,8 @@ impl Kernel {
             Kernel::Dotprod => aarch64::has_dotprod(),
             #[cfg(target_arch = "aarch64")]
             Kernel::I8mm => aarch64::has_i8mm(),
+            #[cfg(target_arch = "riscv64")]
+            Kernel::Zbb => riscv64::has_zbb(),
             #[cfg(target_arch = "riscv64")]
             Kernel::Rvv => riscv64::has_rvv(),
         }
@@ -188,7 +201,7 @@ impl Kernel {
     pub fn code_layout(self) -> CodeLayout {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => CodeLayout::Rows16,
+            Kernel::Avx2 | Kernel::AvxVnni | Kernel::Avx512Vnni => CodeLayout::Rows16,
             _ => CodeLayout::Canonical,
         }
     }
@@ -224,11 +237,25 @@ impl Kernel {
             }
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => Some(|w, row, x, t, acc| unsafe {
-                x86_64::avx2::vec_dot_ternary_i8_avx2(w, row, x, t, acc)
+                match w.layout {
+                    CodeLayout::Canonical => {
+                        x86_64::avx2::vec_dot_ternary_i8_avx2(w, row, x, t, acc)
+                    }
+                    CodeLayout::Rows16 => {
+                        x86_64::avx2::vec_dot_ternary_i8_avx2_rows16(w, row, x, t, acc)
+                    }
+                }
             }),
             #[cfg(target_arch = "x86_64")]
             Kernel::AvxVnni => Some(|w, row, x, t, acc| unsafe {
-                x86_64::avxvnni::vec_dot_ternary_i8_avxvnni(w, row, x, t, acc)
+                match w.layout {
+                    CodeLayout::Canonical => {
+                        x86_64::avxvnni::vec_dot_ternary_i8_avxvnni(w, row, x, t, acc)
+                    }
+                    CodeLayout::Rows16 => {
+                        x86_64::avxvnni::vec_dot_ternary_i8_avxvnni_rows16(w, row, x, t, acc)
+                    }
+                }
             }),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni => Some(|w, row, x, t, acc| unsafe {
@@ -252,6 +279,10 @@ impl Kernel {
             #[cfg(target_arch = "aarch64")]
             Kernel::Dotprod => Some(|w, row, x, t, acc| unsafe {
                 aarch64::vec_dot_ternary_i8_dotprod(w, row, x, t, acc)
+            }),
+            #[cfg(target_arch = "riscv64")]
+            Kernel::Zbb => Some(|w, row, x, t, acc| unsafe {
+                riscv64::vec_dot_ternary_i8_zbb(w, row, x, t, acc)
             }),
             #[cfg(target_arch = "riscv64")]
             Kernel::Rvv => Some(|w, row, x, t, acc| unsafe {
@@ -329,7 +360,12 @@ impl Kernel {
                     self.is_available(),
                     "kernel {self} is not available on this CPU"
                 );
-                unsafe { x86_64::avx2::bitmatmul_avx2(w, x, row0, out) }
+                unsafe {
+                    match w.layout {
+                        CodeLayout::Canonical => x86_64::avx2::bitmatmul_avx2(w, x, row0, out),
+                        CodeLayout::Rows16 => x86_64::avx2::bitmatmul_avx2_rows16(w, x, row0, out),
+                    }
+                }
             }
             #[cfg(target_arch = "x86_64")]
             Kernel::AvxVnni => {
@@ -337,7 +373,16 @@ impl Kernel {
                     self.is_available(),
                     "kernel {self} is not available on this CPU"
                 );
-                unsafe { x86_64::avxvnni::bitmatmul_avxvnni(w, x, row0, out) }
+                unsafe {
+                    match w.layout {
+                        CodeLayout::Canonical => {
+                            x86_64::avxvnni::bitmatmul_avxvnni(w, x, row0, out)
+                        }
+                        CodeLayout::Rows16 => {
+                            x86_64::avxvnni::bitmatmul_avxvnni_rows16(w, x, row0, out)
+                        }
+                    }
+                }
             }
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni => {
@@ -390,6 +435,14 @@ impl Kernel {
                 unsafe { aarch64::bitmatmul_i8mm(w, x, row0, out) }
             }
             #[cfg(target_arch = "riscv64")]
+            Kernel::Zbb => {
+                assert!(
+                    self.is_available(),
+                    "kernel {self} is not available on this CPU"
+                );
+                unsafe { riscv64::bitmatmul_zbb(w, x, row0, out) }
+            }
+            #[cfg(target_arch = "riscv64")]
             Kernel::Rvv => {
                 assert!(
                     self.is_available(),
@@ -398,6 +451,8 @@ impl Kernel {
                 unsafe { riscv64::bitmatmul_rvv(w, x, row0, out) }
             }
         }
+        #[cfg(feature = "fault-injection")]
+        fault::inject(self, out);
     }
 }
 
@@ -406,7 +461,11 @@ impl Kernel {
 /// and index without bounds checks afterwards.
 pub(crate) fn check_bitmatmul_args(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &[f32]) {
     assert_eq!(x.cols, w.cols, "activation width");
-    assert!(w.cols % 128 == 0 && w.group_len % 128 == 0 && w.cols % w.group_len == 0);
+    assert!(
+        w.cols.is_multiple_of(128)
+            && w.group_len.is_multiple_of(128)
+            && w.cols.is_multiple_of(w.group_len)
+    );
     let padded_rows = match w.layout {
         CodeLayout::Canonical => w.rows,
         CodeLayout::Rows16 => w.row_groups16() * crate::ternary::ROWS16,
@@ -419,11 +478,7 @@ pub(crate) fn check_bitmatmul_args(w: &TernaryMatrix, x: &ActBatch, row0: usize,
     );
     assert!(x.q.len() == x.n_tokens * x.cols && x.scale.len() == x.n_tokens);
     assert_eq!(x.bsums.len(), x.n_tokens * (x.cols / 128), "block sums");
-    let rows = if x.n_tokens == 0 {
-        0
-    } else {
-        out.len() / x.n_tokens
-    };
+    let rows = out.len().checked_div(x.n_tokens).unwrap_or(0);
     assert!(
         rows * x.n_tokens == out.len() && row0 + rows <= w.rows,
         "output rows"

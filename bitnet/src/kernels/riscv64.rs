@@ -1,18 +1,24 @@
-//! riscv64 BitLinear kernels: RVV 1.0.
+//! riscv64 BitLinear kernels: RVV 1.0, and Zbb (bit-sliced, for cores without V such as the
+//! SiFive U74 of a VisionFive 2).
 //!
 //! Rust has no stable RVV intrinsics or `v` target feature, and a whole-crate `+v` build dies
 //! with SIGILL on the many boards without V, so the vector code is self-contained `asm!` blocks
 //! (`.option arch, +v`, vector registers as clobbers) run only when HWCAP reports V.
 //!
-//! The kernel is VLEN-agnostic: it strip-mines each row with `vsetvli`, so wider vectors simply
-//! take bigger strips. To make every strip a unit-stride load, the activations are first split
-//! into four planes per token matching the four 2-bit fields of the canonical code bytes: code
-//! byte `i` of a row (block `i / 32`, lane `i % 32`) meets element `128 (i / 32) + 32 j + i % 32`
-//! of the token in field j, which plane j stores at index i.
+//! The RVV kernel is VLEN-agnostic: it strip-mines each row with `vsetvli`, so wider vectors
+//! simply take bigger strips. To make every strip a unit-stride load, the activations are first
+//! split into four planes per token matching the four 2-bit fields of the canonical code bytes:
+//! code byte `i` of a row (block `i / 32`, lane `i % 32`) meets element `128 (i / 32) + 32 j +
+//! i % 32` of the token in field j, which plane j stores at index i. Products `trit * q` (at
+//! most 128 in magnitude) are accumulated in i16 lanes by `vwmacc`, four per strip; one `asm!`
+//! call covers at most [`CHUNK`] code bytes, so no lane sums more than 4 * (1536 / 32 + 2) = 200
+//! products (<= 25600 < 32767) before `vwredsum` widens them.
 //!
-//! Products `trit * q` (at most 128 in magnitude) are accumulated in i16 lanes by `vwmacc`,
-//! four per strip; one `asm!` call covers at most [`CHUNK`] code bytes, so no lane sums more
-//! than 4 * (1536 / 32 + 2) = 200 products (<= 25600 < 32767) before `vwredsum` widens them.
+//! The Zbb kernel turns the ternary dot into population counts: a weight word becomes a mask
+//! of its +1 and of its -1 elements, a token becomes eight bit planes (two's complement), and
+//! `sum trit * q = sum_b +-2^b (cpop(pos & plane_b) - cpop(neg & plane_b))`, with -2^7 for the
+//! sign plane: about one instruction per weight against six or seven for the scalar loop, but
+//! only with `cpop` in hardware.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -306,16 +312,7 @@ pub unsafe fn bitmatmul_rvv(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &
         let r0 = row0 + pass * ROWS_PER_PASS;
         let acc = &mut acc[..out.len() * ng];
         acc_rows_rvv(w, &planes, n, r0, acc);
-        for (i, (out_row, acc_row)) in out
-            .chunks_exact_mut(n)
-            .zip(acc.chunks_exact(n * ng))
-            .enumerate()
-        {
-            let scales = &w.scales[(r0 + i) * ng..(r0 + i + 1) * ng];
-            for (t, (y, a)) in out_row.iter_mut().zip(acc_row.chunks_exact(ng)).enumerate() {
-                *y = epilogue(a, scales, x.scale[t]);
-            }
-        }
+        finish(w, x, r0, acc, out);
     }
 }
 
@@ -338,6 +335,255 @@ pub unsafe fn vec_dot_ternary_i8_rvv(
     acc_rows_rvv(w, &planes(x.token(t), x.cols), 1, row, &mut a);
     for (acc, a) in acc.iter_mut().zip(a) {
         *acc += a;
+    }
+}
+
+/// `riscv_hwprobe(2)` key of the base and extension bits, and its Zbb bit (Linux 6.5+).
+#[cfg(all(feature = "std", target_os = "linux"))]
+const HWPROBE_KEY_IMA_EXT_0: i64 = 4;
+#[cfg(all(feature = "std", target_os = "linux"))]
+const HWPROBE_EXT_ZBB: u64 = 1 << 4;
+
+/// `RISCV_HWPROBE_KEY_IMA_EXT_0` for all online CPUs, or `None` where the kernel (or QEMU
+/// before 8.1) has no `riscv_hwprobe`.
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub fn hwprobe_ima_ext_0() -> Option<u64> {
+    use core::ffi::{c_long, c_uint};
+    extern "C" {
+        // glibc and musl both provide it; std links libc already.
+        fn syscall(number: c_long, ...) -> c_long;
+    }
+    const SYS_RISCV_HWPROBE: c_long = 258;
+    #[repr(C)]
+    struct Pair {
+        key: i64,
+        value: u64,
+    }
+    let mut pair = Pair {
+        key: HWPROBE_KEY_IMA_EXT_0,
+        value: 0,
+    };
+    // SAFETY: one valid pair; cpusetsize 0 with a null set means all online CPUs; no flags.
+    let ret = unsafe {
+        syscall(
+            SYS_RISCV_HWPROBE,
+            &mut pair as *mut Pair,
+            1usize,
+            0usize,
+            core::ptr::null_mut::<u8>(),
+            0 as c_uint,
+        )
+    };
+    // An unknown key comes back as -1.
+    (ret == 0 && pair.key == HWPROBE_KEY_IMA_EXT_0).then_some(pair.value)
+}
+
+/// Whether the CPU has Zbb: assumed by the build (`-C target-feature=+zbb`, a per-board build
+/// such as the VisionFive 2's) or reported by `riscv_hwprobe`. HWCAP has no bits for Z*
+/// extensions.
+pub fn has_zbb() -> bool {
+    if cfg!(target_feature = "zbb") {
+        return true;
+    }
+    #[cfg(all(feature = "std", target_os = "linux"))]
+    {
+        use core::sync::atomic::{AtomicU8, Ordering};
+        // 0: not asked yet, 1: no, 2: yes (a system call; `Kernel::bitmatmul` asks on every call).
+        static ZBB: AtomicU8 = AtomicU8::new(0);
+        match ZBB.load(Ordering::Relaxed) {
+            0 => {
+                let v = hwprobe_ima_ext_0().is_some_and(|e| e & HWPROBE_EXT_ZBB != 0);
+                ZBB.store(1 + u8::from(v), Ordering::Relaxed);
+                v
+            }
+            known => known == 2,
+        }
+    }
+    #[cfg(not(all(feature = "std", target_os = "linux")))]
+    {
+        false
+    }
+}
+
+/// Bits (8 r + c) <-> (8 c + r) of an 8 x 8 bit matrix (Hacker's Delight `transpose8`).
+fn transpose8(mut x: u64) -> u64 {
+    let t = (x ^ (x >> 7)) & 0x00aa_00aa_00aa_00aa;
+    x ^= t ^ (t << 7);
+    let t = (x ^ (x >> 14)) & 0x0000_cccc_0000_cccc;
+    x ^= t ^ (t << 14);
+    let t = (x ^ (x >> 28)) & 0x0000_0000_f0f0_f0f0;
+    x ^ t ^ (t << 28)
+}
+
+/// Tokens `q` (n_tokens, cols) as bit planes: (n_tokens, cols / 128, 2, 8) words. Word c of a
+/// block pairs code words 2c and 2c+1 the way [`block_masks`] does: bit `8 i + o` is element
+/// `32 (3 - o / 2) + 8 (2c + o % 2) + i`, and plane b holds bit b of each such activation.
+fn bit_planes(q: &[i8]) -> Vec<u64> {
+    let mut out = vec![0u64; q.len() / 8];
+    for (block, dst) in q.chunks_exact(128).zip(out.chunks_exact_mut(16)) {
+        for (c, planes) in dst.chunks_exact_mut(8).enumerate() {
+            for i in 0..8 {
+                // Byte o: the activation at offset o of byte i; transposed, byte b: plane b.
+                let mut x = 0u64;
+                for o in 0..8 {
+                    let e = 32 * (3 - o / 2) + 8 * (2 * c + o % 2) + i;
+                    x |= u64::from(block[e] as u8) << (8 * o);
+                }
+                let t = transpose8(x);
+                for (b, plane) in planes.iter_mut().enumerate() {
+                    *plane |= ((t >> (8 * b)) & 0xff) << (8 * i);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// (+1 mask, -1 mask) of the two word pairs of a block (its 32 code bytes as 4 LE words).
+#[inline(always)]
+fn block_masks(w: &[u64]) -> ([u64; 2], [u64; 2]) {
+    // The high bit of each 2-bit field: set for code 2 (+1); both bits clear: code 0 (-1).
+    const HI: u64 = 0xaaaa_aaaa_aaaa_aaaa;
+    let pos = |x: u64| x & HI;
+    let neg = |x: u64| !(x | x << 1) & HI;
+    // Two words' masks use only odd bits: pair them into one full word.
+    (
+        [pos(w[0]) >> 1 | pos(w[1]), pos(w[2]) >> 1 | pos(w[3])],
+        [neg(w[0]) >> 1 | neg(w[1]), neg(w[2]) >> 1 | neg(w[3])],
+    )
+}
+
+/// Accumulators of one row (code `words`) against `NT` tokens whose [`bit_planes`] start at
+/// `planes` (`16 * blocks` words apart): `acc[t * ng + g]`.
+#[inline]
+#[target_feature(enable = "zbb")]
+unsafe fn tile_zbb<const NT: usize>(
+    words: &[u64],
+    planes: &[u64],
+    blocks_per_group: usize,
+    acc: &mut [i32],
+) {
+    let nb = words.len() / 4;
+    let ng = nb / blocks_per_group;
+    for g in 0..ng {
+        let mut s = [0i32; NT];
+        for b in g * blocks_per_group..(g + 1) * blocks_per_group {
+            let (pos, neg) = block_masks(&words[4 * b..4 * b + 4]);
+            for (t, s) in s.iter_mut().enumerate() {
+                let a = &planes[(t * nb + b) * 16..(t * nb + b + 1) * 16];
+                for c in 0..2 {
+                    for bit in 0..8 {
+                        let x = a[8 * c + bit];
+                        let d = (pos[c] & x).count_ones() as i32 - (neg[c] & x).count_ones() as i32;
+                        // Plane 7 is the sign bit: weight -128.
+                        *s += if bit == 7 { -(d << 7) } else { d << bit };
+                    }
+                }
+            }
+        }
+        for (t, s) in s.iter().enumerate() {
+            acc[t * ng + g] = *s;
+        }
+    }
+}
+
+/// Accumulators (rows, n_tokens, groups) of rows `row0..` against `n` tokens given as
+/// [`bit_planes`].
+///
+/// # Safety
+/// The CPU must have Zbb; `w` as checked by `check_bitmatmul_args`.
+#[target_feature(enable = "zbb")]
+pub(crate) unsafe fn acc_rows_zbb(
+    w: &TernaryMatrix,
+    planes: &[u64],
+    n: usize,
+    row0: usize,
+    acc: &mut [i32],
+) {
+    let (cols, bpg) = (w.cols, w.group_len / 128);
+    let ng = cols / w.group_len;
+    assert!(planes.len() == n * cols / 8);
+    // (cols / 32,) one row's codes as little-endian words: copied whole, because RV64GC has no
+    // fast misaligned loads and byte-wise assembly would cost more than the dot itself.
+    let mut words = vec![0u64; cols / 32];
+    for (i, acc) in acc.chunks_exact_mut(n * ng).enumerate() {
+        let row = &w.codes[(row0 + i) * cols / 4..(row0 + i + 1) * cols / 4];
+        // SAFETY: `words` holds exactly cols / 4 bytes; riscv64 is little-endian.
+        core::ptr::copy_nonoverlapping(row.as_ptr(), words.as_mut_ptr().cast::<u8>(), cols / 4);
+        let mut t = 0;
+        while t < n {
+            let nt = (n - t).min(TILE);
+            let (p, a) = (&planes[t * cols / 8..], &mut acc[t * ng..]);
+            match nt {
+                1 => tile_zbb::<1>(&words, p, bpg, a),
+                2 => tile_zbb::<2>(&words, p, bpg, a),
+                3 => tile_zbb::<3>(&words, p, bpg, a),
+                _ => tile_zbb::<TILE>(&words, p, bpg, a),
+            }
+            t += nt;
+        }
+    }
+}
+
+/// Zbb (`cpop`), for RV64GC cores without V. Same contract as
+/// [`Kernel::bitmatmul`](super::Kernel::bitmatmul).
+///
+/// # Safety
+/// The CPU must have Zbb ([`has_zbb`]).
+#[inline(never)]
+#[target_feature(enable = "zbb")]
+pub unsafe fn bitmatmul_zbb(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &mut [f32]) {
+    super::check_bitmatmul_args(w, x, row0, out);
+    let (n, ng) = (x.n_tokens, w.cols / w.group_len);
+    if n == 0 {
+        return;
+    }
+    let planes = bit_planes(&x.q);
+    // (ROWS_PER_PASS, n_tokens, groups)
+    let mut acc = vec![0i32; ROWS_PER_PASS * n * ng];
+    for (pass, out) in out.chunks_mut(ROWS_PER_PASS * n).enumerate() {
+        let r0 = row0 + pass * ROWS_PER_PASS;
+        let acc = &mut acc[..out.len() * ng];
+        acc_rows_zbb(w, &planes, n, r0, acc);
+        finish(w, x, r0, acc, out);
+    }
+}
+
+/// Exact integer accumulators of row `row` against token `t`, one per scale group, added into
+/// `acc` (like [`vec_dot_ternary_i8_ref`](super::scalar::vec_dot_ternary_i8_ref)).
+///
+/// # Safety
+/// The CPU must have Zbb ([`has_zbb`]).
+#[target_feature(enable = "zbb")]
+pub unsafe fn vec_dot_ternary_i8_zbb(
+    w: &TernaryMatrix,
+    row: usize,
+    x: &ActBatch,
+    t: usize,
+    acc: &mut [i32],
+) {
+    super::check_bitmatmul_args(w, x, 0, &[]);
+    assert!(row < w.rows && t < x.n_tokens);
+    assert_eq!(acc.len(), w.cols / w.group_len);
+    let mut a = vec![0i32; acc.len()];
+    acc_rows_zbb(w, &bit_planes(x.token(t)), 1, row, &mut a);
+    for (acc, a) in acc.iter_mut().zip(a) {
+        *acc += a;
+    }
+}
+
+/// `out` rows from accumulators (rows, n_tokens, groups): the scalar reference's epilogue.
+fn finish(w: &TernaryMatrix, x: &ActBatch, row0: usize, acc: &[i32], out: &mut [f32]) {
+    let (n, ng) = (x.n_tokens, w.cols / w.group_len);
+    for (i, (out_row, acc_row)) in out
+        .chunks_exact_mut(n)
+        .zip(acc.chunks_exact(n * ng))
+        .enumerate()
+    {
+        let scales = &w.scales[(row0 + i) * ng..(row0 + i + 1) * ng];
+        for (t, (y, a)) in out_row.iter_mut().zip(acc_row.chunks_exact(ng)).enumerate() {
+            *y = epilogue(a, scales, x.scale[t]);
+        }
     }
 }
 
@@ -424,8 +670,8 @@ mod tests {
         let mut rng = XorShift::new(0x5f5);
         for case_i in 0..24 {
             let rows = 1 + rng.next_u64() as usize % 7;
-            let cols = 128 * [1, 2, 3, 6][rng.next_u64() as usize % 4];
-            let group_len = if cols % 256 == 0 && rng.next_u64() % 2 == 0 {
+            let cols: usize = 128 * [1, 2, 3, 6][rng.next_u64() as usize % 4];
+            let group_len = if cols.is_multiple_of(256) && rng.next_u64().is_multiple_of(2) {
                 256
             } else {
                 cols
@@ -482,6 +728,127 @@ mod tests {
             let mut one = vec![0i32; cols / group_len];
             // SAFETY: `skip` checked V.
             unsafe { vec_dot_ternary_i8_rvv(&w, r, &x, t, &mut one) };
+            let mut want = vec![0i32; cols / group_len];
+            vec_dot_ternary_i8_ref(&w, r, x.token(t), &mut want);
+            assert_eq!(one, want);
+        }
+    }
+    #[test]
+    fn transpose8_transposes() {
+        let mut rng = XorShift::new(0x7a);
+        for _ in 0..100 {
+            let x = rng.next_u64();
+            let t = transpose8(x);
+            for r in 0..8 {
+                for c in 0..8 {
+                    assert_eq!(t >> (8 * c + r) & 1, x >> (8 * r + c) & 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bit_planes_line_up_with_block_masks() {
+        // A block whose element e has trit +1 only at e0 (else 0) must select exactly
+        // activation e0 from each plane: the mask and plane layouts agree everywhere.
+        let mut rng = XorShift::new(0x7b);
+        let q: Vec<i8> = (0..256).map(|_| rng.next_u64() as i8).collect();
+        let planes = bit_planes(&q);
+        for (e0, &qe) in q.iter().enumerate() {
+            let (block, k) = (e0 / 128, e0 % 128);
+            let mut codes = [0x55u8; 32];
+            codes[k % 32] = codes[k % 32] & !(3 << (6 - 2 * (k / 32))) | 2 << (6 - 2 * (k / 32));
+            let words: Vec<u64> = codes
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            let (pos, neg) = block_masks(&words);
+            assert_eq!(neg, [0, 0]);
+            assert_eq!(pos[0].count_ones() + pos[1].count_ones(), 1);
+            let a = &planes[block * 16..block * 16 + 16];
+            let mut v = 0i32;
+            for c in 0..2 {
+                for bit in 0..8 {
+                    let d = (pos[c] & a[8 * c + bit]).count_ones() as i32;
+                    v += if bit == 7 { -(d << 7) } else { d << bit };
+                }
+            }
+            assert_eq!(v, i32::from(qe), "element {e0}");
+        }
+    }
+
+    fn zbb_acc(w: &TernaryMatrix, x: &ActBatch) -> Vec<i32> {
+        let mut acc = vec![i32::MIN; w.rows * x.n_tokens * (w.cols / w.group_len)];
+        // SAFETY: callers check `has_zbb`.
+        unsafe { acc_rows_zbb(w, &bit_planes(&x.q), x.n_tokens, 0, &mut acc) };
+        acc
+    }
+
+    fn skip_zbb() -> bool {
+        if !has_zbb() {
+            std::println!(
+                "SKIP bitmatmul_zbb: Zbb neither built in (+zbb) nor reported by riscv_hwprobe"
+            );
+        }
+        !has_zbb()
+    }
+
+    #[test]
+    fn zbb_accumulators_equal_reference() {
+        if skip_zbb() {
+            return;
+        }
+        let mut rng = XorShift::new(0x7c);
+        for case_i in 0..30 {
+            let rows = 1 + rng.next_u64() as usize % 7;
+            let cols: usize = 128 * [1, 2, 3, 6][rng.next_u64() as usize % 4];
+            let group_len = if cols.is_multiple_of(256) && rng.next_u64().is_multiple_of(2) {
+                256
+            } else {
+                cols
+            };
+            let n = 1 + rng.next_u64() as usize % 9;
+            let (w, x) = case(&mut rng, rows, cols, group_len, n);
+            assert!(
+                zbb_acc(&w, &x) == ref_acc(&w, &x),
+                "case {case_i}: rows {rows} cols {cols} group {group_len} n {n}"
+            );
+        }
+        // Every product at its extreme.
+        let cols = 768;
+        let mut trits = vec![-1i8; 2 * cols];
+        trits[cols..].fill(1);
+        let w = TernaryMatrix::from_trits(&trits, 2, cols, cols, vec![1.0; 2]).unwrap();
+        for fill in [-128i8, 127] {
+            let mut x = ActBatch::new(5, cols);
+            x.q.fill(fill);
+            x.scale.fill(1.0);
+            x.update_block_sums();
+            assert_eq!(zbb_acc(&w, &x), ref_acc(&w, &x), "{fill}");
+        }
+    }
+
+    #[test]
+    fn zbb_outputs_match_scalar() {
+        if skip_zbb() {
+            return;
+        }
+        let mut rng = XorShift::new(0x7d);
+        for (rows, cols, group_len, n) in [(5, 384, 384, 1), (4, 512, 256, 5), (7, 256, 256, 2)] {
+            let (w, x) = case(&mut rng, rows, cols, group_len, n);
+            let row0 = 1;
+            let mut want = vec![0.0f32; (rows - row0) * n];
+            bitmatmul_scalar(&w, &x, row0, &mut want);
+            let mut got = vec![f32::NAN; (rows - row0) * n];
+            // SAFETY: `skip_zbb` checked Zbb.
+            unsafe { bitmatmul_zbb(&w, &x, row0, &mut got) };
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-6 * b.abs(), "{a} vs scalar {b}");
+            }
+            let (r, t) = (rows - 1, n - 1);
+            let mut one = vec![0i32; cols / group_len];
+            // SAFETY: `skip_zbb` checked Zbb.
+            unsafe { vec_dot_ternary_i8_zbb(&w, r, &x, t, &mut one) };
             let mut want = vec![0i32; cols / group_len];
             vec_dot_ternary_i8_ref(&w, r, x.token(t), &mut want);
             assert_eq!(one, want);

@@ -80,7 +80,7 @@ impl<'a> Job<'a> {
     /// the row (short chains, and an even count fits every row of 256-multiple width).
     fn step(&self) -> usize {
         if self.group_blocks == self.blocks {
-            if self.blocks % 2 == 0 {
+            if self.blocks.is_multiple_of(2) {
                 2
             } else {
                 1
@@ -196,6 +196,49 @@ unsafe fn dot_block_avxvnni(acc: __m256i, w: &[__m256i; 4], x: *const i8) -> __m
     _mm256_dpbusd_avx_epi32(acc, w[3], _mm256_loadu_si256(x.add(3)))
 }
 
+/// Rows16 layout, 256 bits: `acc[lane i] += sum_q sum_j c(row i, col 4q + j) x[4q + j]` for
+/// one half (8 rows) of a 16-column chunk; `w[q]` are the half's unpacked codes, `x` the
+/// chunk's 16 activations. `vpmaddubsw` pairs stay below 512, four of them below 2048.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_chunk_avx2(acc: __m256i, w: &[__m256i; 4], x: *const i8) -> __m256i {
+    let xb = |q: usize| _mm256_set1_epi32(core::ptr::read_unaligned(x.add(4 * q).cast::<i32>()));
+    let p01 = _mm256_add_epi16(
+        _mm256_maddubs_epi16(w[0], xb(0)),
+        _mm256_maddubs_epi16(w[1], xb(1)),
+    );
+    let p23 = _mm256_add_epi16(
+        _mm256_maddubs_epi16(w[2], xb(2)),
+        _mm256_maddubs_epi16(w[3], xb(3)),
+    );
+    let p = _mm256_madd_epi16(_mm256_add_epi16(p01, p23), _mm256_set1_epi16(1));
+    _mm256_add_epi32(acc, p)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn dot_chunk_avxvnni(acc: __m256i, w: &[__m256i; 4], x: *const i8) -> __m256i {
+    let xb = |q: usize| _mm256_set1_epi32(core::ptr::read_unaligned(x.add(4 * q).cast::<i32>()));
+    let acc = _mm256_dpbusd_avx_epi32(acc, w[0], xb(0));
+    let acc = _mm256_dpbusd_avx_epi32(acc, w[1], xb(1));
+    let acc = _mm256_dpbusd_avx_epi32(acc, w[2], xb(2));
+    _mm256_dpbusd_avx_epi32(acc, w[3], xb(3))
+}
+
+/// The four code vectors of half `h` (rows 8h..8h + 8) of a Rows16 chunk.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn unpack_half(chunk: *const u8, h: usize) -> [__m256i; 4] {
+    let v = _mm256_loadu_si256(chunk.add(32 * h).cast());
+    let m3 = _mm256_set1_epi8(3);
+    [
+        _mm256_and_si256(v, m3),
+        _mm256_and_si256(_mm256_srli_epi16::<2>(v), m3),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(v), m3),
+        _mm256_and_si256(_mm256_srli_epi16::<6>(v), m3),
+    ]
+}
+
 /// Sum of `q * d` over one 32-element block of a Q8_0 head row (sign trick: |w| is unsigned,
 /// x takes w's sign; |w| <= 128 and |x| <= 127 keep `vpmaddubsw` pairs below 32767).
 #[inline]
@@ -227,27 +270,26 @@ unsafe fn q8_scale(row: *const u8, k: usize) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
-/// One Q8_0 head row against token `t`: per block, exact integer sums (`block`), times the
-/// two scales, in two chains.
-#[inline(always)]
-unsafe fn q8_row(
-    row: *const u8,
-    a: &HeadActs,
-    t: usize,
-    block: impl Fn(__m256i, __m256i) -> __m256i,
-) -> f32 {
-    let nb = a.cols / 32;
-    let xq = a.q.as_ptr().add(t * a.cols);
-    let xd = a.d.as_ptr().add(t * nb);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for k in 0..nb {
-        let wv = _mm256_loadu_si256(row.add(34 * k + 2).cast());
-        let xv = _mm256_loadu_si256(xq.add(32 * k).cast());
-        let p = _mm256_cvtepi32_ps(block(wv, xv));
-        let d = _mm256_set1_ps(q8_scale(row, k) * *xd.add(k));
-        acc[k % 2] = _mm256_fmadd_ps(p, d, acc[k % 2]);
-    }
-    hsum_ps_256(_mm256_add_ps(acc[0], acc[1]))
+/// One Q8_0 head row against token `t`: per block, exact integer sums (`$block`), times
+/// the two scales, in two chains. (Converting eight scales per `vcvtph2ps` measured no
+/// faster: the head is memory-bound either way.) A macro so it expands inside each
+/// variant's `#[target_feature]` function.
+macro_rules! q8_row {
+    ($row:expr, $a:expr, $t:expr, $block:ident) => {{
+        let (row, a, t): (*const u8, &HeadActs, usize) = ($row, $a, $t);
+        let nb = a.cols / 32;
+        let xq = a.q.as_ptr().add(t * a.cols);
+        let xd = a.d.as_ptr().add(t * nb);
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for k in 0..nb {
+            let wv = _mm256_loadu_si256(row.add(34 * k + 2).cast());
+            let xv = _mm256_loadu_si256(xq.add(32 * k).cast());
+            let p = _mm256_cvtepi32_ps($block(wv, xv));
+            let d = _mm256_set1_ps(q8_scale(row, k) * *xd.add(k));
+            acc[k % 2] = _mm256_fmadd_ps(p, d, acc[k % 2]);
+        }
+        hsum_ps_256(_mm256_add_ps(acc[0], acc[1]))
+    }};
 }
 
 /// Expands to a `match (R, T) { ... }` over the tile shapes a driver uses.
@@ -268,9 +310,11 @@ macro_rules! tile_shapes {
 /// The 256-bit kernels: AVX2 and AVX-VNNI differ only in the block dot product.
 macro_rules! kernels_256 {
     (
-        $module:ident, $features:literal, $dot_block:ident, $q8_block:ident,
-        $bitmatmul:ident, $vec_dot:ident, $head_f16:ident, $head_q8_0:ident
+        $module:ident, $features:literal, $dot_block:ident, $dot_chunk:ident, $q8_block:ident,
+        $bitmatmul:ident, $bitmatmul16:ident, $vec_dot:ident, $vec_dot16:ident,
+        $head_f16:ident, $head_q8_0:ident
     ) => {
+        #[allow(clippy::needless_range_loop)]
         pub mod $module {
             use super::*;
 
@@ -388,6 +432,131 @@ macro_rules! kernels_256 {
                 }
             }
 
+            /// Rows16 layout: one row group (two halves of 8 rows) x T tokens, each row in
+            /// its own i32 lane; P accumulators per (half, token) alternate over chunks so
+            /// the multiply-accumulate chains stay short when T is 1.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn tile16<const T: usize, const P: usize>(
+                j: &Job,
+                g0: usize,
+                t0: usize,
+                rows_end: usize,
+                out: &mut [f32],
+            ) {
+                let chunks = j.cols / 16;
+                let per_group = j.group_blocks * 8; // even
+                let codes = j.codes.as_ptr().add(g0 * chunks * 64);
+                let mut facc = [[_mm256_setzero_ps(); T]; 2];
+                for g in 0..j.n_groups {
+                    let b0 = g * j.group_blocks;
+                    let mut acc = [[[_mm256_setzero_si256(); P]; T]; 2];
+                    for t in 0..T {
+                        let init = _mm256_set1_epi32(-j.qsum(t0 + t, b0, b0 + j.group_blocks));
+                        acc[0][t][0] = init;
+                        acc[1][t][0] = init;
+                    }
+                    for c in g * per_group..(g + 1) * per_group {
+                        for h in 0..2 {
+                            let w = unpack_half(codes.add(c * 64), h);
+                            for t in 0..T {
+                                let x = j.q.as_ptr().add((t0 + t) * j.cols + 16 * c);
+                                let a = &mut acc[h][t][c % P];
+                                *a = $dot_chunk(*a, &w, x);
+                            }
+                        }
+                    }
+                    for h in 0..2 {
+                        let at = ((g0 * j.n_groups + g) * 16 + 8 * h) as usize;
+                        let d = _mm256_loadu_ps(j.scales.as_ptr().add(at));
+                        for t in 0..T {
+                            let mut sum = acc[h][t][0];
+                            for p in 1..P {
+                                sum = _mm256_add_epi32(sum, acc[h][t][p]);
+                            }
+                            let prod = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), d);
+                            facc[h][t] = _mm256_add_ps(facc[h][t], prod);
+                        }
+                    }
+                }
+                for h in 0..2 {
+                    for t in 0..T {
+                        let s = *j.act_scale.get_unchecked(t0 + t);
+                        let mut lanes = [0.0f32; 8];
+                        _mm256_storeu_ps(lanes.as_mut_ptr(), facc[h][t]);
+                        for (i, &y) in lanes.iter().enumerate() {
+                            let row = 16 * g0 + 8 * h + i;
+                            if row >= j.row0 && row < rows_end {
+                                *out.get_unchecked_mut(j.out_index(row, t0 + t)) = y / s;
+                            }
+                        }
+                    }
+                }
+            }
+
+            /// `bitmatmul` for a matrix in the Rows16 layout (what the model repacks into
+            /// for this kernel).
+            ///
+            /// # Safety
+            /// The CPU must support the features this variant is compiled for.
+            #[inline(never)]
+            #[target_feature(enable = $features)]
+            pub unsafe fn $bitmatmul16(
+                w: &TernaryMatrix,
+                x: &ActBatch,
+                row0: usize,
+                out: &mut [f32],
+            ) {
+                assert_eq!(w.layout, CodeLayout::Rows16);
+                let j = Job::new(w, x, row0, out);
+                let n = j.n_tokens;
+                let rows_end = row0 + out.len() / n.max(1);
+                let (g_begin, g_end) = (row0 / 16, rows_end.div_ceil(16));
+                let mut t0 = 0;
+                while t0 < n {
+                    let tn = (n - t0).min(2);
+                    for g in g_begin..g_end {
+                        match tn {
+                            1 => tile16::<1, 2>(&j, g, t0, rows_end, out),
+                            _ => tile16::<2, 1>(&j, g, t0, rows_end, out),
+                        }
+                    }
+                    t0 += tn;
+                }
+            }
+
+            /// Exact integer accumulators of one row (Rows16 layout) against token `t`,
+            /// one per scale group, added into `acc`.
+            ///
+            /// # Safety
+            /// The CPU must support the features this variant is compiled for.
+            #[target_feature(enable = $features)]
+            pub unsafe fn $vec_dot16(
+                w: &TernaryMatrix,
+                row: usize,
+                x: &ActBatch,
+                t: usize,
+                acc: &mut [i32],
+            ) {
+                assert_eq!(w.layout, CodeLayout::Rows16);
+                assert!(row < w.rows && t < x.n_tokens && x.cols == w.cols);
+                assert_eq!(acc.len(), w.cols / w.group_len);
+                let j = Job::new(w, x, 0, &[]);
+                let (g0, h, chunks) = (row / 16, (row % 16) / 8, j.cols / 16);
+                let per_group = j.group_blocks * 8;
+                for (g, a) in acc.iter_mut().enumerate() {
+                    let b0 = g * j.group_blocks;
+                    let mut v = _mm256_set1_epi32(-j.qsum(t, b0, b0 + j.group_blocks));
+                    for c in g * per_group..(g + 1) * per_group {
+                        let wq = unpack_half(j.codes.as_ptr().add((g0 * chunks + c) * 64), h);
+                        v = $dot_chunk(v, &wq, j.q.as_ptr().add(t * j.cols + 16 * c));
+                    }
+                    let mut lanes = [0i32; 8];
+                    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v);
+                    *a += lanes[row % 8];
+                }
+            }
+
             /// Exact integer accumulators of one row against token `t` of `x`, one per
             /// scale group, added into `acc` (like [`vec_dot_ternary_i8_ref`](super::super::scalar::vec_dot_ternary_i8_ref)).
             ///
@@ -460,7 +629,7 @@ macro_rules! kernels_256 {
                 for r in 0..n_rows {
                     let row = rows.as_ptr().add(r * row_bytes);
                     for t in 0..n {
-                        out[r * n + t] = q8_row(row, a, t, |w, x| $q8_block(w, x));
+                        out[r * n + t] = q8_row!(row, a, t, $q8_block);
                     }
                 }
             }
@@ -472,9 +641,12 @@ kernels_256!(
     avx2,
     "avx2,fma,f16c",
     dot_block_avx2,
+    dot_chunk_avx2,
     q8_block_avx2,
     bitmatmul_avx2,
+    bitmatmul_avx2_rows16,
     vec_dot_ternary_i8_avx2,
+    vec_dot_ternary_i8_avx2_rows16,
     head_f16_avx2,
     head_q8_0_avx2
 );
@@ -483,9 +655,12 @@ kernels_256!(
     avxvnni,
     "avx2,fma,f16c,avxvnni",
     dot_block_avxvnni,
+    dot_chunk_avxvnni,
     q8_block_avxvnni,
     bitmatmul_avxvnni,
+    bitmatmul_avxvnni_rows16,
     vec_dot_ternary_i8_avxvnni,
+    vec_dot_ternary_i8_avxvnni_rows16,
     head_f16_avxvnni,
     head_q8_0_avxvnni
 );
@@ -493,6 +668,8 @@ kernels_256!(
 /// The 512-bit kernel: one 128-weight block is two zmm vectors. The block's 32 code bytes are
 /// broadcast to both halves and shifted per half (6 | 4, then 2 | 0), which lines the codes
 /// up with activations 0..64 and 64..128.
+// Tiles index several arrays by the same (row, token) pair; index loops say that plainest.
+#[allow(clippy::needless_range_loop)]
 pub mod avx512vnni {
     use super::*;
 
@@ -698,6 +875,63 @@ pub mod avx512vnni {
         }
     }
 
+    /// Rows16 decode: one row group, one token, in memory order (one sequential stream for
+    /// the prefetchers). Eight accumulators, one per (chunk parity, column quad), keep the
+    /// `vpdpbusd` chains short; their exact sums are added per scale group.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    unsafe fn row16_decode(j: &Job, g0: usize, t: usize, rows_end: usize, out: &mut [f32]) {
+        let chunks = j.cols / 16;
+        let per_group = j.group_blocks * 8; // even: 16-column chunks per scale group
+        let m3 = _mm512_set1_epi8(3);
+        let codes = j.codes.as_ptr().add(g0 * chunks * 64);
+        let xt = j.q.as_ptr().add(t * j.cols);
+        let mut facc = _mm512_setzero_ps();
+        for g in 0..j.n_groups {
+            let mut acc = [_mm512_setzero_si512(); 8];
+            let b0 = g * j.group_blocks;
+            acc[0] = _mm512_set1_epi32(-j.qsum(t, b0, b0 + j.group_blocks));
+            let mut c = g * per_group;
+            while c < (g + 1) * per_group {
+                for h in 0..2 {
+                    let v = _mm512_loadu_si512(codes.add((c + h) * 64).cast());
+                    let xp = xt.add(16 * (c + h));
+                    for q in 0..4 {
+                        let wq = _mm512_and_si512(
+                            _mm512_srl_epi16(v, _mm_cvtsi32_si128(2 * q as i32)),
+                            m3,
+                        );
+                        let xb = _mm512_set1_epi32(core::ptr::read_unaligned(
+                            xp.add(4 * q).cast::<i32>(),
+                        ));
+                        acc[4 * h + q] = _mm512_dpbusd_epi32(acc[4 * h + q], wq, xb);
+                    }
+                }
+                c += 2;
+            }
+            let s01 = _mm512_add_epi32(
+                _mm512_add_epi32(acc[0], acc[1]),
+                _mm512_add_epi32(acc[2], acc[3]),
+            );
+            let s23 = _mm512_add_epi32(
+                _mm512_add_epi32(acc[4], acc[5]),
+                _mm512_add_epi32(acc[6], acc[7]),
+            );
+            let d = _mm512_loadu_ps(j.scales.as_ptr().add((g0 * j.n_groups + g) * 16));
+            let p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s01, s23)), d);
+            facc = _mm512_add_ps(facc, p);
+        }
+        let s = *j.act_scale.get_unchecked(t);
+        let mut lanes = [0.0f32; 16];
+        _mm512_storeu_ps(lanes.as_mut_ptr(), facc);
+        for (i, &y) in lanes.iter().enumerate() {
+            let row = 16 * g0 + i;
+            if row >= j.row0 && row < rows_end {
+                *out.get_unchecked_mut(j.out_index(row, t)) = y / s;
+            }
+        }
+    }
+
     /// [`bitmatmul_avx512vnni`] for a matrix in the Rows16 layout (what the model repacks
     /// into for this kernel).
     ///
@@ -719,18 +953,23 @@ pub mod avx512vnni {
         let mut t0 = 0;
         while t0 < n {
             let tn = (n - t0).min(4);
-            // Decode: four row groups share each broadcast; prefill: two row groups x up
-            // to four tokens share each code vector and each broadcast.
-            let rmax = if tn == 1 { 4 } else { 2 };
+            if tn == 1 {
+                for g in g_begin..g_end {
+                    row16_decode(&j, g, t0, rows_end, out);
+                }
+                t0 += 1;
+                continue;
+            }
+            // Prefill: two row groups x up to four tokens share each code vector and each
+            // broadcast.
+            let rmax = 2;
             let mut g = g_begin;
             while g < g_end {
                 let rn = if g_end - g >= rmax { rmax } else { 1 };
                 match (rn, tn) {
-                    (4, 1) => tile16::<4, 1>(&j, g, t0, rows_end, out),
                     (2, 2) => tile16::<2, 2>(&j, g, t0, rows_end, out),
                     (2, 3) => tile16::<2, 3>(&j, g, t0, rows_end, out),
                     (2, 4) => tile16::<2, 4>(&j, g, t0, rows_end, out),
-                    (1, 1) => tile16::<1, 1>(&j, g, t0, rows_end, out),
                     (1, 2) => tile16::<1, 2>(&j, g, t0, rows_end, out),
                     (1, 3) => tile16::<1, 3>(&j, g, t0, rows_end, out),
                     (1, 4) => tile16::<1, 4>(&j, g, t0, rows_end, out),
@@ -850,7 +1089,7 @@ pub mod avx512vnni {
         for r in 0..n_rows {
             let row = rows.as_ptr().add(r * row_bytes);
             for t in 0..n {
-                out[r * n + t] = q8_row(row, a, t, |w, x| q8_block_avx512vnni(w, x));
+                out[r * n + t] = q8_row!(row, a, t, q8_block_avx512vnni);
             }
         }
     }

@@ -120,15 +120,22 @@ const MAX_KV_BYTES: usize = if usize::BITS >= 64 { 64 << 30 } else { 1 << 30 };
 /// Where each token of a call goes: (sequence, position).
 type Placement = [(usize, usize)];
 
-/// Rows per chunk when the matrices `rows` are computed in one parallel section: a few
-/// chunks per thread so uneven progress still balances, and a divisor of every row count
-/// so no chunk straddles two matrices.
+/// Rows per chunk when the matrices `rows` are computed in one parallel section: many
+/// chunks per thread, so a thread the OS preempts holds up at most a small one; a divisor of
+/// every row count, so no chunk straddles two matrices; a multiple of 16 where possible, so
+/// chunks split no row group of the Rows16 layout.
 fn chunk_rows(exec: &dyn Exec, rows: &[usize]) -> usize {
-    let total: usize = rows.iter().sum();
-    let target = total.div_ceil(exec.threads() * 4).max(1);
     let g = rows.iter().fold(0, |g, &r| gcd(g, r));
-    // The largest divisor of g not above the target (g itself when it is small).
-    (1..=g.min(target)).rev().find(|d| g % d == 0).unwrap_or(1)
+    if exec.threads() == 1 {
+        return g.max(1);
+    }
+    let total: usize = rows.iter().sum();
+    let target = total.div_ceil(exec.threads() * 16).max(1);
+    let divisors = || (1..=g.min(target)).rev().filter(move |d| g % d == 0);
+    divisors()
+        .find(|d| d % 16 == 0)
+        .or_else(|| divisors().next())
+        .unwrap_or(1)
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -162,14 +169,15 @@ fn linear(
         }
         mm.bitmatmul(&ls[m].w, x, r, out)
     });
+    // (rows, n) -> (n, rows), one token per task: for a prompt this is a sizeable copy.
     let mut off = 0;
     for ((l, out), &rows) in ls.iter().zip(outs.iter_mut()).zip(&rows) {
         let tmp = &tmp[off * n..(off + rows) * n];
-        for t in 0..n {
-            for r in 0..rows {
-                out[t * rows + r] = tmp[r * n + t] * l.out_scale;
+        exec.for_each_chunk(&mut out[..n * rows], rows, &|t, o| {
+            for (r, y) in o.iter_mut().enumerate() {
+                *y = tmp[r * n + t] * l.out_scale;
             }
-        }
+        });
         off += rows;
     }
 }

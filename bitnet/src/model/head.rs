@@ -59,7 +59,7 @@ impl Model {
         let head = self.head();
         let (vocab, dim) = (head.rows, head.cols);
         tmp.resize(vocab * n, 0.0);
-        let chunk_rows = vocab.div_ceil(exec.threads() * 8).max(1);
+        let chunk_rows = vocab.div_ceil(exec.threads() * 16).max(1);
         let kernel = self.kernel;
         match head.ty {
             GgmlType::F16 => {

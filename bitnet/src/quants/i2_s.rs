@@ -20,7 +20,7 @@ pub(crate) fn pack_block_128(codes: &[u8], out: &mut [u8]) {
 /// Checks `n` and the packed buffer's length (`n/4 + 32`).
 fn check_tensor(n: usize, bytes: usize, buffer: &'static str) -> Result<(), QuantError> {
     let ty = GgmlType::I2_S;
-    if n % I2_S_BLOCK_ELEMS != 0 {
+    if !n.is_multiple_of(I2_S_BLOCK_ELEMS) {
         return Err(QuantError::ElementCount { ty, n });
     }
     check_len(ty, buffer, n / 4 + I2_S_TAIL_BYTES, bytes)

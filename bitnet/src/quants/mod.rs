@@ -100,7 +100,7 @@ impl GgmlType {
     /// Bytes a tensor of `n_elems` elements occupies, or `None` when `n_elems` is not a
     /// multiple of the block size or the size overflows.
     pub fn tensor_bytes(self, n_elems: u64) -> Option<u64> {
-        if n_elems % self.block_elems() != 0 {
+        if !n_elems.is_multiple_of(self.block_elems()) {
             return None;
         }
         let body = (n_elems / self.block_elems()).checked_mul(self.block_bytes())?;
@@ -207,7 +207,7 @@ fn check_blocks(
     buffer: &'static str,
 ) -> Result<(), QuantError> {
     let block = ty.block_elems() as usize;
-    if n_elems % block != 0 {
+    if !n_elems.is_multiple_of(block) {
         return Err(QuantError::ElementCount { ty, n: n_elems });
     }
     let expected = (n_elems / block)
