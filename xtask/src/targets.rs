@@ -40,6 +40,10 @@ pub struct Target {
     pub size_budget: u64,
     /// Kernel names whose `bitmatmul_<name>` symbol the binary must carry.
     pub kernels: Vec<String>,
+    /// Kernels this target's rustflags enable at compile time (e.g. `zbb` with `+zbb`):
+    /// expected available on every profile, on top of the profile's own list.
+    #[serde(default)]
+    pub compiled_kernels: Vec<String>,
     /// The binary must be statically linked.
     #[serde(default, rename = "static")]
     pub is_static: bool,

@@ -194,8 +194,12 @@ pub fn profile(
     match available_kernels(bin, t, p, inputs) {
         Err(e) => rep.errors.push(format!("{where_}: {e}")),
         Ok(kernels) => {
-            if let Some(expected) = &p.kernels {
-                if *expected != kernels {
+            if let Some(profile_kernels) = &p.kernels {
+                let expected: std::collections::BTreeSet<&String> =
+                    profile_kernels.iter().chain(&t.compiled_kernels).collect();
+                let expected: Vec<String> = expected.into_iter().cloned().collect();
+                let got: std::collections::BTreeSet<&String> = kernels.iter().collect();
+                if got.len() != expected.len() || expected.iter().any(|k| !got.contains(k)) {
                     rep.errors.push(format!(
                         "{where_}: the engine detects kernels [{}], profile {name} ({}) expects [{}]",
                         kernels.join(", "),
