@@ -81,6 +81,7 @@ pub fn count_physical_cores(cpuinfo: &str) -> Option<usize> {
 pub fn missing_target_features() -> alloc::vec::Vec<&'static str> {
     #[allow(unused_mut)]
     let mut missing = alloc::vec::Vec::new();
+    #[allow(unused_macros)] // targets with no feature to check (armv7)
     macro_rules! check {
         ($has:path; $($f:tt),*) => {$(
             if cfg!(target_feature = $f) && !$has($f) {

@@ -606,52 +606,14 @@ head_q8_0!(
 
 #[cfg(test)]
 mod tests {
-    use super::super::scalar::{bitmatmul_scalar, vec_dot_ternary_i8_ref};
+    use super::super::scalar::bitmatmul_scalar;
+    use super::super::tests::{case, ref_acc};
     use super::*;
     use crate::quants::test_rng::XorShift;
 
     /// A random (rows, cols) matrix with scale groups of `group_len`, and `n` random tokens
     /// whose activations include the extremes -128 and 127.
-    fn case(
-        rng: &mut XorShift,
-        rows: usize,
-        cols: usize,
-        group_len: usize,
-        n: usize,
-    ) -> (TernaryMatrix, ActBatch) {
-        let trits = rng.trits(rows * cols);
-        let scales = (0..rows * cols / group_len)
-            .map(|_| rng.f32().abs() + 0.01)
-            .collect();
-        let w = TernaryMatrix::from_trits(&trits, rows, cols, group_len, scales).unwrap();
-        let mut x = ActBatch::new(n, cols);
-        for q in x.q.iter_mut() {
-            *q = match rng.next_u64() % 8 {
-                0 => -128,
-                1 => 127,
-                _ => rng.next_u64() as i8,
-            };
-        }
-        for s in x.scale.iter_mut() {
-            *s = rng.f32().abs() * 100.0 + 1.0;
-        }
-        x.update_block_sums();
-        (w, x)
-    }
-
     /// Reference accumulators (rows, n_tokens, groups).
-    fn ref_acc(w: &TernaryMatrix, x: &ActBatch) -> Vec<i32> {
-        let ng = w.cols / w.group_len;
-        let mut acc = vec![0i32; w.rows * x.n_tokens * ng];
-        for r in 0..w.rows {
-            for t in 0..x.n_tokens {
-                let at = (r * x.n_tokens + t) * ng;
-                vec_dot_ternary_i8_ref(w, r, x.token(t), &mut acc[at..at + ng]);
-            }
-        }
-        acc
-    }
-
     fn assert_close(got: &[f32], want: &[f32], what: &str) {
         assert_eq!(got.len(), want.len());
         for (i, (a, b)) in got.iter().zip(want).enumerate() {

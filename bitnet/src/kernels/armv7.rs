@@ -282,49 +282,11 @@ pub unsafe fn vec_dot_ternary_i8_neon(
 
 #[cfg(test)]
 mod tests {
-    use super::super::scalar::{bitmatmul_scalar, vec_dot_ternary_i8_ref};
+    use super::super::scalar::bitmatmul_scalar;
+    use super::super::tests::{case, ref_acc};
     use super::*;
     use crate::quants::test_rng::XorShift;
     use alloc::vec::Vec;
-
-    fn case(
-        rng: &mut XorShift,
-        rows: usize,
-        cols: usize,
-        group_len: usize,
-        n: usize,
-    ) -> (TernaryMatrix, ActBatch) {
-        let trits = rng.trits(rows * cols);
-        let scales = (0..rows * cols / group_len)
-            .map(|_| rng.f32().abs() + 0.01)
-            .collect();
-        let w = TernaryMatrix::from_trits(&trits, rows, cols, group_len, scales).unwrap();
-        let mut x = ActBatch::new(n, cols);
-        for q in x.q.iter_mut() {
-            *q = match rng.next_u64() % 8 {
-                0 => -128,
-                1 => 127,
-                _ => rng.next_u64() as i8,
-            };
-        }
-        for s in x.scale.iter_mut() {
-            *s = rng.f32().abs() * 100.0 + 1.0;
-        }
-        x.update_block_sums();
-        (w, x)
-    }
-
-    fn ref_acc(w: &TernaryMatrix, x: &ActBatch) -> Vec<i32> {
-        let ng = w.cols / w.group_len;
-        let mut acc = vec![0i32; w.rows * x.n_tokens * ng];
-        for r in 0..w.rows {
-            for t in 0..x.n_tokens {
-                let at = (r * x.n_tokens + t) * ng;
-                vec_dot_ternary_i8_ref(w, r, x.token(t), &mut acc[at..at + ng]);
-            }
-        }
-        acc
-    }
 
     fn neon_acc(w: &TernaryMatrix, x: &ActBatch) -> Vec<i32> {
         let mut acc = vec![i32::MIN; w.rows * x.n_tokens * (w.cols / w.group_len)];

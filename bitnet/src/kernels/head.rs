@@ -115,6 +115,7 @@ pub(crate) fn check_head_q8_0(rows: &[u8], a: &HeadActs, out: &[f32]) -> (usize,
 }
 
 /// The elements `from..cols` of an F16 row dot token `t` of `x`: the SIMD kernels' tail.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) fn dot_f16_tail(row: &[u8], x: &[f32], t: usize, cols: usize, from: usize) -> f32 {
     let xt = &x[t * cols..(t + 1) * cols];
     (from..cols)
