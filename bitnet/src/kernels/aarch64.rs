@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use core::arch::aarch64::*;
 use core::arch::asm;
 
-use super::scalar::epilogue;
+use super::scalar::epilogue_rows;
 use super::ActBatch;
 use crate::ternary::TernaryMatrix;
 
@@ -56,21 +56,6 @@ pub fn has_i8mm() -> bool {
     i8mm && has_dotprod()
 }
 
-/// `out` rows from accumulators (rows, n_tokens, groups): the scalar reference's epilogue.
-fn finish(w: &TernaryMatrix, x: &ActBatch, row0: usize, acc: &[i32], out: &mut [f32]) {
-    let (n, ng) = (x.n_tokens, w.cols / w.group_len);
-    for (i, (out_row, acc_row)) in out
-        .chunks_exact_mut(n)
-        .zip(acc.chunks_exact(n * ng))
-        .enumerate()
-    {
-        let scales = &w.scales[(row0 + i) * ng..(row0 + i + 1) * ng];
-        for (t, (y, a)) in out_row.iter_mut().zip(acc_row.chunks_exact(ng)).enumerate() {
-            *y = epilogue(a, scales, x.scale[t]);
-        }
-    }
-}
-
 /// Runs `acc_rows` over `out` a few rows at a time, then the float epilogue.
 fn drive(
     w: &TernaryMatrix,
@@ -90,7 +75,7 @@ fn drive(
         let r = row0 + pass * ROWS_PER_PASS;
         let acc = &mut acc[..out.len() * ng];
         acc_rows(r, acc);
-        finish(w, x, r, acc, out);
+        epilogue_rows(w, x, r, acc, out);
     }
 }
 

@@ -15,7 +15,7 @@
 use alloc::vec;
 use core::arch::asm;
 
-use super::scalar::epilogue;
+use super::scalar::epilogue_rows;
 use super::ActBatch;
 use crate::ternary::TernaryMatrix;
 
@@ -247,10 +247,7 @@ pub unsafe fn bitmatmul_neon(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: 
     for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
         let r = row0 + i;
         acc_rows_neon(w, x, r, &mut acc);
-        let scales = &w.scales[r * ng..(r + 1) * ng];
-        for (t, (y, a)) in out_row.iter_mut().zip(acc.chunks_exact(ng)).enumerate() {
-            *y = epilogue(a, scales, x.scale[t]);
-        }
+        epilogue_rows(w, x, r, &acc, out_row);
     }
 }
 

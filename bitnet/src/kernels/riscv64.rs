@@ -24,7 +24,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::arch::asm;
 
-use super::scalar::epilogue;
+use super::scalar::epilogue_rows;
 use super::ActBatch;
 use crate::ternary::TernaryMatrix;
 
@@ -312,7 +312,7 @@ pub unsafe fn bitmatmul_rvv(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &
         let r0 = row0 + pass * ROWS_PER_PASS;
         let acc = &mut acc[..out.len() * ng];
         acc_rows_rvv(w, &planes, n, r0, acc);
-        finish(w, x, r0, acc, out);
+        epilogue_rows(w, x, r0, acc, out);
     }
 }
 
@@ -545,7 +545,7 @@ pub unsafe fn bitmatmul_zbb(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &
         let r0 = row0 + pass * ROWS_PER_PASS;
         let acc = &mut acc[..out.len() * ng];
         acc_rows_zbb(w, &planes, n, r0, acc);
-        finish(w, x, r0, acc, out);
+        epilogue_rows(w, x, r0, acc, out);
     }
 }
 
@@ -569,21 +569,6 @@ pub unsafe fn vec_dot_ternary_i8_zbb(
     acc_rows_zbb(w, &bit_planes(x.token(t)), 1, row, &mut a);
     for (acc, a) in acc.iter_mut().zip(a) {
         *acc += a;
-    }
-}
-
-/// `out` rows from accumulators (rows, n_tokens, groups): the scalar reference's epilogue.
-fn finish(w: &TernaryMatrix, x: &ActBatch, row0: usize, acc: &[i32], out: &mut [f32]) {
-    let (n, ng) = (x.n_tokens, w.cols / w.group_len);
-    for (i, (out_row, acc_row)) in out
-        .chunks_exact_mut(n)
-        .zip(acc.chunks_exact(n * ng))
-        .enumerate()
-    {
-        let scales = &w.scales[(row0 + i) * ng..(row0 + i + 1) * ng];
-        for (t, (y, a)) in out_row.iter_mut().zip(acc_row.chunks_exact(ng)).enumerate() {
-            *y = epilogue(a, scales, x.scale[t]);
-        }
     }
 }
 

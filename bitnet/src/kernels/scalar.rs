@@ -31,6 +31,30 @@ pub fn epilogue(acc: &[i32], scales: &[f32], s: f32) -> f32 {
     y / s
 }
 
+/// `out` rows `row0..` from their integer accumulators (rows, n_tokens, groups), through
+/// [`epilogue`]: SIMD kernels finish with this so their outputs equal the reference's bit
+/// for bit.
+#[cfg(any(target_arch = "aarch64", target_arch = "arm", target_arch = "riscv64"))]
+pub(super) fn epilogue_rows(
+    w: &TernaryMatrix,
+    x: &ActBatch,
+    row0: usize,
+    acc: &[i32],
+    out: &mut [f32],
+) {
+    let (n, ng) = (x.n_tokens, w.cols / w.group_len);
+    for (i, (out_row, acc_row)) in out
+        .chunks_exact_mut(n)
+        .zip(acc.chunks_exact(n * ng))
+        .enumerate()
+    {
+        let scales = &w.scales[(row0 + i) * ng..(row0 + i + 1) * ng];
+        for (t, (y, a)) in out_row.iter_mut().zip(acc_row.chunks_exact(ng)).enumerate() {
+            *y = epilogue(a, scales, x.scale[t]);
+        }
+    }
+}
+
 #[inline(never)]
 pub fn bitmatmul_scalar(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &mut [f32]) {
     let n_groups = w.cols / w.group_len;
