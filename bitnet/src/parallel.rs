@@ -93,17 +93,9 @@ impl Drop for Pool {
 }
 
 #[cfg(feature = "std")]
-impl Exec for Pool {
-    fn threads(&self) -> usize {
-        self.workers.len() + 1
-    }
-
-    fn for_each_chunk(
-        &self,
-        out: &mut [f32],
-        chunk_len: usize,
-        f: &(dyn Fn(usize, &mut [f32]) + Sync),
-    ) {
+impl Pool {
+    /// Runs `f(i, chunk)` for each `chunk_len`-sized chunk of `out` on the pool.
+    fn split<T>(&self, out: &mut [T], chunk_len: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
         let (len, chunk) = (out.len(), chunk_len.max(1));
         let base = pool::SendPtr(out.as_mut_ptr());
         self.run(len.div_ceil(chunk), &|i| {
@@ -116,6 +108,22 @@ impl Exec for Pool {
             f(i, part)
         });
     }
+}
+
+#[cfg(feature = "std")]
+impl Exec for Pool {
+    fn threads(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    fn for_each_chunk(
+        &self,
+        out: &mut [f32],
+        chunk_len: usize,
+        f: &(dyn Fn(usize, &mut [f32]) + Sync),
+    ) {
+        self.split(out, chunk_len, f)
+    }
 
     fn for_each_chunk_u8(
         &self,
@@ -123,16 +131,7 @@ impl Exec for Pool {
         chunk_len: usize,
         f: &(dyn Fn(usize, &mut [u8]) + Sync),
     ) {
-        let (len, chunk) = (out.len(), chunk_len.max(1));
-        let base = pool::SendPtr(out.as_mut_ptr());
-        self.run(len.div_ceil(chunk), &|i| {
-            let start = i * chunk;
-            // SAFETY: as in `for_each_chunk`.
-            let part = unsafe {
-                core::slice::from_raw_parts_mut(base.get().add(start), chunk.min(len - start))
-            };
-            f(i, part)
-        });
+        self.split(out, chunk_len, f)
     }
 }
 

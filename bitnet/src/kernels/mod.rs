@@ -351,105 +351,53 @@ impl Kernel {
             "kernel {self} cannot read a {:?} matrix: repack it with to_layout",
             w.layout
         );
+        // Every arm below runs instructions only the kernel's CPU features provide.
+        assert!(
+            self.is_available(),
+            "kernel {self} is not available on this CPU"
+        );
         match self {
             Kernel::Scalar => scalar::bitmatmul_scalar(w, x, row0, out),
-            // SAFETY (x86 arms): a variant runs only after its features were checked.
+            // SAFETY (every unsafe arm): the CPU's features were checked just above.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => {
-                assert!(
-                    self.is_available(),
-                    "kernel {self} is not available on this CPU"
-                );
-                unsafe {
-                    match w.layout {
-                        CodeLayout::Canonical => x86_64::avx2::bitmatmul_avx2(w, x, row0, out),
-                        CodeLayout::Rows16 => x86_64::avx2::bitmatmul_avx2_rows16(w, x, row0, out),
+            Kernel::Avx2 => unsafe {
+                match w.layout {
+                    CodeLayout::Canonical => x86_64::avx2::bitmatmul_avx2(w, x, row0, out),
+                    CodeLayout::Rows16 => x86_64::avx2::bitmatmul_avx2_rows16(w, x, row0, out),
+                }
+            },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni => unsafe {
+                match w.layout {
+                    CodeLayout::Canonical => x86_64::avxvnni::bitmatmul_avxvnni(w, x, row0, out),
+                    CodeLayout::Rows16 => {
+                        x86_64::avxvnni::bitmatmul_avxvnni_rows16(w, x, row0, out)
                     }
                 }
-            }
+            },
             #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => {
-                assert!(
-                    self.is_available(),
-                    "kernel {self} is not available on this CPU"
-                );
-                unsafe {
-                    match w.layout {
-                        CodeLayout::Canonical => {
-                            x86_64::avxvnni::bitmatmul_avxvnni(w, x, row0, out)
-                        }
-                        CodeLayout::Rows16 => {
-                            x86_64::avxvnni::bitmatmul_avxvnni_rows16(w, x, row0, out)
-                        }
+            Kernel::Avx512Vnni => unsafe {
+                match w.layout {
+                    CodeLayout::Canonical => {
+                        x86_64::avx512vnni::bitmatmul_avx512vnni(w, x, row0, out)
+                    }
+                    CodeLayout::Rows16 => {
+                        x86_64::avx512vnni::bitmatmul_avx512vnni_rows16(w, x, row0, out)
                     }
                 }
-            }
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => {
-                assert!(
-                    self.is_available(),
-                    "kernel {self} is not available on this CPU"
-                );
-                unsafe {
-                    match w.layout {
-                        CodeLayout::Canonical => {
-                            x86_64::avx512vnni::bitmatmul_avx512vnni(w, x, row0, out)
-                        }
-                        CodeLayout::Rows16 => {
-                            x86_64::avx512vnni::bitmatmul_avx512vnni_rows16(w, x, row0, out)
-                        }
-                    }
-                }
-            }
-            // SAFETY (aarch64 and riscv64 arms): likewise checked just before the call.
+            },
             #[cfg(target_arch = "aarch64")]
-            Kernel::Neon => {
-                assert!(
-                    self.is_available(),
-                    "kernel {self} is not available on this CPU"
-                );
-                unsafe { aarch64::bitmatmul_neon(w, x, row0, out) }
-            }
+            Kernel::Neon => unsafe { aarch64::bitmatmul_neon(w, x, row0, out) },
             #[cfg(target_arch = "arm")]
-            Kernel::Neon => {
-                assert!(
-                    self.is_available(),
-                    "kernel {self} is not available on this CPU"
-                );
-                unsafe { armv7::bitmatmul_neon(w, x, row0, out) }
-            }
+            Kernel::Neon => unsafe { armv7::bitmatmul_neon(w, x, row0, out) },
             #[cfg(target_arch = "aarch64")]
-            Kernel::Dotprod => {
-                assert!(
-                    self.is_available(),
-                    "kernel {self} is not available on this CPU"
-                );
-                unsafe { aarch64::bitmatmul_dotprod(w, x, row0, out) }
-            }
+            Kernel::Dotprod => unsafe { aarch64::bitmatmul_dotprod(w, x, row0, out) },
             #[cfg(target_arch = "aarch64")]
-            Kernel::I8mm => {
-                assert!(
-                    self.is_available(),
-                    "kernel {self} is not available on this CPU"
-                );
-                unsafe { aarch64::bitmatmul_i8mm(w, x, row0, out) }
-            }
+            Kernel::I8mm => unsafe { aarch64::bitmatmul_i8mm(w, x, row0, out) },
             #[cfg(target_arch = "riscv64")]
-            Kernel::Zbb => {
-                assert!(
-                    self.is_available(),
-                    "kernel {self} is not available on this CPU"
-                );
-                unsafe { riscv64::bitmatmul_zbb(w, x, row0, out) }
-            }
+            Kernel::Zbb => unsafe { riscv64::bitmatmul_zbb(w, x, row0, out) },
             #[cfg(target_arch = "riscv64")]
-            Kernel::Rvv => {
-                assert!(
-                    self.is_available(),
-                    "kernel {self} is not available on this CPU"
-                );
-                unsafe { riscv64::bitmatmul_rvv(w, x, row0, out) }
-            }
+            Kernel::Rvv => unsafe { riscv64::bitmatmul_rvv(w, x, row0, out) },
         }
         #[cfg(feature = "fault-injection")]
         fault::inject(self, out);
