@@ -54,7 +54,8 @@ System: You are a helpful assistant. Answer in one sentence.\n\
 The quick brown fox jumps over the lazy dog; the dog sleeps in the sun. \
 In 2025, models with 2 billion parameters ran on phones, laptops and small boards. ";
 
-/// The prompt whose logits the fixtures' golden files hold.
+/// A prompt in the fixtures' own vocabulary, for tests that run them. (The golden logits use
+/// raw token ids instead: tools/reference/golden.py.)
 pub const FIXTURE_PROMPT: &str = "Hello, BitNet!";
 
 /// One fixture per (architecture x ternary type): 4 layers, hidden 256, ffn 768.
@@ -385,8 +386,8 @@ fn ternary_tensor(
     Ok(out)
 }
 
-/// The prompt of the golden logits, as token ids: what the fixtures' own tokenizer makes of
-/// [`FIXTURE_PROMPT`] (BOS first).
+/// [`FIXTURE_PROMPT`] as token ids: what the fixtures' own tokenizer makes of it (BOS
+/// first).
 pub fn fixture_prompt_tokens() -> Vec<u32> {
     let mut meta = crate::gguf::Metadata::new();
     for (k, v) in tokenizer_metadata() {
@@ -396,21 +397,4 @@ pub fn fixture_prompt_tokens() -> Vec<u32> {
     crate::tokenizer::Tokenizer::from_metadata(&meta)
         .expect("the fixture vocabulary is valid")
         .encode(FIXTURE_PROMPT)
-}
-
-/// Logits (n_prompt, vocab) of the scalar reference path for the fixture prompt: what the
-/// golden files hold.
-pub fn golden_logits(file: Vec<u8>) -> Result<Vec<f32>, String> {
-    use crate::kernels::Kernel;
-    use crate::model::{KvType, Model, State};
-    let g = crate::gguf::Gguf::parse(&file).map_err(|e| e.to_string())?;
-    let source: crate::model::Source = alloc::sync::Arc::new(file);
-    let model = Model::load(&g, source, Kernel::Scalar).map_err(|e| e.to_string())?;
-    let tokens = fixture_prompt_tokens();
-    let mut state =
-        State::new(&model.config, tokens.len(), KvType::F32).map_err(|e| e.to_string())?;
-    let logits = model
-        .forward(&crate::parallel::Serial, &mut state, &tokens, true)
-        .map_err(|e| e.to_string())?;
-    Ok(logits.to_vec())
 }

@@ -1,5 +1,6 @@
 //! `bitnet-infer` end to end: runs every fixture, and turns bad files into one clear
-//! error line and exit code 1 (never a panic).
+//! error line and exit code 1 (never a panic). Runs `BITNET_INFER_BIN` when set; more
+//! hostile files in `cli_malformed.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,8 +14,17 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The binary under test: `BITNET_INFER_BIN` when set (e.g. the release build, whose
+/// `panic = "abort"` must still turn bad files into exit code 1), else cargo's test build.
+fn bin() -> PathBuf {
+    match std::env::var_os("BITNET_INFER_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_bitnet-infer")),
+    }
+}
+
 fn infer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bitnet-infer"))
+    Command::new(bin())
         .args(args)
         .output()
         .expect("bitnet-infer runs")
@@ -84,6 +94,193 @@ fn logits_out_has_one_row_per_evaluated_position() {
     // 3 prompt positions + 3 generated tokens fed back (the 4th is sampled, not evaluated).
     assert_eq!(shape, vec![6, synth::FIXTURE_VOCAB]);
     assert!(data.iter().all(|v| v.is_finite()));
+}
+
+fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// `--logits-out` of a run on `model` with `extra` flags: (shape, data).
+fn logits_of(model: &Path, out_name: &str, extra: &[&str]) -> (Vec<usize>, Vec<f32>) {
+    let path = scratch(out_name);
+    let mut args = vec![
+        "--model",
+        model.to_str().unwrap(),
+        "--kernel",
+        "scalar",
+        "--threads",
+        "1",
+        "--temperature",
+        "0",
+        "--logits-out",
+        path.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = infer(&args);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    npy::read_f32(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn teacher_forcing_with_own_greedy_tokens_reproduces_greedy_logits() {
+    let vocab = synth::FIXTURE_VOCAB;
+    let prompt = "376,72,101,108";
+    let n_prompt = 4;
+    for name in ["tiny-b158-i2_s.gguf", "tiny-bitnet-tq1_0.gguf"] {
+        let model = fixture(name);
+        for kv in ["f32", "f16"] {
+            let greedy_args = [
+                "--prompt-tokens",
+                prompt,
+                "--max-tokens",
+                "6",
+                "--kv-type",
+                kv,
+            ];
+            let (shape, greedy) = logits_of(&model, "greedy.npy", &greedy_args);
+            // 6 tokens sampled, the first 5 fed back: no end-of-text cut this run short.
+            assert_eq!(shape, vec![n_prompt + 5, vocab], "{name}");
+            let fed: Vec<String> = (n_prompt - 1..n_prompt + 4)
+                .map(|r| argmax(&greedy[r * vocab..(r + 1) * vocab]).to_string())
+                .collect();
+            let fed = fed.join(",");
+            let forced_args = [
+                "--prompt-tokens",
+                prompt,
+                "--force-tokens",
+                &fed,
+                "--kv-type",
+                kv,
+            ];
+            let (shape, forced) = logits_of(&model, "forced.npy", &forced_args);
+            assert_eq!(shape, vec![n_prompt + 5, vocab], "{name} kv {kv}");
+            // Same tokens at the same positions through the same code: bit for bit.
+            assert!(
+                greedy
+                    .iter()
+                    .zip(&forced)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name} kv {kv}: forced {fed} differs from the greedy run"
+            );
+        }
+    }
+}
+
+#[test]
+fn teacher_forcing_ignores_end_of_text_and_max_tokens() {
+    let model = fixture("tiny-b158-tq2_0.gguf");
+    let eos = (synth::BOS + 1).to_string();
+    let forced = format!("72,{eos},101,{eos}");
+    let args = [
+        "--prompt-tokens",
+        "376,72,101",
+        "--force-tokens",
+        &forced,
+        "--max-tokens",
+        "1",
+    ];
+    let (shape, data) = logits_of(&model, "forced-eos.npy", &args);
+    // One row per prompt position and per forced token, end-of-text included.
+    assert_eq!(shape, vec![3 + 4, synth::FIXTURE_VOCAB]);
+    assert!(data.iter().all(|v| v.is_finite()));
+}
+
+/// Runs a teacher-forced f16-KV run of `threads` threads with both tie dumps; returns their
+/// contents (activations, KV).
+fn tie_dumps(threads: &str) -> (String, String) {
+    let (acts, kv) = (
+        scratch(&format!("ties-{threads}.txt")),
+        scratch(&format!("kv-ties-{threads}.txt")),
+    );
+    let model = fixture("tiny-bitnet-i2_s.gguf");
+    let out = Command::new(env!("CARGO_BIN_EXE_bitnet-infer"))
+        .args([
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt-tokens",
+            "376,72,101,108,108,111,44,32",
+            "--force-tokens",
+            "119,111,114,108,100,33",
+            "--kv-type",
+            "f16",
+            "--threads",
+            threads,
+        ])
+        .env("BITNET_DUMP_TIES", &acts)
+        .env("BITNET_DUMP_KV_TIES", &kv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+    (read(&acts), read(&kv))
+}
+
+#[test]
+fn tie_dumps_cover_prefill_and_decode_and_match_the_codes() {
+    let (acts, kv) = tie_dumps("1");
+    let sites = ["attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm"];
+    let mut positions = std::collections::BTreeSet::new();
+    for line in acts.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 5, "{line}");
+        let (layer, norm) = f[0]
+            .strip_prefix("blk.")
+            .and_then(|s| s.split_once('.'))
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            layer.parse::<usize>().unwrap() < 4 && sites.contains(&norm),
+            "{line}"
+        );
+        positions.insert(f[1].parse::<usize>().unwrap());
+        let elem: usize = f[2].parse().unwrap();
+        assert!(elem < 768, "{line}");
+        let (xs, code): (f64, i32) = (f[3].parse().unwrap(), f[4].parse().unwrap());
+        assert!(
+            (xs - xs.floor() - 0.5).abs() <= 1e-3 + 1e-9,
+            "not a near-tie: {line}"
+        );
+        assert!(
+            f64::from(code) == xs.floor() || f64::from(code) == xs.floor() + 1.0,
+            "{line}"
+        );
+    }
+    // 8 prompt + 6 forced positions, 0-based; ~1% of elements are near-ties, so each
+    // position has some.
+    assert_eq!(positions, (0..14).collect(), "positions with near-ties");
+    let mut kv_lines = 0;
+    for line in kv.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 5, "{line}");
+        assert!(
+            f[0].ends_with(".cache_k") || f[0].ends_with(".cache_v"),
+            "{line}"
+        );
+        assert!(f[1].parse::<usize>().unwrap() < 14, "{line}");
+        let (x, stored): (f32, f32) = (f[3].parse().unwrap(), f[4].parse().unwrap());
+        // The stored f16 is an f16, and one of the two around x.
+        assert_eq!(half_round_trip(stored), stored, "{line}");
+        assert!(
+            (x - stored).abs() <= x.abs() * 2f32.powi(-10) + 2f32.powi(-24),
+            "{line}"
+        );
+        kv_lines += 1;
+    }
+    assert!(kv_lines > 0, "no KV near-ties in an f16 run");
+    // Threads split the quantization, not what it computes: the same file.
+    assert_eq!(tie_dumps("2"), (acts, kv));
+}
+
+/// `x` through f16 and back (round to nearest even, normal range).
+fn half_round_trip(x: f32) -> f32 {
+    let e = x.abs().log2().floor() as i32;
+    let ulp = 2f32.powi(e.max(-14) - 10);
+    (x / ulp).round_ties_even() * ulp
 }
 
 fn assert_clean_error(args: &[&str], needles: &[&str]) {
@@ -208,6 +405,43 @@ fn bad_arguments_are_errors() {
     let m = model.to_str().unwrap();
     assert_clean_error(&["--model", m, "--prompt-tokens", "999999"], &["999999"]);
     assert_clean_error(&["--model", m], &["--prompt"]);
+    assert_clean_error(
+        &[
+            "--model",
+            m,
+            "--prompt-tokens",
+            "1",
+            "--force-tokens",
+            "2",
+            "--batch-size",
+            "2",
+        ],
+        &["--force-tokens", "--batch-size"],
+    );
+    assert_clean_error(
+        &[
+            "--model",
+            m,
+            "--prompt-tokens",
+            "1",
+            "--force-tokens",
+            "2,999999",
+        ],
+        &["999999"],
+    );
+    assert_clean_error(
+        &[
+            "--model",
+            m,
+            "--prompt-tokens",
+            "1,2",
+            "--ctx",
+            "4",
+            "--force-tokens",
+            "3,4,5",
+        ],
+        &["--force-tokens", "context of 4"],
+    );
     let out = infer(&["--model", m, "--prompt-tokens", "1", "--kv-type", "q3"]);
     assert_eq!(out.status.code(), Some(2)); // clap's usage error
 }

@@ -26,6 +26,10 @@ fn logits(model: &Model, exec: &dyn bitnet::parallel::Exec, tokens: &[u32]) -> V
         .to_vec()
 }
 
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
 fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
     let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     a.iter()
@@ -48,6 +52,14 @@ fn every_kernel_matches_scalar_on_every_fixture() {
                 // another order, and that difference flows through nothing else.
                 let d = max_rel_diff(&got, &want);
                 assert!(d <= 1e-5, "{} on {k} ({threads} threads): {d}", spec.name);
+                // Kernels whose head is the scalar one: the whole pass bit for bit.
+                if k.logits_exact() {
+                    assert!(
+                        bits(&got) == bits(&want),
+                        "{} on {k} ({threads} threads): logits_exact but max rel diff {d}",
+                        spec.name
+                    );
+                }
             }
         }
     }
@@ -120,6 +132,12 @@ fn q8_0_head_is_close_to_f16_and_the_same_on_every_kernel() {
         let got = logits(&model, &pool, &tokens);
         let d = max_rel_diff(&got, &q8);
         assert!(d <= 1e-5, "{k}: {d}");
+        if k.logits_exact() {
+            assert!(
+                bits(&got) == bits(&q8),
+                "{k}: logits_exact but max rel diff {d}"
+            );
+        }
     }
 }
 
@@ -138,6 +156,52 @@ fn fixture(name: &str) -> String {
         .to_str()
         .unwrap()
         .to_string()
+}
+
+#[test]
+fn info_json_lists_logits_exact_kernels_and_cpu_features() {
+    let m = fixture("tiny-b158-tq2_0.gguf");
+    let o = infer(&["info", "--model", &m, "--json"], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("info --json is JSON");
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("not an array: {v}"))
+            .iter()
+            .map(|s| s.as_str().expect("a string").to_string())
+            .collect()
+    };
+    let kernels = &json["kernels"];
+    let available = names(&kernels["available"]);
+    let exact = names(&kernels["logits_exact"]);
+    let want: Vec<String> = Kernel::available()
+        .filter(|k| k.logits_exact())
+        .map(|k| k.name().to_string())
+        .collect();
+    assert_eq!(exact, want);
+    assert!(exact.iter().any(|k| k == "scalar"), "{exact:?}");
+    assert!(exact.iter().all(|k| available.contains(k)), "{exact:?}");
+    // x86 kernels run SIMD heads: bit-exact BitLinear, but not bit-identical logits.
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(exact, ["scalar"]);
+    // The features run-time detection saw, by name.
+    let features = names(&kernels["cpu_features"]);
+    assert!(features.iter().all(|f| !f.is_empty()), "{features:?}");
+    #[cfg(target_arch = "x86_64")]
+    for (f, detected) in [
+        ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+        (
+            "avx512vnni",
+            std::arch::is_x86_feature_detected!("avx512vnni"),
+        ),
+        ("avxvnni", std::arch::is_x86_feature_detected!("avxvnni")),
+    ] {
+        assert_eq!(
+            features.iter().any(|x| x == f),
+            detected,
+            "{f}: {features:?}"
+        );
+    }
 }
 
 #[test]

@@ -592,18 +592,18 @@ head_q8_0!(
 #[cfg(test)]
 mod tests {
     use super::super::scalar::bitmatmul_scalar;
+    use super::super::tally::Tally;
     use super::super::tests::{case, ref_acc};
     use super::*;
     use crate::quants::test_rng::XorShift;
 
-    /// A random (rows, cols) matrix with scale groups of `group_len`, and `n` random tokens
-    /// whose activations include the extremes -128 and 127.
-    /// Reference accumulators (rows, n_tokens, groups).
-    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    /// Bit for bit: the kernels finish with the reference's own epilogue.
+    fn assert_same_bits(got: &[f32], want: &[f32], what: &str) {
         assert_eq!(got.len(), want.len());
         for (i, (a, b)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-6 * b.abs(),
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
                 "{what}: out[{i}] = {a}, scalar {b}"
             );
         }
@@ -611,8 +611,9 @@ mod tests {
 
     type Entry = unsafe fn(&TernaryMatrix, &ActBatch, usize, &mut [f32]);
 
-    /// The kernels this CPU can run, with their accumulator functions; prints the skipped ones.
-    fn kernels() -> Vec<(&'static str, Entry, bool)> {
+    /// The kernels this CPU can run, with their entries; the others are recorded in `tally`
+    /// as not checked.
+    fn kernels(tally: &mut Tally) -> Vec<(&'static str, Entry, bool)> {
         let all: [(&str, Entry, bool); 3] = [
             ("neon", bitmatmul_neon, has_neon()),
             ("dotprod", bitmatmul_dotprod, has_dotprod()),
@@ -620,7 +621,7 @@ mod tests {
         ];
         for (name, _, ok) in &all {
             if !ok {
-                println!("SKIP bitmatmul_{name}: not supported by this CPU");
+                tally.absent(name, "not supported by this CPU");
             }
         }
         all.into_iter().filter(|k| k.2).collect()
@@ -643,8 +644,9 @@ mod tests {
 
     #[test]
     fn accumulators_equal_reference() {
+        let mut tally = Tally::new("accumulators_equal_reference");
         let mut rng = XorShift::new(0xa64);
-        let kernels = kernels();
+        let kernels = kernels(&mut tally);
         for case_i in 0..40 {
             let rows = 1 + rng.next_u64() as usize % 9;
             let cols: usize = 128 * [1, 2, 3, 4, 6][rng.next_u64() as usize % 5];
@@ -656,12 +658,14 @@ mod tests {
             let n = 1 + rng.next_u64() as usize % 9;
             let (w, x) = case(&mut rng, rows, cols, group_len, n);
             let want = ref_acc(&w, &x);
-            for (name, _, _) in &kernels {
-                let got = acc_of(name, &w, &x);
-                assert!(
-                    got == want,
-                    "{name}: case {case_i} rows {rows} cols {cols} group {group_len} n {n}"
-                );
+            for &(name, _, _) in &kernels {
+                tally.case(name, || {
+                    let got = acc_of(name, &w, &x);
+                    assert!(
+                        got == want,
+                        "{name}: case {case_i} rows {rows} cols {cols} group {group_len} n {n}"
+                    );
+                });
             }
         }
     }
@@ -670,6 +674,7 @@ mod tests {
     fn worst_case_activations_do_not_overflow() {
         // Every product at its extreme: +-128 per element, the case bitnet.cpp's NEON path
         // overflowed; 768 columns with one group sums 768 of them.
+        let mut tally = Tally::new("worst_case_activations_do_not_overflow");
         let (rows, cols) = (3, 768);
         let mut trits = vec![-1i8; rows * cols];
         trits[cols..2 * cols].fill(1);
@@ -681,15 +686,16 @@ mod tests {
         x.update_block_sums();
         let want = ref_acc(&w, &x);
         assert_eq!(want[0], 128 * 768);
-        for (name, _, _) in kernels() {
-            assert_eq!(acc_of(name, &w, &x), want, "{name}");
+        for (name, _, _) in kernels(&mut tally) {
+            tally.case(name, || assert_eq!(acc_of(name, &w, &x), want, "{name}"));
         }
     }
 
     #[test]
     fn outputs_match_scalar() {
+        let mut tally = Tally::new("outputs_match_scalar");
         let mut rng = XorShift::new(0xa65);
-        let kernels = kernels();
+        let kernels = kernels(&mut tally);
         for (rows, cols, group_len, n) in [
             (7, 384, 384, 1),
             (5, 768, 256, 2),
@@ -703,11 +709,13 @@ mod tests {
             let nrows = rows - row0 - rows / 4;
             let mut want = vec![0.0f32; nrows * n];
             bitmatmul_scalar(&w, &x, row0, &mut want);
-            for (name, kernel, _) in &kernels {
-                let mut got = vec![f32::NAN; nrows * n];
-                // SAFETY: `kernels()` returns only what this CPU supports.
-                unsafe { kernel(&w, &x, row0, &mut got) };
-                assert_close(&got, &want, name);
+            for &(name, kernel, _) in &kernels {
+                tally.case(name, || {
+                    let mut got = vec![f32::NAN; nrows * n];
+                    // SAFETY: `kernels()` returns only what this CPU supports.
+                    unsafe { kernel(&w, &x, row0, &mut got) };
+                    assert_same_bits(&got, &want, name);
+                });
             }
         }
     }
@@ -715,6 +723,7 @@ mod tests {
     fn q8_0_block_sums_exact() {
         // Random blocks plus the extremes: weights of -128 (a file may hold them) against
         // activations of +-127.
+        let mut tally = Tally::new("q8_0_block_sums_exact");
         let mut rng = XorShift::new(0xa66);
         let nb = 12;
         let mut row = vec![0u8; nb * 34];
@@ -741,13 +750,15 @@ mod tests {
         ];
         for (name, sums, ok) in all {
             if !ok {
-                std::println!("SKIP q8_0_block_sums_{name}: not supported by this CPU");
+                tally.absent(name, "not supported by this CPU");
                 continue;
             }
-            let mut got = vec![0i32; nb];
-            // SAFETY: availability checked just above.
-            unsafe { sums(&row, &xq, &mut got) };
-            assert_eq!(got, want, "{name}");
+            tally.case(name, || {
+                let mut got = vec![0i32; nb];
+                // SAFETY: availability checked just above.
+                unsafe { sums(&row, &xq, &mut got) };
+                assert_eq!(got, want, "{name}");
+            });
         }
     }
 

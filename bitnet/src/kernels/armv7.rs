@@ -280,6 +280,7 @@ pub unsafe fn vec_dot_ternary_i8_neon(
 #[cfg(test)]
 mod tests {
     use super::super::scalar::bitmatmul_scalar;
+    use super::super::tally::Tally;
     use super::super::tests::{case, ref_acc};
     use super::*;
     use crate::quants::test_rng::XorShift;
@@ -292,16 +293,20 @@ mod tests {
         acc
     }
 
-    fn skip() -> bool {
+    /// Counts for `test`, and whether NEON is missing (then the test checks nothing and its
+    /// line says `neon ran=0`).
+    fn start(test: &str) -> (Tally, bool) {
+        let mut tally = Tally::new(test);
         if !has_neon() {
-            std::println!("SKIP bitmatmul_neon: this CPU has no NEON (HWCAP bit 12)");
+            tally.absent("neon", "this CPU has no NEON (HWCAP bit 12)");
         }
-        !has_neon()
+        (tally, !has_neon())
     }
 
     #[test]
     fn accumulators_equal_reference() {
-        if skip() {
+        let (mut tally, absent) = start("accumulators_equal_reference");
+        if absent {
             return;
         }
         let mut rng = XorShift::new(0xa7);
@@ -315,16 +320,19 @@ mod tests {
             };
             let n = 1 + rng.next_u64() as usize % 9;
             let (w, x) = case(&mut rng, rows, cols, group_len, n);
-            assert!(
-                neon_acc(&w, &x) == ref_acc(&w, &x),
-                "case {case_i}: rows {rows} cols {cols} group {group_len} n {n}"
-            );
+            tally.case("neon", || {
+                assert!(
+                    neon_acc(&w, &x) == ref_acc(&w, &x),
+                    "case {case_i}: rows {rows} cols {cols} group {group_len} n {n}"
+                )
+            });
         }
     }
 
     #[test]
     fn worst_case_activations_do_not_overflow() {
-        if skip() {
+        let (mut tally, absent) = start("worst_case_activations_do_not_overflow");
+        if absent {
             return;
         }
         let cols = 768;
@@ -336,27 +344,33 @@ mod tests {
             x.q.fill(fill);
             x.scale.fill(1.0);
             x.update_block_sums();
-            assert_eq!(neon_acc(&w, &x), ref_acc(&w, &x), "{fill}");
+            tally.case("neon", || {
+                assert_eq!(neon_acc(&w, &x), ref_acc(&w, &x), "{fill}")
+            });
         }
     }
 
     #[test]
     fn outputs_match_scalar() {
-        if skip() {
+        let (mut tally, absent) = start("outputs_match_scalar");
+        if absent {
             return;
         }
         let mut rng = XorShift::new(0xa8);
         for (rows, cols, group_len, n) in [(5, 384, 384, 1), (4, 512, 256, 5), (7, 256, 256, 2)] {
             let (w, x) = case(&mut rng, rows, cols, group_len, n);
-            let row0 = 1;
-            let mut want = vec![0.0f32; (rows - row0) * n];
-            bitmatmul_scalar(&w, &x, row0, &mut want);
-            let mut got = vec![f32::NAN; (rows - row0) * n];
-            // SAFETY: `skip` checked NEON.
-            unsafe { bitmatmul_neon(&w, &x, row0, &mut got) };
-            for (a, b) in got.iter().zip(&want) {
-                assert!((a - b).abs() <= 1e-6 * b.abs(), "{a} vs scalar {b}");
-            }
+            tally.case("neon", || {
+                let row0 = 1;
+                let mut want = vec![0.0f32; (rows - row0) * n];
+                bitmatmul_scalar(&w, &x, row0, &mut want);
+                let mut got = vec![f32::NAN; (rows - row0) * n];
+                // SAFETY: `start` checked NEON.
+                unsafe { bitmatmul_neon(&w, &x, row0, &mut got) };
+                // Bit for bit: the kernel finishes with the reference's own epilogue.
+                for (a, b) in got.iter().zip(&want) {
+                    assert_eq!(a.to_bits(), b.to_bits(), "{a} vs scalar {b}");
+                }
+            });
         }
     }
 }

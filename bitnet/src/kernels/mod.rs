@@ -1,14 +1,23 @@
 //! BitLinear kernels: int8 activations times ternary weights, exact in i32.
 //!
 //! `scalar.rs` is the reference every other kernel is tested against; each ISA gets one
-//! file with the same function names. A kernel entry point's symbol contains `bitmatmul`
-//! so the size report can list what a binary carries.
+//! file with the same function names, ggml-style `<op>_<kernel>` (`bitmatmul_neon`,
+//! `vec_dot_ternary_i8_avx2`, `head_q8_0_dotprod`).
+//!
+//! The function [`Kernel::bitmatmul`] calls in production for kernel `k` is named exactly
+//! `bitmatmul_<k>` and is `#[inline(never)]`, so that symbol survives fat LTO and the size
+//! report (which reads every identifier starting with `bitmatmul_` as a kernel name) can list
+//! what a binary carries. Secondary entries put their qualifier first
+//! (`canonical_bitmatmul_avx2`: the x86 kernels' path for matrices not repacked to Rows16)
+//! so they are not mistaken for kernels.
 
 pub mod act;
 #[cfg(feature = "fault-injection")]
 mod fault;
 pub mod head;
 pub mod scalar;
+#[cfg(test)]
+mod tally;
 #[cfg(test)]
 mod tests;
 
@@ -212,14 +221,54 @@ impl Kernel {
     }
 
     /// Whether `bitmatmul` equals the scalar reference bit for bit (exact group sums, then
-    /// the reference's float epilogue in its order); others are held to 1e-6 relative.
-    #[allow(unreachable_patterns)]
-    pub fn bit_exact(self) -> bool {
+    /// the reference's float epilogue in its order); others would be held to 1e-6 relative.
+    /// Every kernel is: the x86 tiles add `acc * scale` per group in group order and divide
+    /// by the token's scale last, like [`scalar::epilogue`]; the aarch64, armv7 and riscv64
+    /// kernels compute integer accumulators only and finish with `scalar::epilogue` itself.
+    /// The exactness tests (`kernels::tests`) hold each kernel to this.
+    pub const fn bit_exact(self) -> bool {
         match self {
             Kernel::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 | Kernel::AvxVnni | Kernel::Avx512Vnni => true,
-            _ => false,
+            #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
+            Kernel::Neon => true,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Dotprod | Kernel::I8mm => true,
+            #[cfg(target_arch = "riscv64")]
+            Kernel::Zbb | Kernel::Rvv => true,
+        }
+    }
+
+    /// Whether a whole forward pass with this kernel is expected to give logits bit-identical
+    /// to the scalar kernel's (what `info --json` reports as `kernels.logits_exact`). Needs all
+    /// of: `bitmatmul` bit-exact ([`Kernel::bit_exact`]), and every other kernel-dependent step
+    /// the scalar one. RMSNorm, the activation quantization, attention and the other float
+    /// ops never depend on the kernel; the output head does ([`Kernel::head_f16`],
+    /// [`Kernel::head_q8_0`]):
+    ///
+    /// * x86_64 avx2/avxvnni/avx512vnni: SIMD heads (F16 and Q8_0) accumulate with FMA in
+    ///   vector lanes, another summation order than the sequential reference: not exact.
+    /// * aarch64 neon/dotprod/i8mm: the Q8_0 head keeps the reference order, but the F16 head
+    ///   (the usual one) sums with FMA in 16 lanes: not exact.
+    /// * armv7 neon, riscv64 zbb/rvv: no head of their own, the scalar one runs: exact.
+    pub const fn logits_exact(self) -> bool {
+        self.bit_exact() && !self.has_simd_head()
+    }
+
+    /// Whether [`Kernel::head_f16`] or [`Kernel::head_q8_0`] run code of this kernel's own
+    /// rather than the portable `head::head_*_scalar` (keep in step with those two).
+    const fn has_simd_head(self) -> bool {
+        match self {
+            Kernel::Scalar => false,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 | Kernel::AvxVnni | Kernel::Avx512Vnni => true,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon | Kernel::Dotprod | Kernel::I8mm => true,
+            #[cfg(target_arch = "arm")]
+            Kernel::Neon => false,
+            #[cfg(target_arch = "riscv64")]
+            Kernel::Zbb | Kernel::Rvv => false,
         }
     }
 
@@ -239,21 +288,19 @@ impl Kernel {
             Kernel::Avx2 => Some(|w, row, x, t, acc| unsafe {
                 match w.layout {
                     CodeLayout::Canonical => {
-                        x86_64::avx2::vec_dot_ternary_i8_avx2(w, row, x, t, acc)
+                        x86_64::avx2::canonical_vec_dot_ternary_i8_avx2(w, row, x, t, acc)
                     }
-                    CodeLayout::Rows16 => {
-                        x86_64::avx2::vec_dot_ternary_i8_avx2_rows16(w, row, x, t, acc)
-                    }
+                    CodeLayout::Rows16 => x86_64::avx2::vec_dot_ternary_i8_avx2(w, row, x, t, acc),
                 }
             }),
             #[cfg(target_arch = "x86_64")]
             Kernel::AvxVnni => Some(|w, row, x, t, acc| unsafe {
                 match w.layout {
                     CodeLayout::Canonical => {
-                        x86_64::avxvnni::vec_dot_ternary_i8_avxvnni(w, row, x, t, acc)
+                        x86_64::avxvnni::canonical_vec_dot_ternary_i8_avxvnni(w, row, x, t, acc)
                     }
                     CodeLayout::Rows16 => {
-                        x86_64::avxvnni::vec_dot_ternary_i8_avxvnni_rows16(w, row, x, t, acc)
+                        x86_64::avxvnni::vec_dot_ternary_i8_avxvnni(w, row, x, t, acc)
                     }
                 }
             }),
@@ -261,10 +308,12 @@ impl Kernel {
             Kernel::Avx512Vnni => Some(|w, row, x, t, acc| unsafe {
                 match w.layout {
                     CodeLayout::Canonical => {
-                        x86_64::avx512vnni::vec_dot_ternary_i8_avx512vnni(w, row, x, t, acc)
+                        x86_64::avx512vnni::canonical_vec_dot_ternary_i8_avx512vnni(
+                            w, row, x, t, acc,
+                        )
                     }
                     CodeLayout::Rows16 => {
-                        x86_64::avx512vnni::vec_dot_ternary_i8_avx512vnni_rows16(w, row, x, t, acc)
+                        x86_64::avx512vnni::vec_dot_ternary_i8_avx512vnni(w, row, x, t, acc)
                     }
                 }
             }),
@@ -362,28 +411,28 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => unsafe {
                 match w.layout {
-                    CodeLayout::Canonical => x86_64::avx2::bitmatmul_avx2(w, x, row0, out),
-                    CodeLayout::Rows16 => x86_64::avx2::bitmatmul_avx2_rows16(w, x, row0, out),
+                    CodeLayout::Canonical => {
+                        x86_64::avx2::canonical_bitmatmul_avx2(w, x, row0, out)
+                    }
+                    CodeLayout::Rows16 => x86_64::avx2::bitmatmul_avx2(w, x, row0, out),
                 }
             },
             #[cfg(target_arch = "x86_64")]
             Kernel::AvxVnni => unsafe {
                 match w.layout {
-                    CodeLayout::Canonical => x86_64::avxvnni::bitmatmul_avxvnni(w, x, row0, out),
-                    CodeLayout::Rows16 => {
-                        x86_64::avxvnni::bitmatmul_avxvnni_rows16(w, x, row0, out)
+                    CodeLayout::Canonical => {
+                        x86_64::avxvnni::canonical_bitmatmul_avxvnni(w, x, row0, out)
                     }
+                    CodeLayout::Rows16 => x86_64::avxvnni::bitmatmul_avxvnni(w, x, row0, out),
                 }
             },
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni => unsafe {
                 match w.layout {
                     CodeLayout::Canonical => {
-                        x86_64::avx512vnni::bitmatmul_avx512vnni(w, x, row0, out)
+                        x86_64::avx512vnni::canonical_bitmatmul_avx512vnni(w, x, row0, out)
                     }
-                    CodeLayout::Rows16 => {
-                        x86_64::avx512vnni::bitmatmul_avx512vnni_rows16(w, x, row0, out)
-                    }
+                    CodeLayout::Rows16 => x86_64::avx512vnni::bitmatmul_avx512vnni(w, x, row0, out),
                 }
             },
             #[cfg(target_arch = "aarch64")]

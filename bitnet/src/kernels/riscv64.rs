@@ -382,9 +382,12 @@ pub fn hwprobe_ima_ext_0() -> Option<u64> {
 /// such as the VisionFive 2's) or reported by `riscv_hwprobe`. HWCAP has no bits for Z*
 /// extensions.
 pub fn has_zbb() -> bool {
-    if cfg!(target_feature = "zbb") {
-        return true;
-    }
+    cfg!(target_feature = "zbb") || zbb_detected()
+}
+
+/// Whether `riscv_hwprobe` reports Zbb (what run-time detection sees, whatever the build
+/// assumes; `false` where there is no `riscv_hwprobe`).
+pub fn zbb_detected() -> bool {
     #[cfg(all(feature = "std", target_os = "linux"))]
     {
         use core::sync::atomic::{AtomicU8, Ordering};
@@ -575,6 +578,7 @@ pub unsafe fn vec_dot_ternary_i8_zbb(
 #[cfg(test)]
 mod tests {
     use super::super::scalar::{bitmatmul_scalar, vec_dot_ternary_i8_ref};
+    use super::super::tally::Tally;
     use super::super::tests::{case, ref_acc};
     use super::*;
     use crate::quants::test_rng::XorShift;
@@ -586,11 +590,14 @@ mod tests {
         acc
     }
 
-    fn skip() -> bool {
+    /// Counts for an RVV test, and whether V is missing (then the test checks nothing and
+    /// its line says `rvv ran=0`).
+    fn start_rvv(test: &str) -> (Tally, bool) {
+        let mut tally = Tally::new(test);
         if !has_rvv() {
-            std::println!("SKIP bitmatmul_rvv: this CPU has no V (HWCAP bit 21)");
+            tally.absent("rvv", "this CPU has no V (HWCAP bit 21)");
         }
-        !has_rvv()
+        (tally, !has_rvv())
     }
 
     #[test]
@@ -611,7 +618,8 @@ mod tests {
 
     #[test]
     fn accumulators_equal_reference() {
-        if skip() {
+        let (mut tally, absent) = start_rvv("accumulators_equal_reference");
+        if absent {
             return;
         }
         let mut rng = XorShift::new(0x5f5);
@@ -625,10 +633,12 @@ mod tests {
             };
             let n = 1 + rng.next_u64() as usize % 9;
             let (w, x) = case(&mut rng, rows, cols, group_len, n);
-            assert!(
-                rvv_acc(&w, &x) == ref_acc(&w, &x),
-                "case {case_i}: rows {rows} cols {cols} group {group_len} n {n}"
-            );
+            tally.case("rvv", || {
+                assert!(
+                    rvv_acc(&w, &x) == ref_acc(&w, &x),
+                    "case {case_i}: rows {rows} cols {cols} group {group_len} n {n}"
+                )
+            });
         }
     }
 
@@ -636,7 +646,8 @@ mod tests {
     fn long_rows_split_into_chunks() {
         // 12288 columns in one group: 3072 code bytes, two CHUNKs, every product at its
         // extreme. In one call a lane would sum 384 products of 128 at VLEN 128 and overflow.
-        if skip() {
+        let (mut tally, absent) = start_rvv("long_rows_split_into_chunks");
+        if absent {
             return;
         }
         let cols = 12288;
@@ -650,35 +661,51 @@ mod tests {
             x.update_block_sums();
             let want = ref_acc(&w, &x);
             assert_eq!(want[0], 128 * cols as i32);
-            assert_eq!(rvv_acc(&w, &x), want, "{n} tokens");
+            tally.case("rvv", || assert_eq!(rvv_acc(&w, &x), want, "{n} tokens"));
         }
     }
 
     #[test]
     fn outputs_match_scalar() {
-        if skip() {
+        let (mut tally, absent) = start_rvv("outputs_match_scalar");
+        if absent {
             return;
         }
         let mut rng = XorShift::new(0x5f6);
         for (rows, cols, group_len, n) in [(5, 384, 384, 1), (4, 512, 256, 5), (7, 256, 256, 2)] {
             let (w, x) = case(&mut rng, rows, cols, group_len, n);
-            let row0 = 1;
-            let mut want = vec![0.0f32; (rows - row0) * n];
-            bitmatmul_scalar(&w, &x, row0, &mut want);
-            let mut got = vec![f32::NAN; (rows - row0) * n];
-            // SAFETY: `skip` checked V.
-            unsafe { bitmatmul_rvv(&w, &x, row0, &mut got) };
-            for (a, b) in got.iter().zip(&want) {
-                assert!((a - b).abs() <= 1e-6 * b.abs(), "{a} vs scalar {b}");
-            }
-            let (r, t) = (rows - 1, n - 1);
-            let mut one = vec![0i32; cols / group_len];
-            // SAFETY: `skip` checked V.
-            unsafe { vec_dot_ternary_i8_rvv(&w, r, &x, t, &mut one) };
-            let mut want = vec![0i32; cols / group_len];
-            vec_dot_ternary_i8_ref(&w, r, x.token(t), &mut want);
-            assert_eq!(one, want);
+            // SAFETY: `start_rvv` checked V.
+            tally.case("rvv", || unsafe {
+                check_outputs(&w, &x, bitmatmul_rvv, vec_dot_ternary_i8_rvv)
+            });
         }
+    }
+
+    type Entry = unsafe fn(&TernaryMatrix, &ActBatch, usize, &mut [f32]);
+    type VecDot = unsafe fn(&TernaryMatrix, usize, &ActBatch, usize, &mut [i32]);
+
+    /// One output case: rows 1.. through `bitmatmul` equal the scalar kernel's bit for bit (the
+    /// kernels finish with the reference's own epilogue), and `vec_dot` of the last row and
+    /// token equals the reference accumulators.
+    ///
+    /// # Safety
+    /// The CPU must support the kernel.
+    unsafe fn check_outputs(w: &TernaryMatrix, x: &ActBatch, bitmatmul: Entry, vec_dot: VecDot) {
+        let (rows, n, ng) = (w.rows, x.n_tokens, w.cols / w.group_len);
+        let row0 = 1;
+        let mut want = vec![0.0f32; (rows - row0) * n];
+        bitmatmul_scalar(w, x, row0, &mut want);
+        let mut got = vec![f32::NAN; (rows - row0) * n];
+        bitmatmul(w, x, row0, &mut got);
+        for (a, b) in got.iter().zip(&want) {
+            assert_eq!(a.to_bits(), b.to_bits(), "{a} vs scalar {b}");
+        }
+        let (r, t) = (rows - 1, n - 1);
+        let mut one = vec![0i32; ng];
+        vec_dot(w, r, x, t, &mut one);
+        let mut want = vec![0i32; ng];
+        vec_dot_ternary_i8_ref(w, r, x.token(t), &mut want);
+        assert_eq!(one, want);
     }
     #[test]
     fn transpose8_transposes() {
@@ -731,18 +758,23 @@ mod tests {
         acc
     }
 
-    fn skip_zbb() -> bool {
+    /// Counts for a Zbb test, and whether Zbb is missing: then the test checks nothing, its
+    /// line says `zbb ran=0 passed=0` and the harness fails a profile that lists zbb.
+    fn start_zbb(test: &str) -> (Tally, bool) {
+        let mut tally = Tally::new(test);
         if !has_zbb() {
-            std::println!(
-                "SKIP bitmatmul_zbb: Zbb neither built in (+zbb) nor reported by riscv_hwprobe"
+            tally.absent(
+                "zbb",
+                "Zbb neither built in (+zbb) nor reported by riscv_hwprobe",
             );
         }
-        !has_zbb()
+        (tally, !has_zbb())
     }
 
     #[test]
     fn zbb_accumulators_equal_reference() {
-        if skip_zbb() {
+        let (mut tally, absent) = start_zbb("zbb_accumulators_equal_reference");
+        if absent {
             return;
         }
         let mut rng = XorShift::new(0x7c);
@@ -756,10 +788,12 @@ mod tests {
             };
             let n = 1 + rng.next_u64() as usize % 9;
             let (w, x) = case(&mut rng, rows, cols, group_len, n);
-            assert!(
-                zbb_acc(&w, &x) == ref_acc(&w, &x),
-                "case {case_i}: rows {rows} cols {cols} group {group_len} n {n}"
-            );
+            tally.case("zbb", || {
+                assert!(
+                    zbb_acc(&w, &x) == ref_acc(&w, &x),
+                    "case {case_i}: rows {rows} cols {cols} group {group_len} n {n}"
+                )
+            });
         }
         // Every product at its extreme.
         let cols = 768;
@@ -771,34 +805,25 @@ mod tests {
             x.q.fill(fill);
             x.scale.fill(1.0);
             x.update_block_sums();
-            assert_eq!(zbb_acc(&w, &x), ref_acc(&w, &x), "{fill}");
+            tally.case("zbb", || {
+                assert_eq!(zbb_acc(&w, &x), ref_acc(&w, &x), "{fill}")
+            });
         }
     }
 
     #[test]
     fn zbb_outputs_match_scalar() {
-        if skip_zbb() {
+        let (mut tally, absent) = start_zbb("zbb_outputs_match_scalar");
+        if absent {
             return;
         }
         let mut rng = XorShift::new(0x7d);
         for (rows, cols, group_len, n) in [(5, 384, 384, 1), (4, 512, 256, 5), (7, 256, 256, 2)] {
             let (w, x) = case(&mut rng, rows, cols, group_len, n);
-            let row0 = 1;
-            let mut want = vec![0.0f32; (rows - row0) * n];
-            bitmatmul_scalar(&w, &x, row0, &mut want);
-            let mut got = vec![f32::NAN; (rows - row0) * n];
-            // SAFETY: `skip_zbb` checked Zbb.
-            unsafe { bitmatmul_zbb(&w, &x, row0, &mut got) };
-            for (a, b) in got.iter().zip(&want) {
-                assert!((a - b).abs() <= 1e-6 * b.abs(), "{a} vs scalar {b}");
-            }
-            let (r, t) = (rows - 1, n - 1);
-            let mut one = vec![0i32; cols / group_len];
-            // SAFETY: `skip_zbb` checked Zbb.
-            unsafe { vec_dot_ternary_i8_zbb(&w, r, &x, t, &mut one) };
-            let mut want = vec![0i32; cols / group_len];
-            vec_dot_ternary_i8_ref(&w, r, x.token(t), &mut want);
-            assert_eq!(one, want);
+            // SAFETY: `start_zbb` checked Zbb.
+            tally.case("zbb", || unsafe {
+                check_outputs(&w, &x, bitmatmul_zbb, vec_dot_ternary_i8_zbb)
+            });
         }
     }
 }

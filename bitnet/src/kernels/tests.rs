@@ -1,12 +1,15 @@
 //! Every kernel the CPU can run against the scalar reference: integer accumulators exactly,
 //! float outputs within 1e-6 of the magnitude of the terms summed (only the summation order
-//! may differ), on random shapes with odd row counts, tails and extreme activations.
+//! may differ) and bit for bit where the kernel claims it, on random shapes with odd row
+//! counts, tails and extreme activations. Each test reports its cases per kernel through a
+//! [`Tally`] (`kernel-test: <test> <kernel> ran=N passed=M`).
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 use super::head::{self, HeadActs};
 use super::scalar::{epilogue, vec_dot_ternary_i8_ref};
+use super::tally::Tally;
 use super::{quantize_acts_ref, ActBatch, Kernel};
 use crate::quants::quantize_row_q8_0_ref;
 use crate::quants::test_rng::XorShift;
@@ -167,6 +170,7 @@ fn check_layouts(k: Kernel, w: &TernaryMatrix, x: &ActBatch, what: &str) {
 
 #[test]
 fn bitmatmul_random_shapes() {
+    let mut tally = Tally::all_kernels("bitmatmul_random_shapes");
     let mut rng = XorShift::new(0x5EED);
     let shapes = [
         (1, 128),
@@ -192,7 +196,7 @@ fn bitmatmul_random_shapes() {
                 for k in kernels() {
                     let what =
                         alloc::format!("shape {i} ({rows}x{cols}, group {group_len}, {n} tokens)");
-                    check_layouts(k, &w, &x, &what);
+                    tally.case(k.name(), || check_layouts(k, &w, &x, &what));
                 }
             }
         }
@@ -203,6 +207,7 @@ fn bitmatmul_random_shapes() {
 fn bitmatmul_extremes() {
     // Every code 0 or 2 against activations of -128 and 127: the largest sums a block can
     // produce, where a narrow or saturating accumulator would show.
+    let mut tally = Tally::all_kernels("bitmatmul_extremes");
     let (rows, cols) = (6, 6912);
     for trit in [-1i8, 1] {
         for group_len in [cols, 256] {
@@ -222,7 +227,8 @@ fn bitmatmul_extremes() {
                 x.scale.fill(1.0);
                 x.update_block_sums();
                 for k in kernels() {
-                    check_layouts(k, &w, &x, "extremes");
+                    let what = alloc::format!("extremes: trit {trit}, group {group_len}, {fill}");
+                    tally.case(k.name(), || check_layouts(k, &w, &x, &what));
                 }
             }
         }
@@ -238,6 +244,7 @@ fn f16_rows(rng: &mut XorShift, rows: usize, cols: usize) -> Vec<u8> {
 
 #[test]
 fn head_f16_matches_reference() {
+    let mut tally = Tally::all_kernels("head_f16_matches_reference");
     let mut rng = XorShift::new(0x4EAD);
     for &(rows, cols, n) in &[
         (1, 16, 1),
@@ -248,26 +255,43 @@ fn head_f16_matches_reference() {
     ] {
         let w = f16_rows(&mut rng, rows, cols);
         let x = rng.f32s(n * cols, 2.0);
+        let mut scalar = vec![f32::NAN; rows * n];
+        head::head_f16_scalar(&w, cols, &x, &mut scalar);
         for k in kernels() {
-            let mut out = vec![f32::NAN; rows * n];
-            k.head_f16(&w, cols, &x, &mut out);
-            for r in 0..rows {
-                let row = &w[r * cols * 2..(r + 1) * cols * 2];
-                for t in 0..n {
-                    let xt = &x[t * cols..(t + 1) * cols];
-                    let want = head::vec_dot_f16_f32_ref(row, xt);
-                    let mut wf = vec![0.0f32; cols];
-                    crate::quants::dequantize_row_f16(row, &mut wf).unwrap();
-                    let mag: f32 = wf.iter().zip(xt).map(|(a, b)| (a * b).abs()).sum();
-                    let got = out[r * n + t];
-                    assert!(
-                        (got - want).abs() <= REL * mag,
-                        "{k} f16 head {rows}x{cols}: row {r} token {t}: {got} vs {want}"
-                    );
-                }
-            }
+            tally.case(k.name(), || check_head_f16(k, &w, cols, &x, &scalar));
         }
     }
+}
+
+/// One F16 head case: within tolerance of the reference dot, and bit for bit the scalar
+/// head's output (`scalar`) where the kernel has no head of its own.
+fn check_head_f16(k: Kernel, w: &[u8], cols: usize, x: &[f32], scalar: &[f32]) {
+    let n = x.len() / cols;
+    let rows = w.len() / (2 * cols);
+    let mut out = vec![f32::NAN; rows * n];
+    k.head_f16(w, cols, x, &mut out);
+    if !k.has_simd_head() {
+        assert_eq!(bits(&out), bits(scalar), "{k} f16 head {rows}x{cols}");
+    }
+    for r in 0..rows {
+        let row = &w[r * cols * 2..(r + 1) * cols * 2];
+        for t in 0..n {
+            let xt = &x[t * cols..(t + 1) * cols];
+            let want = head::vec_dot_f16_f32_ref(row, xt);
+            let mut wf = vec![0.0f32; cols];
+            crate::quants::dequantize_row_f16(row, &mut wf).unwrap();
+            let mag: f32 = wf.iter().zip(xt).map(|(a, b)| (a * b).abs()).sum();
+            let got = out[r * n + t];
+            assert!(
+                (got - want).abs() <= REL * mag,
+                "{k} f16 head {rows}x{cols}: row {r} token {t}: {got} vs {want}"
+            );
+        }
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|y| y.to_bits()).collect()
 }
 
 fn q8_0_rows(rng: &mut XorShift, rows: usize, cols: usize) -> Vec<u8> {
@@ -277,12 +301,20 @@ fn q8_0_rows(rng: &mut XorShift, rows: usize, cols: usize) -> Vec<u8> {
     b
 }
 
+/// One Q8_0 head case: within tolerance of the reference dot, and bit for bit the scalar
+/// head's output where the kernel has no head of its own or (aarch64) keeps the reference's
+/// float order.
 fn check_head_q8_0(k: Kernel, w: &[u8], a: &HeadActs) {
     let (n, cols) = (a.n_tokens, a.cols);
     let row_bytes = cols / 32 * 34;
     let rows = w.len() / row_bytes;
     let mut out = vec![f32::NAN; rows * n];
     k.head_q8_0(w, a, &mut out);
+    if !k.has_simd_head() || cfg!(target_arch = "aarch64") {
+        let mut scalar = vec![f32::NAN; rows * n];
+        head::head_q8_0_scalar(w, a, &mut scalar);
+        assert_eq!(bits(&out), bits(&scalar), "{k} q8_0 head {rows}x{cols}");
+    }
     for r in 0..rows {
         let row = &w[r * row_bytes..(r + 1) * row_bytes];
         for t in 0..n {
@@ -312,13 +344,14 @@ fn check_head_q8_0(k: Kernel, w: &[u8], a: &HeadActs) {
 
 #[test]
 fn head_q8_0_matches_reference() {
+    let mut tally = Tally::all_kernels("head_q8_0_matches_reference");
     let mut rng = XorShift::new(0x0808);
     for &(rows, cols, n) in &[(1, 32, 1), (5, 64, 2), (9, 2560, 1), (6, 256, 3)] {
         let w = q8_0_rows(&mut rng, rows, cols);
         let mut a = HeadActs::default();
         a.quantize(&rng.f32s(n * cols, 3.0), cols);
         for k in kernels() {
-            check_head_q8_0(k, &w, &a);
+            tally.case(k.name(), || check_head_q8_0(k, &w, &a));
         }
     }
 }
@@ -327,6 +360,7 @@ fn head_q8_0_matches_reference() {
 fn head_q8_0_extremes() {
     // Weights of -128 (a file may hold them; |w| = 128 only fits as unsigned) against
     // activations of +-127: the largest pair sums the sign trick produces.
+    let mut tally = Tally::all_kernels("head_q8_0_extremes");
     let cols = 256;
     let mut w = vec![0u8; 3 * cols / 32 * 34];
     for (i, b) in w.chunks_exact_mut(34).enumerate() {
@@ -342,7 +376,7 @@ fn head_q8_0_extremes() {
     a.quantize(&x, cols);
     assert!(a.q.iter().all(|&q| q.abs() == 127));
     for k in kernels() {
-        check_head_q8_0(k, &w, &a);
+        tally.case(k.name(), || check_head_q8_0(k, &w, &a));
     }
 }
 
@@ -350,6 +384,7 @@ fn head_q8_0_extremes() {
 #[test]
 fn q8_0_block_sums_exact_x86() {
     use super::x86_64::{q8_0_block_sums, Variant};
+    let mut tally = Tally::new("q8_0_block_sums_exact_x86");
     let mut rng = XorShift::new(0x1808);
     let cols = 512;
     let mut w = q8_0_rows(&mut rng, 1, cols);
@@ -358,13 +393,21 @@ fn q8_0_block_sums_exact_x86() {
     a.quantize(&rng.f32s(cols, 1.0), cols);
     let mut want = vec![0i32; cols / 32];
     head::q8_0_block_sums_ref(&w, &a.q, &mut want);
-    for v in [Variant::Avx2, Variant::AvxVnni, Variant::Avx512Vnni] {
+    for (v, k) in [
+        (Variant::Avx2, Kernel::Avx2),
+        (Variant::AvxVnni, Kernel::AvxVnni),
+        (Variant::Avx512Vnni, Kernel::Avx512Vnni),
+    ] {
         if !v.is_available() {
+            let why = alloc::format!("needs {}, not all on this CPU", k.requires());
+            tally.absent(k.name(), &why);
             continue;
         }
-        let mut got = vec![0i32; cols / 32];
-        // SAFETY: checked just above.
-        unsafe { q8_0_block_sums(v, &w, &a.q, &mut got) };
-        assert_eq!(got, want, "{v:?}");
+        tally.case(k.name(), || {
+            let mut got = vec![0i32; cols / 32];
+            // SAFETY: checked just above.
+            unsafe { q8_0_block_sums(v, &w, &a.q, &mut got) };
+            assert_eq!(got, want, "{v:?}");
+        });
     }
 }

@@ -1,6 +1,12 @@
 //! x86_64 kernels: AVX2 (`vpmaddubsw`), AVX-VNNI (256-bit `vpdpbusd`) and AVX-512 VNNI
 //! (512-bit `vpdpbusd`), with the same function names as `scalar.rs` plus the variant.
 //!
+//! The model repacks the weights into the Rows16 layout for these kernels at load, so
+//! `bitmatmul_<variant>` (what [`Kernel::bitmatmul`](super::Kernel::bitmatmul) calls in
+//! production) and `vec_dot_ternary_i8_<variant>` read Rows16; the `canonical_` entries read
+//! the file's layout as it is (any matrix not repacked, and the exactness tests). Only the
+//! production entry is named `bitmatmul_<kernel>`: that is the symbol the size report looks for.
+//!
 //! They read the canonical layout as it is: shifting a block's 32 code bytes right by 6, 4, 2
 //! and 0 and masking with 3 gives the codes of elements 0..32, 32..64, 64..96 and 96..128 in
 //! order, so every unpacked vector lines up with 32 contiguous activations. Codes are unsigned
@@ -311,7 +317,7 @@ macro_rules! tile_shapes {
 macro_rules! kernels_256 {
     (
         $module:ident, $features:literal, $dot_block:ident, $dot_chunk:ident, $q8_block:ident,
-        $bitmatmul:ident, $bitmatmul16:ident, $vec_dot:ident, $vec_dot16:ident,
+        $canonical_bitmatmul:ident, $bitmatmul:ident, $canonical_vec_dot:ident, $vec_dot:ident,
         $head_f16:ident, $head_q8_0:ident
     ) => {
         #[allow(clippy::needless_range_loop)]
@@ -402,13 +408,14 @@ macro_rules! kernels_256 {
                 }
             }
 
-            /// Same contract as [`Kernel::bitmatmul`](crate::kernels::Kernel::bitmatmul).
+            /// Same contract as [`Kernel::bitmatmul`](crate::kernels::Kernel::bitmatmul), for a
+            /// matrix in the canonical layout.
             ///
             /// # Safety
             /// The CPU must support the features this variant is compiled for.
             #[inline(never)]
             #[target_feature(enable = $features)]
-            pub unsafe fn $bitmatmul(
+            pub unsafe fn $canonical_bitmatmul(
                 w: &TernaryMatrix,
                 x: &ActBatch,
                 row0: usize,
@@ -494,14 +501,15 @@ macro_rules! kernels_256 {
                 }
             }
 
-            /// `bitmatmul` for a matrix in the Rows16 layout (what the model repacks into
-            /// for this kernel).
+            /// The production entry: same contract as
+            /// [`Kernel::bitmatmul`](crate::kernels::Kernel::bitmatmul), for a matrix in the
+            /// Rows16 layout (what the model repacks into for this kernel).
             ///
             /// # Safety
             /// The CPU must support the features this variant is compiled for.
             #[inline(never)]
             #[target_feature(enable = $features)]
-            pub unsafe fn $bitmatmul16(
+            pub unsafe fn $bitmatmul(
                 w: &TernaryMatrix,
                 x: &ActBatch,
                 row0: usize,
@@ -531,7 +539,7 @@ macro_rules! kernels_256 {
             /// # Safety
             /// The CPU must support the features this variant is compiled for.
             #[target_feature(enable = $features)]
-            pub unsafe fn $vec_dot16(
+            pub unsafe fn $vec_dot(
                 w: &TernaryMatrix,
                 row: usize,
                 x: &ActBatch,
@@ -557,13 +565,14 @@ macro_rules! kernels_256 {
                 }
             }
 
-            /// Exact integer accumulators of one row against token `t` of `x`, one per
-            /// scale group, added into `acc` (like [`vec_dot_ternary_i8_ref`](super::super::scalar::vec_dot_ternary_i8_ref)).
+            /// Exact integer accumulators of one row (canonical layout) against token `t` of
+            /// `x`, one per scale group, added into `acc` (like
+            /// [`vec_dot_ternary_i8_ref`](super::super::scalar::vec_dot_ternary_i8_ref)).
             ///
             /// # Safety
             /// The CPU must support the features this variant is compiled for.
             #[target_feature(enable = $features)]
-            pub unsafe fn $vec_dot(
+            pub unsafe fn $canonical_vec_dot(
                 w: &TernaryMatrix,
                 row: usize,
                 x: &ActBatch,
@@ -643,10 +652,10 @@ kernels_256!(
     dot_block_avx2,
     dot_chunk_avx2,
     q8_block_avx2,
+    canonical_bitmatmul_avx2,
     bitmatmul_avx2,
-    bitmatmul_avx2_rows16,
+    canonical_vec_dot_ternary_i8_avx2,
     vec_dot_ternary_i8_avx2,
-    vec_dot_ternary_i8_avx2_rows16,
     head_f16_avx2,
     head_q8_0_avx2
 );
@@ -657,10 +666,10 @@ kernels_256!(
     dot_block_avxvnni,
     dot_chunk_avxvnni,
     q8_block_avxvnni,
+    canonical_bitmatmul_avxvnni,
     bitmatmul_avxvnni,
-    bitmatmul_avxvnni_rows16,
+    canonical_vec_dot_ternary_i8_avxvnni,
     vec_dot_ternary_i8_avxvnni,
-    vec_dot_ternary_i8_avxvnni_rows16,
     head_f16_avxvnni,
     head_q8_0_avxvnni
 );
@@ -774,13 +783,14 @@ pub mod avx512vnni {
         }
     }
 
-    /// Same contract as [`Kernel::bitmatmul`](crate::kernels::Kernel::bitmatmul).
+    /// Same contract as [`Kernel::bitmatmul`](crate::kernels::Kernel::bitmatmul), for a matrix
+    /// in the canonical layout.
     ///
     /// # Safety
     /// The CPU must support AVX-512 F/BW/VL/VNNI, FMA and F16C.
     #[inline(never)]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
-    pub unsafe fn bitmatmul_avx512vnni(
+    pub unsafe fn canonical_bitmatmul_avx512vnni(
         w: &TernaryMatrix,
         x: &ActBatch,
         row0: usize,
@@ -932,14 +942,14 @@ pub mod avx512vnni {
         }
     }
 
-    /// [`bitmatmul_avx512vnni`] for a matrix in the Rows16 layout (what the model repacks
-    /// into for this kernel).
+    /// The production entry: [`canonical_bitmatmul_avx512vnni`] for a matrix in the Rows16
+    /// layout (what the model repacks into for this kernel).
     ///
     /// # Safety
     /// The CPU must support AVX-512 F/BW/VL/VNNI, FMA and F16C.
     #[inline(never)]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
-    pub unsafe fn bitmatmul_avx512vnni_rows16(
+    pub unsafe fn bitmatmul_avx512vnni(
         w: &TernaryMatrix,
         x: &ActBatch,
         row0: usize,
@@ -987,7 +997,7 @@ pub mod avx512vnni {
     /// # Safety
     /// The CPU must support AVX-512 F/BW/VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn vec_dot_ternary_i8_avx512vnni_rows16(
+    pub unsafe fn vec_dot_ternary_i8_avx512vnni(
         w: &TernaryMatrix,
         row: usize,
         x: &ActBatch,
@@ -1022,13 +1032,13 @@ pub mod avx512vnni {
         }
     }
 
-    /// Exact integer accumulators of one row against token `t`, one per scale group, added
-    /// into `acc`.
+    /// Exact integer accumulators of one row (canonical layout) against token `t`, one per
+    /// scale group, added into `acc`.
     ///
     /// # Safety
     /// The CPU must support AVX-512 F/BW/VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn vec_dot_ternary_i8_avx512vnni(
+    pub unsafe fn canonical_vec_dot_ternary_i8_avx512vnni(
         w: &TernaryMatrix,
         row: usize,
         x: &ActBatch,

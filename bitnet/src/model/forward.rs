@@ -8,7 +8,7 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{Activation, BitLinear, Config, KvCache, KvType, Model, ModelError};
+use super::{ties, Activation, BitLinear, Config, KvCache, KvType, Model, ModelError};
 use crate::kernels::act::{quantize_row_i8_ref, rmsnorm_quantize};
 use crate::kernels::{ActBatch, HeadActs, Kernel};
 use crate::ops;
@@ -294,8 +294,14 @@ impl Model {
         }
 
         for (layer, blk) in self.blocks.iter().enumerate() {
+            // BITNET_DUMP_TIES (std builds): the codes chosen near rounding ties, for the
+            // float64 reference; a no-op unless the variable is set.
+            let dump_ties = |norm, x: &[f32], w: &[f32], acts: &ActBatch| {
+                ties::record(layer, norm, x, w, eps, acts, at)
+            };
             // Attention: a = rmsnorm(x) * attn_norm; q, k, v = BitLinear(a)
             norm_quantize(exec, &b.x, &blk.attn_norm, eps, &mut b.acts);
+            dump_ties("attn_norm", &b.x, &blk.attn_norm, &b.acts)?;
             linear(
                 mm,
                 exec,
@@ -313,11 +319,17 @@ impl Model {
                 for head in k.chunks_exact_mut(c.head_dim) {
                     rope_neox_with(head, rot);
                 }
-                kvs[seq].write(layer, pos, k, &b.v[t * kv_dim..(t + 1) * kv_dim]);
+                let v = &b.v[t * kv_dim..(t + 1) * kv_dim];
+                kvs[seq].write(layer, pos, k, v);
+                if kvs[seq].ty == KvType::F16 {
+                    // BITNET_DUMP_KV_TIES: the f16 stored near rounding midpoints.
+                    ties::record_kv(layer, pos, k, v)?;
+                }
             }
             attention(c, exec, kvs, layer, at, &b.q, &mut b.o);
             // o = rmsnorm(o) * attn_sub_norm; x = x + BitLinear_o(o)
             norm_quantize(exec, &b.o, &blk.attn_sub_norm, eps, &mut b.acts);
+            dump_ties("attn_sub_norm", &b.o, &blk.attn_sub_norm, &b.acts)?;
             linear(
                 mm,
                 exec,
@@ -330,6 +342,7 @@ impl Model {
 
             // FFN: g = act(BitLinear_gate(f)) * BitLinear_up(f), f = rmsnorm(x) * ffn_norm
             norm_quantize(exec, &b.x, &blk.ffn_norm, eps, &mut b.acts);
+            dump_ties("ffn_norm", &b.x, &blk.ffn_norm, &b.acts)?;
             linear(
                 mm,
                 exec,
@@ -347,6 +360,7 @@ impl Model {
             }
             // g = rmsnorm(g) * ffn_sub_norm; x = x + BitLinear_down(g)
             norm_quantize(exec, &b.gate, &blk.ffn_sub_norm, eps, &mut b.acts);
+            dump_ties("ffn_sub_norm", &b.gate, &blk.ffn_sub_norm, &b.acts)?;
             linear(
                 mm,
                 exec,

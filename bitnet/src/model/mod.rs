@@ -6,6 +6,7 @@ mod forward;
 mod head;
 mod kv_cache;
 mod load;
+mod ties;
 pub use load::tensor_type_summary;
 
 pub use config::{Activation, Arch, Config};

@@ -133,6 +133,12 @@ pub struct RunArgs {
     /// Tokens to generate after the prompt.
     #[arg(long, short = 'n', default_value_t = 64)]
     pub max_tokens: usize,
+    /// Teacher forcing (comma-separated ids): after the prompt, decode step i is fed id i
+    /// instead of the sampled token, end-of-text or not. Exactly that many decode steps run,
+    /// then generation stops; --max-tokens is ignored. With --logits-out the array has
+    /// prompt + forced rows: row i holds the logits after position i.
+    #[arg(long, value_delimiter = ',', conflicts_with = "chat")]
+    pub force_tokens: Option<Vec<u32>>,
     /// Sampling temperature; 0 is greedy.
     #[arg(long, default_value_t = 0.8)]
     pub temperature: f32,

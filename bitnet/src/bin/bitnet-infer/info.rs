@@ -18,8 +18,14 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
     let c = &model.config;
     let tied = g.tensor("output.weight").is_none();
     let available: Vec<&str> = Kernel::available().map(Kernel::name).collect();
+    // Available kernels whose logits are expected to equal the scalar kernel's bit for bit.
+    let logits_exact: Vec<&str> = Kernel::available()
+        .filter(|k| k.logits_exact())
+        .map(Kernel::name)
+        .collect();
     let types = tensor_type_summary(g);
     let feats = cpu_features();
+    let present: Vec<&str> = feats.iter().filter(|f| f.1).map(|f| f.0).collect();
     if a.json {
         let list = |v: &[&str]| {
             let items: Vec<String> = v.iter().map(|s| json_str(s)).collect();
@@ -66,9 +72,12 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
             cpu.join(", ")
         );
         println!(
-            "  \"kernels\": {{\"available\": {}, \"selected\": {}}}",
+            "  \"kernels\": {{\"available\": {}, \"selected\": {}, \"logits_exact\": {}, \
+             \"cpu_features\": {}}}",
             list(&available),
-            json_str(selected.name())
+            json_str(selected.name()),
+            list(&logits_exact),
+            list(&present)
         );
         println!("}}");
         return Ok(());
@@ -118,8 +127,9 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
         feats.join(" ")
     );
     println!(
-        "kernels       available: {}; selected: {selected}",
-        available.join(", ")
+        "kernels       available: {}; selected: {selected}; logits bit-identical to scalar: {}",
+        available.join(", "),
+        logits_exact.join(", ")
     );
     Ok(())
 }

@@ -61,6 +61,19 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
     if a.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
     }
+    let forced = a.force_tokens.as_deref();
+    if let Some(f) = forced {
+        if a.batch_size > 1 {
+            return Err("--force-tokens needs --batch-size 1".into());
+        }
+        if prompt.len() + f.len() > ctx {
+            return Err(format!(
+                "the prompt ({} tokens) and --force-tokens ({}) exceed the context of {ctx}",
+                prompt.len(),
+                f.len()
+            ));
+        }
+    }
     if a.batch_size > 1 {
         if a.logits_out.is_some() {
             return Err("--logits-out needs --batch-size 1".into());
@@ -109,7 +122,19 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
 
     let t_decode = Instant::now();
     let mut generated = 0usize;
-    while generated < a.max_tokens {
+    // Teacher forcing: the fed tokens are given, so nothing is sampled and neither
+    // end-of-text nor --max-tokens stops the run; each is evaluated, then printed.
+    for &id in forced.unwrap_or(&[]) {
+        let logits = model
+            .forward(&pool, &mut state, &[id], false)
+            .map_err(|e| e.to_string())?;
+        if keep_logits {
+            all_logits.extend_from_slice(logits);
+        }
+        emit(id, &mut out);
+        generated += 1;
+    }
+    while forced.is_none() && generated < a.max_tokens {
         generated += 1;
         if tokenizer.as_ref().is_ok_and(|t| t.is_end(next)) {
             if a.show_special {
@@ -140,7 +165,12 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
             .map_err(|e| format!("{}: cannot write logits: {e}", p.display()))?;
     }
 
-    let decode_steps = generated.saturating_sub(1).max(1);
+    // Sampling evaluates every generated token but the last; forcing evaluates all of them.
+    let decode_steps = match forced {
+        Some(f) => f.len(),
+        None => generated.saturating_sub(1),
+    }
+    .max(1);
     eprintln!();
     eprintln!(
         "model        {shown} ({}, {} layers)",

@@ -8,7 +8,8 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// CPU features relevant to the kernels, as (name, present).
+/// CPU features relevant to the kernels, as (name, present): what run-time detection sees
+/// (CPUID, HWCAP, `riscv_hwprobe`).
 pub fn cpu_features() -> Vec<(&'static str, bool)> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -37,12 +38,20 @@ pub fn cpu_features() -> Vec<(&'static str, bool)> {
     #[cfg(target_arch = "riscv64")]
     {
         let h = bitnet::cpu::hwcap().unwrap_or(0);
-        vec![("v", h & bitnet::cpu::HWCAP_RISCV_V != 0)]
+        vec![
+            ("v", h & bitnet::cpu::HWCAP_RISCV_V != 0),
+            ("zbb", bitnet::kernels::riscv64::zbb_detected()),
+        ]
+    }
+    #[cfg(target_arch = "arm")]
+    {
+        vec![("neon", bitnet::kernels::armv7::has_neon())]
     }
     #[cfg(not(any(
         target_arch = "x86_64",
         target_arch = "aarch64",
-        target_arch = "riscv64"
+        target_arch = "riscv64",
+        target_arch = "arm"
     )))]
     {
         Vec::new()
