@@ -1,5 +1,5 @@
 //! What every harness command starts from: the project root, the target matrix, a shell,
-//! the evaluation inputs.
+//! and the evaluation inputs the flags ask for.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,8 +7,8 @@ use std::time::Duration;
 use xshell::Shell;
 
 use crate::flags::{EvalArgs, Xtask};
+use crate::pipeline::inputs::{self, Inputs};
 use crate::targets::{Matrix, Target, HOST};
-use crate::validate::Inputs;
 
 pub struct Ctx {
     pub sh: Shell,
@@ -60,12 +60,13 @@ impl Ctx {
                 "no models to validate: fixtures/ has no .gguf (run `cargo xtask fixtures`)".into(),
             );
         }
+        let cases = models
+            .iter()
+            .map(|m| inputs::case(m, e.prompt_tokens.as_deref()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Inputs {
-            models,
-            prompt_tokens: e
-                .prompt_tokens
-                .clone()
-                .unwrap_or_else(bitnet::synth::fixture_prompt_tokens),
+            cases,
+            decode_steps: e.decode_steps,
             tolerance: e.tolerance,
             timeout: Duration::from_secs(e.timeout),
             inject_fault: e.inject_fault.clone(),

@@ -1,9 +1,14 @@
-//! `cargo xtask fixtures`: writes `fixtures/<name>.gguf` and `<name>.golden.npy` for every
-//! synthetic fixture spec. The files are a pure function of the specs in `bitnet::synth`.
+//! `cargo xtask fixtures`: writes `fixtures/<name>.gguf` for every synthetic fixture spec.
+//! The files are a pure function of the specs in `bitnet::synth`; `--check` only compares.
+//!
+//! The golden logits next to them (`<name>.golden.npy`, `<name>.golden-kv-f16.npy`,
+//! `<name>.golden.json`) are not written here: they come from the independent numpy
+//! reference, `python3 tools/reference/golden.py --bin <bitnet-infer>` (see
+//! tools/reference/README.md). Regenerate them after changing a fixture.
 
 use std::fs;
 
-use bitnet::{npy, synth};
+use bitnet::synth;
 
 use crate::flags::FixturesArgs;
 
@@ -11,25 +16,20 @@ pub fn run(a: &FixturesArgs) -> Result<(), String> {
     let dir = crate::project_root().join("fixtures");
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut stale = Vec::new();
+    let mut wrote = false;
     for spec in synth::fixture_specs() {
-        let model = synth::build(&spec)?;
-        let logits = synth::golden_logits(model.clone())?;
-        let n_pos = synth::fixture_prompt_tokens().len();
-        let golden = npy::write_f32(&[n_pos, logits.len() / n_pos], &logits);
-        for (file, bytes) in [
-            (format!("{}.gguf", spec.name), model),
-            (format!("{}.golden.npy", spec.name), golden),
-        ] {
-            let path = dir.join(&file);
-            if fs::read(&path).ok().as_deref() == Some(&bytes[..]) {
-                continue;
-            }
-            if a.check {
-                stale.push(file);
-            } else {
-                fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-                println!("wrote {} ({} bytes)", path.display(), bytes.len());
-            }
+        let bytes = synth::build(&spec)?;
+        let file = format!("{}.gguf", spec.name);
+        let path = dir.join(&file);
+        if fs::read(&path).ok().as_deref() == Some(&bytes[..]) {
+            continue;
+        }
+        if a.check {
+            stale.push(file);
+        } else {
+            fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            println!("wrote {} ({} bytes)", path.display(), bytes.len());
+            wrote = true;
         }
     }
     if !stale.is_empty() {
@@ -37,6 +37,11 @@ pub fn run(a: &FixturesArgs) -> Result<(), String> {
             "fixtures differ from the generator: {}; run `cargo xtask fixtures`",
             stale.join(", ")
         ));
+    }
+    if wrote {
+        println!(
+            "the golden logits are now stale: run `python3 tools/reference/golden.py --bin <bitnet-infer>`"
+        );
     }
     println!("fixtures up to date in {}", dir.display());
     Ok(())

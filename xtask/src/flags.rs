@@ -33,12 +33,48 @@ pub enum Command {
     SizeReport(SizeArgs),
     /// setup-check, build, size-report and validate every target; one table at the end.
     Matrix(MatrixArgs),
-    /// Regenerate the tiny fixture models and their golden logits under fixtures/.
+    /// Regenerate the tiny fixture models under fixtures/ (their goldens come from
+    /// tools/reference/golden.py).
     Fixtures(FixturesArgs),
     /// Run the test suite: cargo tests, formatting, and the independent numpy reference.
     Test(TestArgs),
     /// Write the synthetic 2B4T-shape benchmark model under target/bench/.
     BenchModel(BenchModelArgs),
+    /// The README's two commands in a fresh Debian 12 root (debootstrap + rustup): proves
+    /// that the project's own files install everything. Needs root; takes a while.
+    CleanRoom(CleanRoomArgs),
+    /// Merge per-target `matrix --json` reports into one Markdown table (CI's last job).
+    Summary(SummaryArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CleanRoomArgs {
+    /// Where the root is made (deleted first, and after unless --keep).
+    #[arg(long, default_value = "/var/tmp/bitnet-clean-room")]
+    pub dir: PathBuf,
+    /// Debian mirror for debootstrap.
+    #[arg(long, default_value = "http://deb.debian.org/debian")]
+    pub mirror: String,
+    /// Toolchain rustup installs inside; `host` is this machine's rustc version (the Rust a
+    /// fresh machine of this kind comes with).
+    #[arg(long, default_value = "host")]
+    pub toolchain: String,
+    /// Keep the root afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// The commit to check out (default: HEAD; uncommitted changes are never seen).
+    #[arg(long, default_value = "HEAD")]
+    pub rev: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SummaryArgs {
+    /// JSON reports written by `cargo xtask matrix --json`.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write the Markdown here (default: $GITHUB_STEP_SUMMARY, else stdout).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -56,13 +92,18 @@ pub struct EvalArgs {
     /// Prompt token ids (default: the fixtures' prompt).
     #[arg(long, value_delimiter = ',')]
     pub prompt_tokens: Option<Vec<u32>>,
-    /// Largest allowed |logit difference| from the host reference.
+    /// Decode steps for models without a reference file (they are fed the host's greedy
+    /// tokens); fixtures use the decode tokens of their reference.
+    #[arg(long, default_value_t = 8)]
+    pub decode_steps: usize,
+    /// Largest allowed |logit difference| from the host scalar run and the numpy reference.
     #[arg(long, default_value_t = 1e-3)]
     pub tolerance: f32,
     /// Seconds before an emulated run is declared hung and killed.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
-    /// Test builds only: perturb this kernel's output to prove validation catches it.
+    /// Harness tests only: build with fault injection and perturb this kernel's output,
+    /// to prove validation catches it.
     #[arg(long, hide = true)]
     pub inject_fault: Option<String>,
 }

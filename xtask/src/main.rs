@@ -1,19 +1,29 @@
 //! `cargo xtask`: the project's cross-build, validation, fixture and test commands.
-//! One module per command; `flags.rs` declares the command line; `targets.toml` and
-//! `qemu/profiles.toml` say what to build and where it runs.
+//!
+//! One module per command (`matrix`, `validate`, `size_report`, `setup`, `test`, ...),
+//! all thin, on top of one pipeline: `pipeline` (build -> run -> compare), `checks` (pure
+//! judgements of logits, sizes, symbols and test counts), `report` (statuses, failure
+//! kinds, tables, JSON). Dependencies point one way: commands -> pipeline -> checks ->
+//! report. `flags.rs` declares the command line; `targets.toml` and `qemu/profiles.toml`
+//! say what to build and where it runs.
 
 mod bench_model;
-mod build;
+mod checks;
+mod clean_room;
 mod ctx;
-mod emulate;
 mod fixtures;
 mod flags;
 mod matrix;
+mod pipeline;
+mod progress;
+mod report;
 mod setup;
-mod size;
+mod size_report;
+mod summary;
 mod targets;
 mod test;
 mod validate;
+mod venv;
 
 use std::process::ExitCode;
 
@@ -26,16 +36,21 @@ fn main() -> ExitCode {
     let result = match &x.command {
         Command::Fixtures(a) => fixtures::run(a),
         Command::BenchModel(a) => bench_model::run(a),
+        Command::CleanRoom(a) => clean_room::run(a),
+        Command::Summary(a) => summary::run(a),
         command => ctx::Ctx::new(&x).and_then(|ctx| {
             let select = |s: &flags::Select| ctx.matrix.select(&s.target);
             match command {
-                Command::Setup(s) => setup::setup(&select(s)?),
-                Command::Doctor(s) => setup::doctor(&select(s)?),
+                Command::Setup(s) => setup::setup(&ctx.matrix, &select(s)?),
+                Command::Doctor(s) => setup::doctor(&ctx.matrix, &select(s)?),
                 Command::Validate(a) => validate::run(&ctx, a),
-                Command::SizeReport(a) => size::run(&ctx, a),
+                Command::SizeReport(a) => size_report::run(&ctx, a),
                 Command::Matrix(a) => matrix::run(&ctx, a),
                 Command::Test(a) => test::run(&ctx, a),
-                Command::Fixtures(_) | Command::BenchModel(_) => {
+                Command::Fixtures(_)
+                | Command::BenchModel(_)
+                | Command::CleanRoom(_)
+                | Command::Summary(_) => {
                     unreachable!("handled above")
                 }
             }

@@ -9,7 +9,21 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TargetsFile {
+    harness: Harness,
     target: Vec<Target>,
+}
+
+/// What the harness itself needs on every machine, whatever the targets.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Harness {
+    /// apt packages of the harness itself (its Python venv).
+    pub apt: Vec<String>,
+    /// Pinned PyPI requirements installed into the harness's own venv (`target/venv`): a
+    /// fresh Debian's system Python refuses `pip install` (PEP 668).
+    pub python: Vec<String>,
+    /// Oldest qemu-user accepted, `major.minor`.
+    pub qemu_min: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -40,6 +54,10 @@ pub struct Target {
     pub size_budget: u64,
     /// Kernel names whose `bitmatmul_<name>` symbol the binary must carry.
     pub kernels: Vec<String>,
+    /// Kernels no QEMU CPU model can run: proven only on a host that has them, reported
+    /// as unproven elsewhere.
+    #[serde(default)]
+    pub native_only: Vec<String>,
     /// Kernels this target's rustflags enable at compile time (e.g. `zbb` with `+zbb`):
     /// expected available on every profile, on top of the profile's own list.
     #[serde(default)]
@@ -112,12 +130,55 @@ pub struct Profile {
     pub cpu: Option<String>,
     #[serde(default)]
     pub features: Vec<String>,
-    /// Kernels the engine must report as available under this CPU (absent: not checked).
+    /// Kernels the engine must report as available under this CPU (absent: see
+    /// `cpuinfo_kernels`).
     pub kernels: Option<Vec<String>>,
+    /// For the native profile: each kernel and the /proc/cpuinfo flags it needs; the
+    /// expected kernels are those whose flags this host has.
+    pub cpuinfo_kernels: Option<BTreeMap<String, Vec<String>>>,
+    /// Thread counts every kernel is validated with (emulated runs stay single-threaded
+    /// except on one profile per ISA).
+    #[serde(default = "one_thread")]
+    pub threads: Vec<usize>,
+}
+
+fn one_thread() -> Vec<usize> {
+    vec![1]
+}
+
+impl Profile {
+    /// The kernels the engine must detect here: the profile's list, or for the native
+    /// profile those whose CPU flags this host reports.
+    pub fn expected_kernels(&self) -> Option<Vec<String>> {
+        if let Some(k) = &self.kernels {
+            return Some(k.clone());
+        }
+        let table = self.cpuinfo_kernels.as_ref()?;
+        let flags = host_cpu_flags();
+        Some(
+            table
+                .iter()
+                .filter(|(_, need)| need.iter().all(|f| flags.contains(f)))
+                .map(|(k, _)| k.clone())
+                .collect(),
+        )
+    }
+}
+
+/// The `flags` line of /proc/cpuinfo.
+pub fn host_cpu_flags() -> std::collections::BTreeSet<String> {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, f)| f.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
 }
 
 #[derive(Debug)]
 pub struct Matrix {
+    pub harness: Harness,
     pub targets: Vec<Target>,
     pub profiles: BTreeMap<String, Profile>,
 }
@@ -169,10 +230,14 @@ impl Matrix {
     pub fn load(targets: &Path, profiles: &Path) -> Result<Matrix, String> {
         let targets: TargetsFile = parse(targets)?;
         let profiles: ProfilesFile = parse(profiles)?;
-        Matrix::check(targets.target, profiles.profile)
+        Matrix::check(targets.harness, targets.target, profiles.profile)
     }
 
-    fn check(targets: Vec<Target>, profiles: BTreeMap<String, Profile>) -> Result<Matrix, String> {
+    fn check(
+        harness: Harness,
+        targets: Vec<Target>,
+        profiles: BTreeMap<String, Profile>,
+    ) -> Result<Matrix, String> {
         for t in &targets {
             let refused = t.refuse_profiles.iter().map(|r| &r.profile);
             for p in t.profiles.iter().chain(refused) {
@@ -192,7 +257,11 @@ impl Matrix {
                 ));
             }
         }
-        Ok(Matrix { targets, profiles })
+        Ok(Matrix {
+            harness,
+            targets,
+            profiles,
+        })
     }
 
     /// Targets named by `sel`: a triple, an architecture (`aarch64` = all its triples),
@@ -255,24 +324,24 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error_with_its_line() {
-        let text = "[[target]]\ntriple = \"x\"\nstands_for = \"y\"\nrun = \"native\"\nsize_budget = 1\nkernels = []\nsize_budjet = 2\n";
+        let text = "[harness]\napt = []\npython = []\nqemu_min = \"8.1\"\n[[target]]\ntriple = \"x\"\nstands_for = \"y\"\nrun = \"native\"\nsize_budget = 1\nkernels = []\nsize_budjet = 2\n";
         let e = parse_str::<TargetsFile>(text).unwrap_err();
-        assert!(e.contains("line 7"), "{e}");
+        assert!(e.contains("line 11"), "{e}");
         assert!(e.contains("size_budjet"), "{e}");
     }
 
     #[test]
     fn bad_value_is_an_error_with_its_line() {
-        let text = "[[target]]\ntriple = \"x\"\nstands_for = \"y\"\nrun = \"native\"\nsize_budget = \"big\"\nkernels = []\n";
+        let text = "[harness]\napt = []\npython = []\nqemu_min = \"8.1\"\n[[target]]\ntriple = \"x\"\nstands_for = \"y\"\nrun = \"native\"\nsize_budget = \"big\"\nkernels = []\n";
         let e = parse_str::<TargetsFile>(text).unwrap_err();
-        assert!(e.contains("line 5"), "{e}");
+        assert!(e.contains("line 9"), "{e}");
     }
 
     #[test]
     fn unknown_profile_is_named() {
         let mut m = committed();
         m.targets[0].profiles.push("pdp11".into());
-        let e = Matrix::check(m.targets, m.profiles).unwrap_err();
+        let e = Matrix::check(m.harness, m.targets, m.profiles).unwrap_err();
         assert!(e.contains("'pdp11'"), "{e}");
     }
 }

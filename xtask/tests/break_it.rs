@@ -64,9 +64,74 @@ fn wrong_logits_fail_validation_naming_target_profile_kernel_position() {
     ]);
     let out = all_output(&o);
     assert!(!o.status.success(), "{out}");
-    for needle in [HOST, "native", "kernel scalar", "logits differ at position"] {
+    for needle in [
+        HOST,
+        "native",
+        "kernel scalar",
+        "logits differ from the host scalar run at position",
+        "logits differ from the numpy reference at position",
+    ] {
         assert!(out.contains(needle), "no '{needle}' in:\n{out}");
     }
+}
+
+#[test]
+fn a_corrupted_simd_kernel_is_caught_under_qemu() {
+    let triple = "aarch64-unknown-linux-musl";
+    let o = xtask(&[
+        "validate",
+        "--target",
+        triple,
+        "--cpu",
+        "cortex-a76",
+        "--model",
+        "fixtures/tiny-b158-i2_s.gguf",
+        "--inject-fault",
+        "dotprod",
+    ]);
+    let out = all_output(&o);
+    assert!(!o.status.success(), "{out}");
+    for needle in [
+        triple,
+        "cortex-a76",
+        "kernel dotprod",
+        "logits differ from the host scalar run at position",
+    ] {
+        assert!(out.contains(needle), "no '{needle}' in:\n{out}");
+    }
+    // Only the corrupted kernel is blamed.
+    assert!(!out.contains("kernel neon, kv"), "{out}");
+}
+
+#[test]
+fn a_listed_kernel_that_ran_no_exactness_test_fails_the_profile() {
+    let text = std::fs::read_to_string(root().join("qemu/profiles.toml")).unwrap();
+    let edited = text.replace("scalar = []\n", "scalar = []\nwarp9 = []\n");
+    assert_ne!(
+        edited, text,
+        "the native profile's cpuinfo_kernels table moved"
+    );
+    let dir = std::env::temp_dir().join(format!("bitnet-xtask-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let profiles = dir.join("profiles.toml");
+    std::fs::write(&profiles, edited).unwrap();
+    let o = xtask(&[
+        "--profiles",
+        profiles.to_str().unwrap(),
+        "validate",
+        "--target",
+        HOST,
+        "--cpu",
+        "native",
+        "--model",
+        "fixtures/tiny-b158-i2_s.gguf",
+    ]);
+    let out = all_output(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("kernel warp9 is listed for this profile but ran no exactness test case"),
+        "{out}"
+    );
 }
 
 #[test]

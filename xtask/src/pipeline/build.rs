@@ -1,21 +1,21 @@
 //! Cross-building `bitnet-infer` (and the kernel test binary) for one target.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use xshell::{cmd, Shell};
 
 use crate::targets::{Builder, Target};
-use crate::validate::Inputs;
 
 /// Cargo invocation with the target's linker, rustflags and environment; never touches
-/// the global RUSTFLAGS (it would silently replace every config rustflag).
-fn cargo<'a>(sh: &'a Shell, t: &Target, sub: &str) -> xshell::Cmd<'a> {
+/// the global RUSTFLAGS (it would silently replace every config rustflag). zigbuild finds
+/// zig and cargo-zigbuild in the harness's venv.
+pub fn cargo<'a>(sh: &'a Shell, t: &Target, sub: &str) -> xshell::Cmd<'a> {
     let tool: &[&str] = match t.builder {
         Builder::Cargo => &[sub],
         Builder::Zigbuild => &["zigbuild"],
     };
     let triple = &t.triple;
-    let mut c = cmd!(sh, "cargo {tool...} --target {triple}");
+    let mut c = cmd!(sh, "cargo {tool...} --target {triple}").env("PATH", crate::venv::path_env());
     if let Some(linker) = &t.linker {
         c = c.env(t.cargo_env("LINKER"), linker);
     }
@@ -33,10 +33,18 @@ fn cargo<'a>(sh: &'a Shell, t: &Target, sub: &str) -> xshell::Cmd<'a> {
     c
 }
 
+/// Where the harness-profile binary of `t` lands.
+fn binary_path(target_dir: &Path, t: &Target) -> PathBuf {
+    target_dir
+        .join(&t.triple)
+        .join("harness")
+        .join("bitnet-infer")
+}
+
 /// Builds the harness-profile binary; returns its path. A fault-injection build (tests
 /// of the harness itself) goes to its own target directory so it never replaces the
 /// real binary.
-pub fn binary(sh: &Shell, t: &Target, inputs: &Inputs) -> Result<PathBuf, String> {
+pub fn binary(sh: &Shell, t: &Target, fault_injection: bool) -> Result<PathBuf, String> {
     let mut target_dir = crate::project_root().join("target");
     let mut c = cargo(sh, t, "build")
         .args([
@@ -49,7 +57,7 @@ pub fn binary(sh: &Shell, t: &Target, inputs: &Inputs) -> Result<PathBuf, String
             "bitnet-infer",
         ])
         .quiet();
-    if inputs.inject_fault.is_some() {
+    if fault_injection {
         target_dir = target_dir.join("fault-injection");
         c = c
             .args(["--features", "bitnet-edge/fault-injection"])
@@ -57,10 +65,7 @@ pub fn binary(sh: &Shell, t: &Target, inputs: &Inputs) -> Result<PathBuf, String
     }
     c.run()
         .map_err(|e| format!("{}: build failed: {e}", t.triple))?;
-    let path = target_dir
-        .join(&t.triple)
-        .join("harness")
-        .join("bitnet-infer");
+    let path = binary_path(&target_dir, t);
     if !path.exists() {
         return Err(format!(
             "{}: build produced no {}",

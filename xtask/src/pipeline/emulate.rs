@@ -16,7 +16,28 @@ pub struct Outcome {
     pub stderr: String,
 }
 
+/// How a run that did not succeed ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    Exit(i32),
+    IllegalInstruction,
+    Signal(i32),
+    Hung,
+}
+
 impl Outcome {
+    pub fn ending(&self) -> Ending {
+        if self.timed_out {
+            Ending::Hung
+        } else if self.illegal_instruction() {
+            Ending::IllegalInstruction
+        } else if let Some(s) = self.signal {
+            Ending::Signal(s)
+        } else {
+            Ending::Exit(self.code.unwrap_or(-1))
+        }
+    }
+
     pub fn success(&self) -> bool {
         self.code == Some(0)
     }
@@ -30,17 +51,27 @@ impl Outcome {
     pub fn describe(&self, what: &str, limit: Duration) -> String {
         let tail: Vec<&str> = self.stderr.lines().rev().take(5).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        let how = if self.timed_out {
-            format!("hung: killed after {} s", limit.as_secs())
-        } else if self.illegal_instruction() {
-            "died of SIGILL (illegal instruction)".to_string()
-        } else if let Some(s) = self.signal {
-            format!("killed by signal {s}")
-        } else {
-            format!("exit code {}", self.code.unwrap_or(-1))
+        let how = match self.ending() {
+            Ending::Hung => format!("hung: killed after {} s", limit.as_secs()),
+            Ending::IllegalInstruction => "died of SIGILL (illegal instruction)".to_string(),
+            Ending::Signal(s) => format!("killed by signal {s}"),
+            Ending::Exit(c) => format!("exit code {c}"),
         };
         format!("{what}: {how}; stderr: {}", tail.join(" | "))
     }
+}
+
+/// `bin` under the target's own runner (no CPU model): the setup probe.
+pub fn plain(bin: &Path, target: &Target) -> Command {
+    if !target.run.starts_with("qemu-") {
+        return Command::new(bin);
+    }
+    let mut c = Command::new(&target.run);
+    if let Some(prefix) = &target.ld_prefix {
+        c.env("QEMU_LD_PREFIX", prefix);
+    }
+    c.arg(bin);
+    c
 }
 
 /// The command that runs `bin` for `target` on `profile`.
