@@ -57,7 +57,7 @@ pub fn run(ctx: &Ctx, a: &ValidateArgs) -> Result<(), String> {
             ));
         }
         for u in &r.unproven {
-            progress.done(format!("  unproven: {}: {}", u.kernel, u.why));
+            progress.done(format!("  unproven: {}: {}", u.kernels.join(", "), u.why));
         }
         for f in r.all_failures() {
             progress.done(format!("  - {:?}: {}", f.kind, f.message));

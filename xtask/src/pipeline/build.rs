@@ -10,12 +10,17 @@ use crate::targets::{Builder, Target};
 /// the global RUSTFLAGS (it would silently replace every config rustflag). zigbuild finds
 /// zig and cargo-zigbuild in the harness's venv.
 pub fn cargo<'a>(sh: &'a Shell, t: &Target, sub: &str) -> xshell::Cmd<'a> {
-    let tool: &[&str] = match t.builder {
-        Builder::Cargo => &[sub],
-        Builder::Zigbuild => &["zigbuild"],
-    };
     let triple = &t.triple;
-    let mut c = cmd!(sh, "cargo {tool...} --target {triple}").env("PATH", crate::venv::path_env());
+    let mut c = match t.builder {
+        Builder::Cargo => cmd!(sh, "cargo {sub} --target {triple}"),
+        // `cargo zigbuild` only builds; `cargo-zigbuild test` runs cargo test with zig.
+        Builder::Zigbuild => {
+            let zb = crate::venv::dir().join("bin/cargo-zigbuild");
+            let sub = if sub == "build" { "zigbuild" } else { sub };
+            cmd!(sh, "{zb} {sub} --target {triple}")
+        }
+    }
+    .env("PATH", crate::venv::path_env());
     if let Some(linker) = &t.linker {
         c = c.env(t.cargo_env("LINKER"), linker);
     }
@@ -23,9 +28,15 @@ pub fn cargo<'a>(sh: &'a Shell, t: &Target, sub: &str) -> xshell::Cmd<'a> {
         c = c.env(t.cargo_env("RUSTFLAGS"), t.rustflags.join(" "));
     }
     if t.build_std {
+        // Test binaries unwind (libtest reports a failed assertion and goes on).
+        let crates = if sub == "test" {
+            "std,panic_unwind,test"
+        } else {
+            "std,panic_abort"
+        };
         c = c
             .env("RUSTC_BOOTSTRAP", "1")
-            .arg("-Zbuild-std=std,panic_abort");
+            .arg(format!("-Zbuild-std={crates}"));
     }
     for (k, v) in &t.env {
         c = c.env(k, v);
@@ -76,12 +87,10 @@ pub fn binary(sh: &Shell, t: &Target, fault_injection: bool) -> Result<PathBuf, 
     Ok(path)
 }
 
-/// Builds the library's unit-test binary (the kernel exactness tests); `None` for
-/// zigbuild targets, whose ISA is covered by the gnu triple of the same architecture.
-pub fn kernel_tests(sh: &Shell, t: &Target) -> Result<Option<PathBuf>, String> {
-    if t.builder != Builder::Cargo {
-        return Ok(None);
-    }
+/// Builds the library's unit-test binary (the kernel exactness tests) with the target's
+/// own flags, so a `+zbb` build's kernels are tested as compiled (zigbuild: `cargo
+/// zigbuild test`, std built from source with unwinding).
+pub fn kernel_tests(sh: &Shell, t: &Target) -> Result<PathBuf, String> {
     let out = cargo(sh, t, "test")
         .args([
             "--no-run",
@@ -100,7 +109,7 @@ pub fn kernel_tests(sh: &Shell, t: &Target) -> Result<Option<PathBuf>, String> {
         };
         if v["reason"] == "compiler-artifact" && v["profile"]["test"] == true {
             if let Some(exe) = v["executable"].as_str() {
-                return Ok(Some(PathBuf::from(exe)));
+                return Ok(PathBuf::from(exe));
             }
         }
     }

@@ -318,35 +318,48 @@ pub fn refusal(t: &Target, r: &Refusal, p: &Profile, bin: &Path, inputs: &Inputs
     rep
 }
 
-/// Kernels the binary carries that no profile proved with exactness tests here.
-fn unproven(t: &Target, profiles: &[ProfileReport], has_tests: bool) -> Vec<Unproven> {
+/// Kernels the binary carries that no profile proved with exactness tests here, grouped
+/// by the reason.
+fn unproven(m: &Matrix, t: &Target, profiles: &[ProfileReport], has_tests: bool) -> Vec<Unproven> {
     let flags = crate::targets::host_cpu_flags();
-    t.kernels
-        .iter()
-        .filter(|k| {
-            !profiles.iter().any(|p| {
-                p.kernel_tests
-                    .as_ref()
-                    .and_then(|c| c.get(*k))
-                    .is_some_and(|c| c.ran > 0)
-            })
+    let mut out: Vec<Unproven> = Vec::new();
+    for k in t.kernels.iter().filter(|k| {
+        !profiles.iter().any(|p| {
+            p.kernel_tests
+                .as_ref()
+                .and_then(|c| c.get(*k))
+                .is_some_and(|c| c.ran > 0)
         })
-        .map(|k| Unproven {
-            kernel: k.clone(),
-            why: if t.run == "none" {
-                "build only: this target cannot run here".into()
-            } else if !has_tests {
-                "no exactness test binary for this build (logits compared only); the same ISA's tests run on the gnu triple".into()
-            } else if t.native_only.contains(k) {
-                format!(
-                    "native only: no QEMU CPU model runs it (QEMU's TCG has no AVX-VNNI or AVX-512), and this host ({} flags) lacks it",
-                    flags.iter().filter(|f| f.contains("avx")).cloned().collect::<Vec<_>>().join(" ")
-                )
-            } else {
-                "no profile of this target has the features it needs".into()
-            },
-        })
-        .collect()
+    }) {
+        let why = if t.run == "none" {
+            "build only: this target cannot run here".into()
+        } else if !has_tests {
+            "its exactness test binary did not build (see the failures)".into()
+        } else if t.native_only.contains(k) {
+            let lacks: Vec<String> = m
+                .profiles
+                .values()
+                .filter_map(|p| p.cpuinfo_kernels.as_ref()?.get(k))
+                .flatten()
+                .filter(|f| !flags.contains(*f))
+                .cloned()
+                .collect();
+            format!(
+                "native only (QEMU's TCG emulates neither AVX-VNNI nor AVX-512), and this host's CPU lacks {}",
+                lacks.join(", ")
+            )
+        } else {
+            "no profile of this target has the features it needs".into()
+        };
+        match out.iter_mut().find(|u| u.why == why) {
+            Some(u) => u.kernels.push(k.clone()),
+            None => out.push(Unproven {
+                kernels: vec![k.clone()],
+                why,
+            }),
+        }
+    }
+    out
 }
 
 /// Build, size-check and (where it runs) validate one target.
@@ -407,7 +420,7 @@ pub fn target(
         Err(e) => rep.failures.push(Failure::new(FailureKind::Build, e)),
     }
     if t.run == "none" {
-        rep.unproven = unproven(t, &[], false);
+        rep.unproven = unproven(m, t, &[], false);
         rep.status = if rep.failures.is_empty() {
             Status::BuildOnly
         } else {
@@ -418,7 +431,7 @@ pub fn target(
     }
     progress(format!("{}: building kernel tests", t.triple));
     let tests = match build::kernel_tests(sh, t) {
-        Ok(tb) => tb,
+        Ok(tb) => Some(tb),
         Err(e) => {
             rep.failures.push(Failure::new(FailureKind::Build, e));
             None
@@ -444,7 +457,7 @@ pub fn target(
         rep.profiles.push(refusal(t, r, p, &bin, inputs));
     }
     if only_profile.is_none() {
-        rep.unproven = unproven(t, &rep.profiles, tests.is_some());
+        rep.unproven = unproven(m, t, &rep.profiles, tests.is_some());
     }
     let profiles_ok = rep.profiles.iter().all(|p| p.status == Status::Pass);
     rep.status = if rep.failures.is_empty() && profiles_ok {

@@ -146,10 +146,10 @@ impl ProfileReport {
     }
 }
 
-/// A kernel the target carries that no profile here could prove, and why.
+/// Kernels the target carries that no profile here could prove, and why.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Unproven {
-    pub kernel: String,
+    pub kernels: Vec<String>,
     pub why: String,
 }
 

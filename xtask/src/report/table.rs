@@ -147,7 +147,12 @@ pub fn render(m: &MatrixReport, markdown: bool) -> String {
     let bullet = if markdown { "- " } else { "  - " };
     for t in &m.targets {
         for u in &t.unproven {
-            out += &format!("{bullet}unproven: {} {}: {}\n", t.triple, u.kernel, u.why);
+            out += &format!(
+                "{bullet}unproven: {} {}: {}\n",
+                t.triple,
+                u.kernels.join(", "),
+                u.why
+            );
         }
     }
     for f in m.targets.iter().flat_map(TargetReport::all_failures) {
