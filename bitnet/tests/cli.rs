@@ -3,32 +3,13 @@
 //! hostile files in `cli_malformed.rs`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use bitnet::gguf::{Gguf, GgufWriter};
 use bitnet::{npy, synth};
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
-
-/// The binary under test: `BITNET_INFER_BIN` when set (e.g. the release build, whose
-/// `panic = "abort"` must still turn bad files into exit code 1), else cargo's test build.
-fn bin() -> PathBuf {
-    match std::env::var_os("BITNET_INFER_BIN") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(env!("CARGO_BIN_EXE_bitnet-infer")),
-    }
-}
-
-fn infer(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .output()
-        .expect("bitnet-infer runs")
-}
+mod gguf_support;
+use gguf_support::{fixture, infer, rewrite_fixture};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -362,24 +343,11 @@ fn wrong_shapes_and_types_are_named() {
         }
     });
     check_file("shape.gguf", &swapped, &["blk.1.attn_k.weight", "expected"]);
-    let missing = {
-        let bytes = std::fs::read(fixture("tiny-b158-tq2_0.gguf")).unwrap();
-        let g = Gguf::parse(&bytes).unwrap();
-        let mut w = GgufWriter::new();
-        for (k, v) in g.metadata.iter() {
-            w.add_metadata(k, v.clone()).unwrap();
-        }
-        for t in g.tensors.iter().filter(|t| t.name != "blk.2.ffn_up.weight") {
-            w.add_tensor(
-                t.name.clone(),
-                &t.dims,
-                t.ty,
-                g.tensor_data(&bytes, t).to_vec(),
-            )
-            .unwrap();
-        }
-        w.finish().unwrap()
-    };
+    let missing = rewrite_fixture(
+        "tiny-b158-tq2_0.gguf",
+        |_, v| Some(v),
+        |t| t.name != "blk.2.ffn_up.weight",
+    );
     check_file(
         "missing.gguf",
         &missing,

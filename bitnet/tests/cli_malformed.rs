@@ -11,32 +11,12 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use bitnet::gguf::{Gguf, GgufWriter, Value};
+use bitnet::gguf::{GgufWriter, Value};
 use bitnet::quants::GgmlType;
 
-/// The binary under test.
-fn bin() -> PathBuf {
-    match std::env::var_os("BITNET_INFER_BIN") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(env!("CARGO_BIN_EXE_bitnet-infer")),
-    }
-}
-
-fn infer(args: &[&str]) -> Output {
-    let bin = bin();
-    Command::new(&bin)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
+mod gguf_support;
+use gguf_support::{bin, fixture, infer, one_tensor, rewrite_fixture, Raw};
 
 /// A directory of this test process's files, removed when dropped.
 struct Scratch(PathBuf);
@@ -97,68 +77,6 @@ fn assert_fails(args: &[&str], p: &str, needles: &[&str]) {
     for n in needles {
         assert!(line.contains(n), "{args:?}: expected {n:?} in: {line}");
     }
-}
-
-/// A GGUF file assembled field by field, to write what no valid writer would (as in
-/// `gguf_malformed.rs`).
-#[derive(Clone)]
-struct Raw(Vec<u8>);
-
-impl Raw {
-    fn header(version: u32, tensor_count: u64, kv_count: u64) -> Raw {
-        Raw(b"GGUF".to_vec())
-            .u32(version)
-            .u64(tensor_count)
-            .u64(kv_count)
-    }
-
-    fn u32(mut self, v: u32) -> Raw {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-
-    fn u64(mut self, v: u64) -> Raw {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-
-    fn str(self, s: &str) -> Raw {
-        let mut r = self.u64(s.len() as u64);
-        r.0.extend_from_slice(s.as_bytes());
-        r
-    }
-
-    fn kv_str(self, key: &str, value: &str) -> Raw {
-        self.str(key).u32(8).str(value)
-    }
-
-    fn kv_u32(self, key: &str, value: u32) -> Raw {
-        self.str(key).u32(4).u32(value)
-    }
-
-    fn tensor(self, name: &str, dims: &[u64], ty: u32, offset: u64) -> Raw {
-        let mut r = self.str(name).u32(dims.len() as u32);
-        for &d in dims {
-            r = r.u64(d);
-        }
-        r.u32(ty).u64(offset)
-    }
-
-    /// Zero padding to 32 then `n` data bytes.
-    fn data(mut self, n: usize) -> Raw {
-        let len = self.0.len().next_multiple_of(32);
-        self.0.resize(len + n, 0);
-        self
-    }
-}
-
-/// One tensor of `dims` and type id `ty` under `arch`, with 256 data bytes.
-fn one_tensor(arch: &str, name: &str, dims: &[u64], ty: u32, offset: u64) -> Vec<u8> {
-    Raw::header(3, 1, 1)
-        .kv_str("general.architecture", arch)
-        .tensor(name, dims, ty, offset)
-        .data(256)
-        .0
 }
 
 /// A small valid GGUF (every kind of field) that is not a loadable model.
@@ -361,24 +279,7 @@ fn hostile_tensor_infos_are_rejected() {
 
 /// A fixture model with its metadata changed by `f` (tensors as they are).
 fn with_metadata(f: impl Fn(&str, Value) -> Option<Value>) -> Vec<u8> {
-    let bytes = std::fs::read(fixture("tiny-b158-tq2_0.gguf")).unwrap();
-    let g = Gguf::parse(&bytes).unwrap();
-    let mut w = GgufWriter::new();
-    for (k, v) in g.metadata.iter() {
-        if let Some(v) = f(k, v.clone()) {
-            w.add_metadata(k, v).unwrap();
-        }
-    }
-    for t in &g.tensors {
-        w.add_tensor(
-            t.name.clone(),
-            &t.dims,
-            t.ty,
-            g.tensor_data(&bytes, t).to_vec(),
-        )
-        .unwrap();
-    }
-    w.finish().unwrap()
+    rewrite_fixture("tiny-b158-tq2_0.gguf", f, |_| true)
 }
 
 #[test]

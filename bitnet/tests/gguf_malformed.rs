@@ -7,6 +7,9 @@ use std::cell::Cell;
 use bitnet::gguf::{Gguf, GgufError, GgufFile, GgufWriter, Value};
 use bitnet::quants::GgmlType;
 
+mod gguf_support;
+use gguf_support::{one_tensor, Raw};
+
 /// Records the largest single allocation per thread, so a test can prove that a forged
 /// count did not turn into a huge `Vec::with_capacity`.
 struct Counting;
@@ -55,67 +58,6 @@ fn assert_contains(msg: &str, parts: &[&str]) {
             "error message {msg:?} does not contain {p:?}"
         );
     }
-}
-
-/// A GGUF file assembled field by field, to write what no valid writer would.
-#[derive(Clone)]
-struct Raw(Vec<u8>);
-
-impl Raw {
-    fn header(version: u32, tensor_count: u64, kv_count: u64) -> Raw {
-        Raw(b"GGUF".to_vec())
-            .u32(version)
-            .u64(tensor_count)
-            .u64(kv_count)
-    }
-
-    fn u32(mut self, v: u32) -> Raw {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-
-    fn u64(mut self, v: u64) -> Raw {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-
-    fn str(self, s: &str) -> Raw {
-        let mut r = self.u64(s.len() as u64);
-        r.0.extend_from_slice(s.as_bytes());
-        r
-    }
-
-    fn kv_str(self, key: &str, value: &str) -> Raw {
-        self.str(key).u32(8).str(value)
-    }
-
-    fn kv_u32(self, key: &str, value: u32) -> Raw {
-        self.str(key).u32(4).u32(value)
-    }
-
-    fn tensor(self, name: &str, dims: &[u64], ty: u32, offset: u64) -> Raw {
-        let mut r = self.str(name).u32(dims.len() as u32);
-        for &d in dims {
-            r = r.u64(d);
-        }
-        r.u32(ty).u64(offset)
-    }
-
-    /// Zero padding to 32 then `n` data bytes.
-    fn data(mut self, n: usize) -> Raw {
-        let len = self.0.len().next_multiple_of(32);
-        self.0.resize(len + n, 0);
-        self
-    }
-}
-
-/// One F32 tensor of `dims` with type `ty` under `arch`, data included when it fits.
-fn one_tensor(arch: &str, name: &str, dims: &[u64], ty: u32, offset: u64) -> Vec<u8> {
-    Raw::header(3, 1, 1)
-        .kv_str("general.architecture", arch)
-        .tensor(name, dims, ty, offset)
-        .data(256)
-        .0
 }
 
 /// A valid file using every kind of field, whose last tensor ends exactly at the end of the
