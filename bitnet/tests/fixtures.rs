@@ -93,7 +93,7 @@ fn golden_logits_hold() {
         );
         let bytes = std::fs::read(fixtures_dir().join(format!("{}.gguf", spec.name))).unwrap();
         let g = Gguf::parse(&bytes).unwrap();
-        let model = Model::load(&g, Arc::new(bytes.clone()), Kernel::Scalar).unwrap();
+        let model = Model::load(&g, Arc::new(bytes.clone()), Kernel::SCALAR).unwrap();
         for (kv, key) in [(KvType::F32, "f32"), (KvType::F16, "f16")] {
             let file = json["kv"][key]
                 .as_str()

@@ -15,8 +15,8 @@ use core::arch::aarch64::*;
 use core::arch::asm;
 
 use super::scalar::epilogue_rows;
-use super::ActBatch;
-use crate::ternary::TernaryMatrix;
+use super::{ActBatch, KernelDesc};
+use crate::ternary::{CodeLayout, TernaryMatrix};
 
 /// Tokens sharing each decoded weight block.
 const TILE: usize = 4;
@@ -24,37 +24,6 @@ const TILE: usize = 4;
 const PAIR_TILE: usize = 4;
 /// Rows whose accumulators are computed before the float epilogue runs over them.
 const ROWS_PER_PASS: usize = 8;
-
-pub fn has_neon() -> bool {
-    #[cfg(feature = "std")]
-    {
-        std::arch::is_aarch64_feature_detected!("neon")
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        cfg!(target_feature = "neon")
-    }
-}
-
-pub fn has_dotprod() -> bool {
-    #[cfg(feature = "std")]
-    {
-        std::arch::is_aarch64_feature_detected!("dotprod")
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        cfg!(target_feature = "dotprod")
-    }
-}
-
-/// The i8mm kernel falls back to `sdot` for single tokens and odd rows, so it needs both.
-pub fn has_i8mm() -> bool {
-    #[cfg(feature = "std")]
-    let i8mm = std::arch::is_aarch64_feature_detected!("i8mm");
-    #[cfg(not(feature = "std"))]
-    let i8mm = cfg!(target_feature = "i8mm");
-    i8mm && has_dotprod()
-}
 
 /// Runs `acc_rows` over `out` a few rows at a time, then the float epilogue.
 fn drive(
@@ -589,12 +558,55 @@ head_q8_0!(
     q8_block_dotprod
 );
 
+/// The aarch64 kernels, worst to best. They compute integer accumulators and finish with the
+/// reference's own epilogue, so `bitmatmul` is bit-exact; the F16 head sums with FMA in
+/// vector lanes (not the reference's order), the Q8_0 head keeps the reference's order.
+pub static KERNELS: &[KernelDesc] = &[
+    // Every ARMv8-A core; Cortex-A53/A72 (Raspberry Pi 3 and 4) have nothing better.
+    KernelDesc {
+        name: "neon",
+        requires: &["neon"],
+        layout: CodeLayout::Canonical,
+        bit_exact: true,
+        bitmatmul: bitmatmul_neon,
+        vec_dot: Some(vec_dot_ternary_i8_neon),
+        head_f16: Some(head_f16_neon),
+        head_q8_0: Some(head_q8_0_neon),
+    },
+    // Armv8.2 dotprod: Cortex-A55/A76, Neoverse-N1 and later.
+    KernelDesc {
+        name: "dotprod",
+        requires: &["neon", "dotprod"],
+        layout: CodeLayout::Canonical,
+        bit_exact: true,
+        bitmatmul: bitmatmul_dotprod,
+        vec_dot: Some(vec_dot_ternary_i8_dotprod),
+        head_f16: Some(head_f16_neon),
+        head_q8_0: Some(head_q8_0_dotprod),
+    },
+    // Armv8.6 i8mm: Cortex-A510/A710/X2, Neoverse-N2/V1; single tokens go through `sdot`.
+    KernelDesc {
+        name: "i8mm",
+        requires: &["neon", "dotprod", "i8mm"],
+        layout: CodeLayout::Canonical,
+        bit_exact: true,
+        bitmatmul: bitmatmul_i8mm,
+        vec_dot: None,
+        head_f16: Some(head_f16_neon),
+        head_q8_0: Some(head_q8_0_dotprod),
+    },
+];
+
 #[cfg(test)]
 mod tests {
     use super::super::scalar::bitmatmul_scalar;
     use super::super::tally::Tally;
     use super::super::tests::{case, ref_acc};
     use super::*;
+
+    fn available(name: &str) -> bool {
+        super::super::Kernel::by_name(name).is_some()
+    }
     use crate::quants::test_rng::XorShift;
 
     /// Bit for bit: the kernels finish with the reference's own epilogue.
@@ -615,9 +627,9 @@ mod tests {
     /// as not checked.
     fn kernels(tally: &mut Tally) -> Vec<(&'static str, Entry, bool)> {
         let all: [(&str, Entry, bool); 3] = [
-            ("neon", bitmatmul_neon, has_neon()),
-            ("dotprod", bitmatmul_dotprod, has_dotprod()),
-            ("i8mm", bitmatmul_i8mm, has_i8mm()),
+            ("neon", bitmatmul_neon, available("neon")),
+            ("dotprod", bitmatmul_dotprod, available("dotprod")),
+            ("i8mm", bitmatmul_i8mm, available("i8mm")),
         ];
         for (name, _, ok) in &all {
             if !ok {
@@ -745,8 +757,8 @@ mod tests {
         assert_eq!(want[0], -128 * 127 * 32);
         type BlockSums = unsafe fn(&[u8], &[i8], &mut [i32]);
         let all: [(&str, BlockSums, bool); 2] = [
-            ("neon", q8_0_block_sums_neon, has_neon()),
-            ("dotprod", q8_0_block_sums_dotprod, has_dotprod()),
+            ("neon", q8_0_block_sums_neon, available("neon")),
+            ("dotprod", q8_0_block_sums_dotprod, available("dotprod")),
         ];
         for (name, sums, ok) in all {
             if !ok {

@@ -16,35 +16,8 @@ use alloc::vec;
 use core::arch::asm;
 
 use super::scalar::epilogue_rows;
-use super::ActBatch;
-use crate::ternary::TernaryMatrix;
-
-/// HWCAP bit of NEON on 32-bit ARM Linux.
-const HWCAP_NEON: u64 = 1 << 12;
-
-/// Whether the CPU has NEON.
-pub fn has_neon() -> bool {
-    #[cfg(feature = "std")]
-    {
-        use core::sync::atomic::{AtomicU8, Ordering};
-        // 0: not read yet, 1: no, 2: yes. `Kernel::bitmatmul` asks on every call and the
-        // auxiliary vector is a file read, so the answer is kept.
-        static NEON: AtomicU8 = AtomicU8::new(0);
-        match NEON.load(Ordering::Relaxed) {
-            0 => {
-                let v = crate::cpu::hwcap().is_some_and(|h| h & HWCAP_NEON != 0);
-                NEON.store(1 + u8::from(v), Ordering::Relaxed);
-                v
-            }
-            known => known == 2,
-        }
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        let _ = HWCAP_NEON;
-        cfg!(target_feature = "neon")
-    }
-}
+use super::{ActBatch, KernelDesc};
+use crate::ternary::{CodeLayout, TernaryMatrix};
 
 /// `sum c * q` over `blocks` 128-element blocks of codes at `w` and one token's activations
 /// at `q` (without the `- sum q` correction).
@@ -233,7 +206,7 @@ pub(crate) unsafe fn acc_rows_neon(w: &TernaryMatrix, x: &ActBatch, row0: usize,
 /// NEON on armv7. Same contract as [`Kernel::bitmatmul`](super::Kernel::bitmatmul).
 ///
 /// # Safety
-/// The CPU must have NEON ([`has_neon`]).
+/// The CPU must have NEON (the `neon` kernel is available).
 #[inline(never)]
 pub unsafe fn bitmatmul_neon(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &mut [f32]) {
     super::check_bitmatmul_args(w, x, row0, out);
@@ -255,7 +228,7 @@ pub unsafe fn bitmatmul_neon(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: 
 /// `acc` (like [`vec_dot_ternary_i8_ref`](super::scalar::vec_dot_ternary_i8_ref)).
 ///
 /// # Safety
-/// The CPU must have NEON ([`has_neon`]).
+/// The CPU must have NEON (the `neon` kernel is available).
 pub unsafe fn vec_dot_ternary_i8_neon(
     w: &TernaryMatrix,
     row: usize,
@@ -277,6 +250,19 @@ pub unsafe fn vec_dot_ternary_i8_neon(
     }
 }
 
+/// The armv7 kernel: integer accumulators, then the reference's epilogue (bit-exact); no head
+/// of its own.
+pub static KERNELS: &[KernelDesc] = &[KernelDesc {
+    name: "neon",
+    requires: &["neon"],
+    layout: CodeLayout::Canonical,
+    bit_exact: true,
+    bitmatmul: bitmatmul_neon,
+    vec_dot: Some(vec_dot_ternary_i8_neon),
+    head_f16: None,
+    head_q8_0: None,
+}];
+
 #[cfg(test)]
 mod tests {
     use super::super::scalar::bitmatmul_scalar;
@@ -288,7 +274,7 @@ mod tests {
 
     fn neon_acc(w: &TernaryMatrix, x: &ActBatch) -> Vec<i32> {
         let mut acc = vec![i32::MIN; w.rows * x.n_tokens * (w.cols / w.group_len)];
-        // SAFETY: callers check `has_neon`.
+        // SAFETY: callers check that the `neon` kernel is available.
         unsafe { acc_rows_neon(w, x, 0, &mut acc) };
         acc
     }
@@ -297,10 +283,10 @@ mod tests {
     /// line says `neon ran=0`).
     fn start(test: &str) -> (Tally, bool) {
         let mut tally = Tally::new(test);
-        if !has_neon() {
+        if super::super::Kernel::by_name("neon").is_none() {
             tally.absent("neon", "this CPU has no NEON (HWCAP bit 12)");
         }
-        (tally, !has_neon())
+        (tally, super::super::Kernel::by_name("neon").is_none())
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //!
 //! `scalar.rs` is the reference every other kernel is tested against; each ISA gets one
 //! file with the same function names, ggml-style `<op>_<kernel>` (`bitmatmul_neon`,
-//! `vec_dot_ternary_i8_avx2`, `head_q8_0_dotprod`).
+//! `vec_dot_ternary_i8_avx2`, `head_q8_0_dotprod`), and a table of its kernels
+//! (`static KERNELS: &[KernelDesc]`) that is the only place the rest of the crate learns
+//! about them: adding a kernel for an existing ISA touches that ISA's file and its tests.
 //!
-//! The function [`Kernel::bitmatmul`] calls in production for kernel `k` is named exactly
-//! `bitmatmul_<k>` and is `#[inline(never)]`, so that symbol survives fat LTO and the size
-//! report (which reads every identifier starting with `bitmatmul_` as a kernel name) can list
-//! what a binary carries. Secondary entries put their qualifier first
-//! (`canonical_bitmatmul_avx2`: the x86 kernels' path for matrices not repacked to Rows16)
-//! so they are not mistaken for kernels.
+//! The function [`Kernel::bitmatmul`] calls for kernel `k` is named exactly `bitmatmul_<k>`
+//! and is `#[inline(never)]`, so that symbol survives fat LTO and the size report (which
+//! reads every identifier starting with `bitmatmul_` as a kernel name) can list what a binary
+//! carries.
 
 pub mod act;
 #[cfg(feature = "fault-injection")]
@@ -33,149 +33,135 @@ pub mod x86_64;
 pub use act::{quantize_acts_ref, ActBatch};
 pub use head::HeadActs;
 
+use crate::cpu::CpuFeatures;
 use crate::ternary::{CodeLayout, TernaryMatrix};
 
-/// A BitLinear implementation, chosen once at load.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kernel {
-    /// Portable reference, always available.
-    Scalar,
-    /// x86_64 AVX2 + FMA + F16C: `vpmaddubsw`.
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    /// x86_64 AVX-VNNI: 256-bit `vpdpbusd` (Alder Lake and later, Zen 5).
-    #[cfg(target_arch = "x86_64")]
-    AvxVnni,
-    /// x86_64 AVX-512 F/BW/VL + VNNI: 512-bit `vpdpbusd` (Ice Lake and later, Zen 4/5).
-    #[cfg(target_arch = "x86_64")]
-    Avx512Vnni,
-    /// NEON: on aarch64 without dotprod (Cortex-A53/A72), `smull`/`smlal` + `sadalp`; on
-    /// armv7 `vmull.s8`/`vmlal.s8` + `vpadal` through `asm!`, gated on HWCAP.
-    #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
-    Neon,
-    /// aarch64 dotprod (Cortex-A55/A76, Neoverse-N1): `sdot`.
-    #[cfg(target_arch = "aarch64")]
-    Dotprod,
-    /// aarch64 i8mm (Armv8.6+: Cortex-A710, Neoverse-N2/V1): `smmla` for 2+ tokens.
-    #[cfg(target_arch = "aarch64")]
-    I8mm,
-    /// riscv64 Zbb (`cpop` on bit-sliced activations) for cores without V (SiFive U74).
-    #[cfg(target_arch = "riscv64")]
-    Zbb,
-    /// riscv64 RVV 1.0 (any VLEN), run-time gated on HWCAP.
-    #[cfg(target_arch = "riscv64")]
-    Rvv,
-}
-
+/// `W x` for rows `row0..row0 + out.len() / x.n_tokens`, written `out[(r - row0) * n + t]`.
+pub type BitmatmulFn = unsafe fn(&TernaryMatrix, &ActBatch, usize, &mut [f32]);
 /// Exact integer accumulators of one weight row against token `t` of an `ActBatch`, one per
 /// scale group, added into the last argument (what the exactness tests compare).
-pub type VecDotI32 = fn(&TernaryMatrix, usize, &ActBatch, usize, &mut [i32]);
+pub type VecDotFn = unsafe fn(&TernaryMatrix, usize, &ActBatch, usize, &mut [i32]);
+/// `out[r * n + t] = row r . x[t]` for F16 head rows (`rows`: whole rows of `cols`
+/// little-endian halves; `x`: (n, cols)).
+pub type HeadF16Fn = unsafe fn(&[u8], usize, &[f32], &mut [f32]);
+/// Like [`HeadF16Fn`] for Q8_0 head rows against int8 activations.
+pub type HeadQ8_0Fn = unsafe fn(&[u8], &HeadActs, &mut [f32]);
+
+/// One kernel, as ggml's type traits describe a type: what it needs and where its code is.
+/// Each ISA file exports `static KERNELS: &[KernelDesc]`, worst to best; adding a kernel is
+/// adding an entry there. Every entry point is `unsafe` because it may execute instructions
+/// of `requires`; [`Kernel`] calls them only after detection said they exist.
+#[derive(Debug)]
+pub struct KernelDesc {
+    /// `--kernel` name, and `<k>` of the production entry `bitmatmul_<k>` (the size report
+    /// reads that symbol).
+    pub name: &'static str,
+    /// CPU features it executes, as [`crate::cpu::FEATURES`] names them.
+    pub requires: &'static [&'static str],
+    /// The weight layout the model repacks into at load for this kernel; the only one
+    /// `bitmatmul` and `vec_dot` read.
+    pub layout: CodeLayout,
+    /// Whether `bitmatmul` equals the scalar reference bit for bit (exact group sums, then
+    /// the reference's float epilogue in its order); others would be held to 1e-6 relative.
+    /// The exactness tests (`kernels::tests`) hold each kernel to what it declares.
+    pub bit_exact: bool,
+    /// The production entry point, `#[inline(never)]` and named `bitmatmul_<name>` so the
+    /// symbol survives LTO.
+    pub bitmatmul: BitmatmulFn,
+    /// The integer-level entry, if the kernel has one (for the exactness tests).
+    pub vec_dot: Option<VecDotFn>,
+    /// The kernel's own heads; `None` runs the portable `head::head_*_scalar`.
+    pub head_f16: Option<HeadF16Fn>,
+    pub head_q8_0: Option<HeadQ8_0Fn>,
+}
+
+/// The reference: portable, always available.
+pub static SCALAR: KernelDesc = KernelDesc {
+    name: "scalar",
+    requires: &[],
+    layout: CodeLayout::Canonical,
+    bit_exact: true,
+    bitmatmul: scalar::bitmatmul_scalar,
+    vec_dot: Some(scalar::vec_dot_ternary_i8_scalar),
+    head_f16: None,
+    head_q8_0: None,
+};
+
+#[cfg(target_arch = "aarch64")]
+use aarch64 as isa;
+#[cfg(target_arch = "arm")]
+use armv7 as isa;
+#[cfg(target_arch = "riscv64")]
+use riscv64 as isa;
+#[cfg(target_arch = "x86_64")]
+use x86_64 as isa;
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "riscv64"
+)))]
+mod isa {
+    pub static KERNELS: &[super::KernelDesc] = &[];
+}
+
+impl KernelDesc {
+    /// Whether the running CPU can execute this kernel.
+    pub fn is_available(&self) -> bool {
+        let cpu = CpuFeatures::get();
+        self.requires.iter().all(|f| cpu.usable(f))
+    }
+
+    /// `requires` for messages: "avx2, fma, f16c".
+    pub fn requires_text(&self) -> alloc::string::String {
+        if self.requires.is_empty() {
+            return "nothing".into();
+        }
+        self.requires.join(", ")
+    }
+}
+
+/// Every kernel compiled into this binary, worst to best, available here or not.
+pub fn compiled() -> impl Iterator<Item = &'static KernelDesc> {
+    core::iter::once(&SCALAR).chain(isa::KERNELS.iter())
+}
+
+/// A BitLinear implementation the running CPU can execute: obtained only from detection
+/// ([`Kernel::detect`], [`Kernel::available`]) or a checked choice ([`Kernel::select`]), so
+/// calling its entry points needs no further check.
+#[derive(Clone, Copy)]
+pub struct Kernel(&'static KernelDesc);
 
 impl Kernel {
-    /// Every kernel compiled into this binary, worst to best: `detect` picks the last one
-    /// available.
-    pub const ALL: &'static [Kernel] = &[
-        Kernel::Scalar,
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2,
-        #[cfg(target_arch = "x86_64")]
-        Kernel::AvxVnni,
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512Vnni,
-        #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
-        Kernel::Neon,
-        #[cfg(target_arch = "aarch64")]
-        Kernel::Dotprod,
-        #[cfg(target_arch = "aarch64")]
-        Kernel::I8mm,
-        #[cfg(target_arch = "riscv64")]
-        Kernel::Zbb,
-        #[cfg(target_arch = "riscv64")]
-        Kernel::Rvv,
-    ];
+    /// The scalar reference, which every CPU runs.
+    pub const SCALAR: Kernel = Kernel(&SCALAR);
 
-    pub const fn name(self) -> &'static str {
-        match self {
-            Kernel::Scalar => "scalar",
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => "avx2",
-            #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => "avxvnni",
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => "avx512vnni",
-            #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
-            Kernel::Neon => "neon",
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Dotprod => "dotprod",
-            #[cfg(target_arch = "aarch64")]
-            Kernel::I8mm => "i8mm",
-            #[cfg(target_arch = "riscv64")]
-            Kernel::Zbb => "zbb",
-            #[cfg(target_arch = "riscv64")]
-            Kernel::Rvv => "rvv",
-        }
+    /// `desc` if the running CPU can execute it.
+    pub fn new(desc: &'static KernelDesc) -> Option<Kernel> {
+        desc.is_available().then_some(Kernel(desc))
     }
 
-    /// CPU features the kernel needs, for error messages.
-    pub const fn requires(self) -> &'static str {
-        match self {
-            Kernel::Scalar => "nothing",
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => "avx2, fma, f16c",
-            #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => "avx2, fma, f16c, avxvnni",
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => "avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni",
-            #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
-            Kernel::Neon => "neon",
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Dotprod => "dotprod",
-            #[cfg(target_arch = "aarch64")]
-            Kernel::I8mm => "i8mm, dotprod",
-            #[cfg(target_arch = "riscv64")]
-            Kernel::Zbb => "zbb (built with +zbb, or reported by riscv_hwprobe)",
-            #[cfg(target_arch = "riscv64")]
-            Kernel::Rvv => "v (RVV 1.0, reported in HWCAP)",
-        }
+    pub fn desc(self) -> &'static KernelDesc {
+        self.0
     }
 
-    pub fn from_name(name: &str) -> Option<Kernel> {
-        Kernel::ALL.iter().copied().find(|k| k.name() == name)
-    }
-
-    /// Whether the running CPU can execute this kernel.
-    pub fn is_available(self) -> bool {
-        match self {
-            Kernel::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => x86_64::Variant::Avx2.is_available(),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => x86_64::Variant::AvxVnni.is_available(),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => x86_64::Variant::Avx512Vnni.is_available(),
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Neon => aarch64::has_neon(),
-            #[cfg(target_arch = "arm")]
-            Kernel::Neon => armv7::has_neon(),
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Dotprod => aarch64::has_dotprod(),
-            #[cfg(target_arch = "aarch64")]
-            Kernel::I8mm => aarch64::has_i8mm(),
-            #[cfg(target_arch = "riscv64")]
-            Kernel::Zbb => riscv64::has_zbb(),
-            #[cfg(target_arch = "riscv64")]
-            Kernel::Rvv => riscv64::has_rvv(),
-        }
+    pub fn name(self) -> &'static str {
+        self.0.name
     }
 
     /// The kernels the running CPU can execute, worst to best.
     pub fn available() -> impl Iterator<Item = Kernel> {
-        Kernel::ALL.iter().copied().filter(|k| k.is_available())
+        compiled().filter_map(Kernel::new)
+    }
+
+    /// The available kernel called `name`, if any.
+    pub fn by_name(name: &str) -> Option<Kernel> {
+        Kernel::available().find(|k| k.name() == name)
     }
 
     /// The best kernel the running CPU supports.
     pub fn detect() -> Kernel {
-        Kernel::available().last().unwrap_or(Kernel::Scalar)
+        Kernel::available().last().unwrap_or(Kernel::SCALAR)
     }
 
     /// `detect()`, or the kernel named by `forced` (`--kernel`, `BITNET_KERNEL`); an unknown
@@ -187,15 +173,16 @@ impl Kernel {
             return Ok(Kernel::detect());
         };
         let available: Vec<&str> = Kernel::available().map(Kernel::name).collect();
-        match Kernel::from_name(name) {
-            Some(k) if k.is_available() => Ok(k),
-            Some(k) => Err(format!(
-                "kernel '{name}' needs CPU features {} that this CPU lacks; available here: {}",
-                k.requires(),
-                available.join(", ")
-            )),
+        match compiled().find(|d| d.name == name) {
+            Some(d) => Kernel::new(d).ok_or_else(|| {
+                format!(
+                    "kernel '{name}' needs CPU features {} that this CPU lacks; available here: {}",
+                    d.requires_text(),
+                    available.join(", ")
+                )
+            }),
             None => {
-                let known: Vec<&str> = Kernel::ALL.iter().map(|k| k.name()).collect();
+                let known: Vec<&str> = compiled().map(|d| d.name).collect();
                 Err(format!(
                     "unknown kernel '{name}'; this build has {} (available here: {})",
                     known.join(", "),
@@ -206,250 +193,91 @@ impl Kernel {
     }
 
     /// The weight layout the model repacks into at load for this kernel.
-    #[allow(unreachable_patterns)]
     pub fn code_layout(self) -> CodeLayout {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 | Kernel::AvxVnni | Kernel::Avx512Vnni => CodeLayout::Rows16,
-            _ => CodeLayout::Canonical,
-        }
+        self.0.layout
     }
 
-    /// Whether the kernel can read a matrix in `layout` (every kernel reads the canonical one).
-    pub fn reads(self, layout: CodeLayout) -> bool {
-        layout == CodeLayout::Canonical || layout == self.code_layout()
-    }
-
-    /// Whether `bitmatmul` equals the scalar reference bit for bit (exact group sums, then
-    /// the reference's float epilogue in its order); others would be held to 1e-6 relative.
-    /// Every kernel is: the x86 tiles add `acc * scale` per group in group order and divide
-    /// by the token's scale last, like [`scalar::epilogue`]; the aarch64, armv7 and riscv64
-    /// kernels compute integer accumulators only and finish with `scalar::epilogue` itself.
-    /// The exactness tests (`kernels::tests`) hold each kernel to this.
-    pub const fn bit_exact(self) -> bool {
-        match self {
-            Kernel::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 | Kernel::AvxVnni | Kernel::Avx512Vnni => true,
-            #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
-            Kernel::Neon => true,
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Dotprod | Kernel::I8mm => true,
-            #[cfg(target_arch = "riscv64")]
-            Kernel::Zbb | Kernel::Rvv => true,
-        }
+    /// See [`KernelDesc::bit_exact`].
+    pub fn bit_exact(self) -> bool {
+        self.0.bit_exact
     }
 
     /// Whether a whole forward pass with this kernel is expected to give logits bit-identical
-    /// to the scalar kernel's (what `info --json` reports as `kernels.logits_exact`). Needs all
-    /// of: `bitmatmul` bit-exact ([`Kernel::bit_exact`]), and every other kernel-dependent step
-    /// the scalar one. RMSNorm, the activation quantization, attention and the other float
-    /// ops never depend on the kernel; the output head does ([`Kernel::head_f16`],
-    /// [`Kernel::head_q8_0`]):
-    ///
-    /// * x86_64 avx2/avxvnni/avx512vnni: SIMD heads (F16 and Q8_0) accumulate with FMA in
-    ///   vector lanes, another summation order than the sequential reference: not exact.
-    /// * aarch64 neon/dotprod/i8mm: the Q8_0 head keeps the reference order, but the F16 head
-    ///   (the usual one) sums with FMA in 16 lanes: not exact.
-    /// * armv7 neon, riscv64 zbb/rvv: no head of their own, the scalar one runs: exact.
-    pub const fn logits_exact(self) -> bool {
-        self.bit_exact() && !self.has_simd_head()
+    /// to the scalar kernel's (what `info --json` reports as `kernels.logits_exact`). Needs
+    /// `bitmatmul` bit-exact and the scalar heads: RMSNorm, the activation quantization,
+    /// attention and the other float ops never depend on the kernel, the output head does.
+    /// The SIMD heads (x86_64 F16 and Q8_0, aarch64 F16) sum with FMA in vector lanes, another
+    /// order than the sequential reference.
+    pub fn logits_exact(self) -> bool {
+        self.0.bit_exact && !self.has_simd_head()
     }
 
-    /// Whether [`Kernel::head_f16`] or [`Kernel::head_q8_0`] run code of this kernel's own
-    /// rather than the portable `head::head_*_scalar` (keep in step with those two).
-    const fn has_simd_head(self) -> bool {
-        match self {
-            Kernel::Scalar => false,
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 | Kernel::AvxVnni | Kernel::Avx512Vnni => true,
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Neon | Kernel::Dotprod | Kernel::I8mm => true,
-            #[cfg(target_arch = "arm")]
-            Kernel::Neon => false,
-            #[cfg(target_arch = "riscv64")]
-            Kernel::Zbb | Kernel::Rvv => false,
-        }
+    /// Whether either head runs code of this kernel's own.
+    pub fn has_simd_head(self) -> bool {
+        self.0.head_f16.is_some() || self.0.head_q8_0.is_some()
     }
 
-    /// The kernel's integer-level entry, if it has one (for the exactness tests).
-    #[allow(unreachable_patterns)]
-    pub fn vec_dot_i32(self) -> Option<VecDotI32> {
-        assert!(
-            self.is_available(),
-            "kernel {self} is not available on this CPU"
-        );
-        // SAFETY (all arms): the assertion above checked the CPU features.
-        match self {
-            Kernel::Scalar => {
-                Some(|w, row, x, t, acc| scalar::vec_dot_ternary_i8_ref(w, row, x.token(t), acc))
-            }
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => Some(|w, row, x, t, acc| unsafe {
-                match w.layout {
-                    CodeLayout::Canonical => {
-                        x86_64::avx2::canonical_vec_dot_ternary_i8_avx2(w, row, x, t, acc)
-                    }
-                    CodeLayout::Rows16 => x86_64::avx2::vec_dot_ternary_i8_avx2(w, row, x, t, acc),
-                }
-            }),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => Some(|w, row, x, t, acc| unsafe {
-                match w.layout {
-                    CodeLayout::Canonical => {
-                        x86_64::avxvnni::canonical_vec_dot_ternary_i8_avxvnni(w, row, x, t, acc)
-                    }
-                    CodeLayout::Rows16 => {
-                        x86_64::avxvnni::vec_dot_ternary_i8_avxvnni(w, row, x, t, acc)
-                    }
-                }
-            }),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => Some(|w, row, x, t, acc| unsafe {
-                match w.layout {
-                    CodeLayout::Canonical => {
-                        x86_64::avx512vnni::canonical_vec_dot_ternary_i8_avx512vnni(
-                            w, row, x, t, acc,
-                        )
-                    }
-                    CodeLayout::Rows16 => {
-                        x86_64::avx512vnni::vec_dot_ternary_i8_avx512vnni(w, row, x, t, acc)
-                    }
-                }
-            }),
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Neon => Some(|w, row, x, t, acc| unsafe {
-                aarch64::vec_dot_ternary_i8_neon(w, row, x, t, acc)
-            }),
-            #[cfg(target_arch = "arm")]
-            Kernel::Neon => Some(|w, row, x, t, acc| unsafe {
-                armv7::vec_dot_ternary_i8_neon(w, row, x, t, acc)
-            }),
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Dotprod => Some(|w, row, x, t, acc| unsafe {
-                aarch64::vec_dot_ternary_i8_dotprod(w, row, x, t, acc)
-            }),
-            #[cfg(target_arch = "riscv64")]
-            Kernel::Zbb => Some(|w, row, x, t, acc| unsafe {
-                riscv64::vec_dot_ternary_i8_zbb(w, row, x, t, acc)
-            }),
-            #[cfg(target_arch = "riscv64")]
-            Kernel::Rvv => Some(|w, row, x, t, acc| unsafe {
-                riscv64::vec_dot_ternary_i8_rvv(w, row, x, t, acc)
-            }),
-            _ => None,
-        }
+    /// The kernel's integer-level entry, if it has one (for the exactness tests). It reads
+    /// matrices in [`Kernel::code_layout`].
+    pub fn vec_dot_i32(
+        self,
+    ) -> Option<impl Fn(&TernaryMatrix, usize, &ActBatch, usize, &mut [i32])> {
+        let f = self.0.vec_dot?;
+        Some(
+            move |w: &TernaryMatrix, row, x: &ActBatch, t, acc: &mut [i32]| {
+                assert_eq!(w.layout, self.0.layout, "kernel {self}: matrix layout");
+                // SAFETY: a `Kernel` exists only for a descriptor the CPU can execute.
+                unsafe { f(w, row, x, t, acc) }
+            },
+        )
     }
 
-    /// `out[r * n + t] = row r . x[t]` for F16 head rows (`rows`: whole rows of `cols`
-    /// little-endian halves; `x`: (n, cols)). Kernels without their own head use the
-    /// portable one.
-    #[allow(unreachable_patterns)]
+    /// `out[r * n + t] = row r . x[t]` for F16 head rows; see [`HeadF16Fn`].
     pub fn head_f16(self, rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]) {
-        assert!(
-            self.is_available(),
-            "kernel {self} is not available on this CPU"
-        );
-        // SAFETY (all arms): the assertion above checked the CPU features.
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { x86_64::avx2::head_f16_avx2(rows, cols, x, out) },
-            #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => unsafe { x86_64::avxvnni::head_f16_avxvnni(rows, cols, x, out) },
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => unsafe {
-                x86_64::avx512vnni::head_f16_avx512vnni(rows, cols, x, out)
-            },
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Neon | Kernel::Dotprod | Kernel::I8mm => unsafe {
-                aarch64::head_f16_neon(rows, cols, x, out)
-            },
-            _ => head::head_f16_scalar(rows, cols, x, out),
+        match self.0.head_f16 {
+            // SAFETY: a `Kernel` exists only for a descriptor the CPU can execute.
+            Some(f) => unsafe { f(rows, cols, x, out) },
+            None => head::head_f16_scalar(rows, cols, x, out),
         }
     }
 
     /// Like [`Kernel::head_f16`] for Q8_0 head rows against int8 activations.
-    #[allow(unreachable_patterns)]
     pub fn head_q8_0(self, rows: &[u8], a: &HeadActs, out: &mut [f32]) {
-        assert!(
-            self.is_available(),
-            "kernel {self} is not available on this CPU"
-        );
-        // SAFETY (all arms): the assertion above checked the CPU features.
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { x86_64::avx2::head_q8_0_avx2(rows, a, out) },
-            #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => unsafe { x86_64::avxvnni::head_q8_0_avxvnni(rows, a, out) },
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => unsafe { x86_64::avx512vnni::head_q8_0_avx512vnni(rows, a, out) },
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Neon => unsafe { aarch64::head_q8_0_neon(rows, a, out) },
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Dotprod | Kernel::I8mm => unsafe { aarch64::head_q8_0_dotprod(rows, a, out) },
-            _ => head::head_q8_0_scalar(rows, a, out),
+        match self.0.head_q8_0 {
+            // SAFETY: a `Kernel` exists only for a descriptor the CPU can execute.
+            Some(f) => unsafe { f(rows, a, out) },
+            None => head::head_q8_0_scalar(rows, a, out),
         }
     }
 
     /// Rows `row0..row0 + out.len() / x.n_tokens` of `W x` for every token, written
     /// row-major as `out[(r - row0) * n_tokens + t]` (rows outermost, so row chunks can be
-    /// computed independently on separate threads).
+    /// computed independently on separate threads). `w` must be in [`Kernel::code_layout`].
     pub fn bitmatmul(self, w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &mut [f32]) {
-        assert!(
-            self.reads(w.layout),
-            "kernel {self} cannot read a {:?} matrix: repack it with to_layout",
-            w.layout
+        assert_eq!(
+            w.layout, self.0.layout,
+            "kernel {self} reads {:?} matrices: repack with to_layout",
+            self.0.layout
         );
-        // Every arm below runs instructions only the kernel's CPU features provide.
-        assert!(
-            self.is_available(),
-            "kernel {self} is not available on this CPU"
-        );
-        match self {
-            Kernel::Scalar => scalar::bitmatmul_scalar(w, x, row0, out),
-            // SAFETY (every unsafe arm): the CPU's features were checked just above.
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe {
-                match w.layout {
-                    CodeLayout::Canonical => {
-                        x86_64::avx2::canonical_bitmatmul_avx2(w, x, row0, out)
-                    }
-                    CodeLayout::Rows16 => x86_64::avx2::bitmatmul_avx2(w, x, row0, out),
-                }
-            },
-            #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => unsafe {
-                match w.layout {
-                    CodeLayout::Canonical => {
-                        x86_64::avxvnni::canonical_bitmatmul_avxvnni(w, x, row0, out)
-                    }
-                    CodeLayout::Rows16 => x86_64::avxvnni::bitmatmul_avxvnni(w, x, row0, out),
-                }
-            },
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => unsafe {
-                match w.layout {
-                    CodeLayout::Canonical => {
-                        x86_64::avx512vnni::canonical_bitmatmul_avx512vnni(w, x, row0, out)
-                    }
-                    CodeLayout::Rows16 => x86_64::avx512vnni::bitmatmul_avx512vnni(w, x, row0, out),
-                }
-            },
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Neon => unsafe { aarch64::bitmatmul_neon(w, x, row0, out) },
-            #[cfg(target_arch = "arm")]
-            Kernel::Neon => unsafe { armv7::bitmatmul_neon(w, x, row0, out) },
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Dotprod => unsafe { aarch64::bitmatmul_dotprod(w, x, row0, out) },
-            #[cfg(target_arch = "aarch64")]
-            Kernel::I8mm => unsafe { aarch64::bitmatmul_i8mm(w, x, row0, out) },
-            #[cfg(target_arch = "riscv64")]
-            Kernel::Zbb => unsafe { riscv64::bitmatmul_zbb(w, x, row0, out) },
-            #[cfg(target_arch = "riscv64")]
-            Kernel::Rvv => unsafe { riscv64::bitmatmul_rvv(w, x, row0, out) },
-        }
+        // SAFETY: a `Kernel` exists only for a descriptor the CPU can execute; the entry
+        // checks the shapes itself.
+        unsafe { (self.0.bitmatmul)(w, x, row0, out) };
         #[cfg(feature = "fault-injection")]
         fault::inject(self, out);
+    }
+}
+
+impl PartialEq for Kernel {
+    fn eq(&self, other: &Kernel) -> bool {
+        core::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for Kernel {}
+
+impl core::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Kernel({})", self.name())
     }
 }
 

@@ -25,8 +25,8 @@ use alloc::vec::Vec;
 use core::arch::asm;
 
 use super::scalar::epilogue_rows;
-use super::ActBatch;
-use crate::ternary::TernaryMatrix;
+use super::{ActBatch, KernelDesc};
+use crate::ternary::{CodeLayout, TernaryMatrix};
 
 /// Code bytes per `asm!` call. `vsetvli` gives at least 32 e8/m2 lanes (VLEN >= 128) and at
 /// most two short strips at the end, which bounds the i16 lane sums (see the module doc).
@@ -35,30 +35,6 @@ const CHUNK: usize = 1536;
 const TILE: usize = 4;
 /// Rows whose accumulators are computed before the float epilogue runs over them.
 const ROWS_PER_PASS: usize = 8;
-
-/// Whether the CPU and the kernel support RVV 1.0 (Linux reports V in HWCAP only when it
-/// saves and restores the vector state, and only for the ratified 1.0 extension).
-pub fn has_rvv() -> bool {
-    #[cfg(feature = "std")]
-    {
-        use core::sync::atomic::{AtomicU8, Ordering};
-        // 0: not read yet, 1: no, 2: yes. `Kernel::bitmatmul` asks on every call and the
-        // auxiliary vector is a file read, so the answer is kept.
-        static V: AtomicU8 = AtomicU8::new(0);
-        match V.load(Ordering::Relaxed) {
-            0 => {
-                let v = crate::cpu::hwcap().is_some_and(|h| h & crate::cpu::HWCAP_RISCV_V != 0);
-                V.store(1 + u8::from(v), Ordering::Relaxed);
-                v
-            }
-            known => known == 2,
-        }
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        cfg!(target_feature = "v")
-    }
-}
 
 /// Tokens `q` (n_tokens, cols) as planes: (n_tokens, 4, cols / 4), plane j of token t holding
 /// element `128 b + 32 j + g` at index `32 b + g`.
@@ -297,7 +273,7 @@ pub(crate) unsafe fn acc_rows_rvv(
 /// RVV 1.0, any VLEN. Same contract as [`Kernel::bitmatmul`](super::Kernel::bitmatmul).
 ///
 /// # Safety
-/// The CPU must have V ([`has_rvv`]).
+/// The CPU must have V (the `rvv` kernel is available).
 #[inline(never)]
 pub unsafe fn bitmatmul_rvv(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &mut [f32]) {
     super::check_bitmatmul_args(w, x, row0, out);
@@ -320,7 +296,7 @@ pub unsafe fn bitmatmul_rvv(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &
 /// `acc` (like [`vec_dot_ternary_i8_ref`](super::scalar::vec_dot_ternary_i8_ref)).
 ///
 /// # Safety
-/// The CPU must have V ([`has_rvv`]).
+/// The CPU must have V (the `rvv` kernel is available).
 pub unsafe fn vec_dot_ternary_i8_rvv(
     w: &TernaryMatrix,
     row: usize,
@@ -335,76 +311,6 @@ pub unsafe fn vec_dot_ternary_i8_rvv(
     acc_rows_rvv(w, &planes(x.token(t), x.cols), 1, row, &mut a);
     for (acc, a) in acc.iter_mut().zip(a) {
         *acc += a;
-    }
-}
-
-/// `riscv_hwprobe(2)` key of the base and extension bits, and its Zbb bit (Linux 6.5+).
-#[cfg(all(feature = "std", target_os = "linux"))]
-const HWPROBE_KEY_IMA_EXT_0: i64 = 4;
-#[cfg(all(feature = "std", target_os = "linux"))]
-const HWPROBE_EXT_ZBB: u64 = 1 << 4;
-
-/// `RISCV_HWPROBE_KEY_IMA_EXT_0` for all online CPUs, or `None` where the kernel (or QEMU
-/// before 8.1) has no `riscv_hwprobe`.
-#[cfg(all(feature = "std", target_os = "linux"))]
-pub fn hwprobe_ima_ext_0() -> Option<u64> {
-    use core::ffi::{c_long, c_uint};
-    extern "C" {
-        // glibc and musl both provide it; std links libc already.
-        fn syscall(number: c_long, ...) -> c_long;
-    }
-    const SYS_RISCV_HWPROBE: c_long = 258;
-    #[repr(C)]
-    struct Pair {
-        key: i64,
-        value: u64,
-    }
-    let mut pair = Pair {
-        key: HWPROBE_KEY_IMA_EXT_0,
-        value: 0,
-    };
-    // SAFETY: one valid pair; cpusetsize 0 with a null set means all online CPUs; no flags.
-    let ret = unsafe {
-        syscall(
-            SYS_RISCV_HWPROBE,
-            &mut pair as *mut Pair,
-            1usize,
-            0usize,
-            core::ptr::null_mut::<u8>(),
-            0 as c_uint,
-        )
-    };
-    // An unknown key comes back as -1.
-    (ret == 0 && pair.key == HWPROBE_KEY_IMA_EXT_0).then_some(pair.value)
-}
-
-/// Whether the CPU has Zbb: assumed by the build (`-C target-feature=+zbb`, a per-board build
-/// such as the VisionFive 2's) or reported by `riscv_hwprobe`. HWCAP has no bits for Z*
-/// extensions.
-pub fn has_zbb() -> bool {
-    cfg!(target_feature = "zbb") || zbb_detected()
-}
-
-/// Whether `riscv_hwprobe` reports Zbb (what run-time detection sees, whatever the build
-/// assumes; `false` where there is no `riscv_hwprobe`).
-pub fn zbb_detected() -> bool {
-    #[cfg(all(feature = "std", target_os = "linux"))]
-    {
-        use core::sync::atomic::{AtomicU8, Ordering};
-        // 0: not asked yet, 1: no, 2: yes (a system call; `Kernel::bitmatmul` asks on every call).
-        static ZBB: AtomicU8 = AtomicU8::new(0);
-        match ZBB.load(Ordering::Relaxed) {
-            0 => {
-                let v = hwprobe_ima_ext_0().is_some_and(|e| e & HWPROBE_EXT_ZBB != 0);
-                ZBB.store(1 + u8::from(v), Ordering::Relaxed);
-                v
-            }
-            known => known == 2,
-        }
-    }
-    #[cfg(not(all(feature = "std", target_os = "linux")))]
-    {
-        false
     }
 }
 
@@ -532,7 +438,7 @@ pub(crate) unsafe fn acc_rows_zbb(
 /// [`Kernel::bitmatmul`](super::Kernel::bitmatmul).
 ///
 /// # Safety
-/// The CPU must have Zbb ([`has_zbb`]).
+/// The CPU must have Zbb (the `zbb` kernel is available).
 #[inline(never)]
 #[target_feature(enable = "zbb")]
 pub unsafe fn bitmatmul_zbb(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &mut [f32]) {
@@ -556,7 +462,7 @@ pub unsafe fn bitmatmul_zbb(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &
 /// `acc` (like [`vec_dot_ternary_i8_ref`](super::scalar::vec_dot_ternary_i8_ref)).
 ///
 /// # Safety
-/// The CPU must have Zbb ([`has_zbb`]).
+/// The CPU must have Zbb (the `zbb` kernel is available).
 #[target_feature(enable = "zbb")]
 pub unsafe fn vec_dot_ternary_i8_zbb(
     w: &TernaryMatrix,
@@ -575,6 +481,33 @@ pub unsafe fn vec_dot_ternary_i8_zbb(
     }
 }
 
+/// The riscv64 kernels, worst to best: integer accumulators, then the reference's epilogue
+/// (bit-exact); no heads of their own.
+pub static KERNELS: &[KernelDesc] = &[
+    // Cores without V (SiFive U74: VisionFive 2, HiFive Unmatched).
+    KernelDesc {
+        name: "zbb",
+        requires: &["zbb"],
+        layout: CodeLayout::Canonical,
+        bit_exact: true,
+        bitmatmul: bitmatmul_zbb,
+        vec_dot: Some(vec_dot_ternary_i8_zbb),
+        head_f16: None,
+        head_q8_0: None,
+    },
+    // RVV 1.0, any VLEN.
+    KernelDesc {
+        name: "rvv",
+        requires: &["v"],
+        layout: CodeLayout::Canonical,
+        bit_exact: true,
+        bitmatmul: bitmatmul_rvv,
+        vec_dot: Some(vec_dot_ternary_i8_rvv),
+        head_f16: None,
+        head_q8_0: None,
+    },
+];
+
 #[cfg(test)]
 mod tests {
     use super::super::scalar::{bitmatmul_scalar, vec_dot_ternary_i8_ref};
@@ -585,7 +518,7 @@ mod tests {
 
     fn rvv_acc(w: &TernaryMatrix, x: &ActBatch) -> Vec<i32> {
         let mut acc = vec![i32::MIN; w.rows * x.n_tokens * (w.cols / w.group_len)];
-        // SAFETY: callers check `has_rvv`.
+        // SAFETY: callers check that the `rvv` kernel is available.
         unsafe { acc_rows_rvv(w, &planes(&x.q, x.cols), x.n_tokens, 0, &mut acc) };
         acc
     }
@@ -594,10 +527,10 @@ mod tests {
     /// its line says `rvv ran=0`).
     fn start_rvv(test: &str) -> (Tally, bool) {
         let mut tally = Tally::new(test);
-        if !has_rvv() {
+        if super::super::Kernel::by_name("rvv").is_none() {
             tally.absent("rvv", "this CPU has no V (HWCAP bit 21)");
         }
-        (tally, !has_rvv())
+        (tally, super::super::Kernel::by_name("rvv").is_none())
     }
 
     #[test]
@@ -753,7 +686,7 @@ mod tests {
 
     fn zbb_acc(w: &TernaryMatrix, x: &ActBatch) -> Vec<i32> {
         let mut acc = vec![i32::MIN; w.rows * x.n_tokens * (w.cols / w.group_len)];
-        // SAFETY: callers check `has_zbb`.
+        // SAFETY: callers check that the `zbb` kernel is available.
         unsafe { acc_rows_zbb(w, &bit_planes(&x.q), x.n_tokens, 0, &mut acc) };
         acc
     }
@@ -762,13 +695,13 @@ mod tests {
     /// line says `zbb ran=0 passed=0` and the harness fails a profile that lists zbb.
     fn start_zbb(test: &str) -> (Tally, bool) {
         let mut tally = Tally::new(test);
-        if !has_zbb() {
+        if super::super::Kernel::by_name("zbb").is_none() {
             tally.absent(
                 "zbb",
                 "Zbb neither built in (+zbb) nor reported by riscv_hwprobe",
             );
         }
-        (tally, !has_zbb())
+        (tally, super::super::Kernel::by_name("zbb").is_none())
     }
 
     #[test]

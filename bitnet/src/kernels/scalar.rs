@@ -21,6 +21,18 @@ pub fn vec_dot_ternary_i8_ref(w: &TernaryMatrix, row: usize, q: &[i8], acc: &mut
     }
 }
 
+/// [`vec_dot_ternary_i8_ref`] against token `t` of a batch: the scalar kernel's
+/// [`VecDotFn`](super::VecDotFn) entry.
+pub fn vec_dot_ternary_i8_scalar(
+    w: &TernaryMatrix,
+    row: usize,
+    x: &ActBatch,
+    t: usize,
+    acc: &mut [i32],
+) {
+    vec_dot_ternary_i8_ref(w, row, x.token(t), acc)
+}
+
 /// Float epilogue: `y = sum_g acc[g] * scale[g] / s`.
 #[inline]
 pub fn epilogue(acc: &[i32], scales: &[f32], s: f32) -> f32 {

@@ -21,8 +21,6 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use super::Kernel;
-
 /// One exactness test's counts: (kernel, ran, passed) in the order first seen.
 pub(crate) struct Tally {
     test: String,
@@ -48,12 +46,12 @@ impl Tally {
     /// cannot run with `ran=0` and a note.
     pub fn all_kernels(test: &str) -> Tally {
         let mut t = Tally::new(test);
-        for &k in Kernel::ALL {
+        for k in super::compiled() {
             if k.is_available() {
-                t.row(k.name());
+                t.row(k.name);
             } else {
-                let why = alloc::format!("needs {}, not all on this CPU", k.requires());
-                t.absent(k.name(), &why);
+                let why = alloc::format!("needs {}, not all on this CPU", k.requires_text());
+                t.absent(k.name, &why);
             }
         }
         t

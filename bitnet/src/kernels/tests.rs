@@ -20,7 +20,7 @@ const REL: f32 = 1e-6;
 
 fn kernels() -> Vec<Kernel> {
     let k: Vec<Kernel> = Kernel::available().collect();
-    assert!(k.contains(&Kernel::Scalar));
+    assert!(k.contains(&Kernel::SCALAR));
     k
 }
 
@@ -107,6 +107,7 @@ fn reference(w: &TernaryMatrix, x: &ActBatch) -> (Vec<f32>, Vec<f32>) {
 fn check_kernel(k: Kernel, w: &TernaryMatrix, x: &ActBatch, what: &str) {
     let n_groups = w.cols / w.group_len;
     let canonical = w.to_layout(crate::ternary::CodeLayout::Canonical);
+    let w = &w.to_layout(k.code_layout());
     if let Some(dot) = k.vec_dot_i32() {
         for r in 0..w.rows {
             for t in 0..x.n_tokens {
@@ -154,20 +155,6 @@ fn check_kernel(k: Kernel, w: &TernaryMatrix, x: &ActBatch, what: &str) {
     }
 }
 
-/// The kernel on the canonical matrix, and on its own layout when it has one.
-fn check_layouts(k: Kernel, w: &TernaryMatrix, x: &ActBatch, what: &str) {
-    check_kernel(k, w, x, what);
-    if k.code_layout() != w.layout {
-        let packed = w.to_layout(k.code_layout());
-        check_kernel(
-            k,
-            &packed,
-            x,
-            &alloc::format!("{what}, {:?}", k.code_layout()),
-        );
-    }
-}
-
 #[test]
 fn bitmatmul_random_shapes() {
     let mut tally = Tally::all_kernels("bitmatmul_random_shapes");
@@ -196,7 +183,7 @@ fn bitmatmul_random_shapes() {
                 for k in kernels() {
                     let what =
                         alloc::format!("shape {i} ({rows}x{cols}, group {group_len}, {n} tokens)");
-                    tally.case(k.name(), || check_layouts(k, &w, &x, &what));
+                    tally.case(k.name(), || check_kernel(k, &w, &x, &what));
                 }
             }
         }
@@ -228,7 +215,7 @@ fn bitmatmul_extremes() {
                 x.update_block_sums();
                 for k in kernels() {
                     let what = alloc::format!("extremes: trit {trit}, group {group_len}, {fill}");
-                    tally.case(k.name(), || check_layouts(k, &w, &x, &what));
+                    tally.case(k.name(), || check_kernel(k, &w, &x, &what));
                 }
             }
         }
@@ -383,7 +370,7 @@ fn head_q8_0_extremes() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn q8_0_block_sums_exact_x86() {
-    use super::x86_64::{q8_0_block_sums, Variant};
+    use super::x86_64::q8_0_block_sums;
     let mut tally = Tally::new("q8_0_block_sums_exact_x86");
     let mut rng = XorShift::new(0x1808);
     let cols = 512;
@@ -393,21 +380,17 @@ fn q8_0_block_sums_exact_x86() {
     a.quantize(&rng.f32s(cols, 1.0), cols);
     let mut want = vec![0i32; cols / 32];
     head::q8_0_block_sums_ref(&w, &a.q, &mut want);
-    for (v, k) in [
-        (Variant::Avx2, Kernel::Avx2),
-        (Variant::AvxVnni, Kernel::AvxVnni),
-        (Variant::Avx512Vnni, Kernel::Avx512Vnni),
-    ] {
-        if !v.is_available() {
-            let why = alloc::format!("needs {}, not all on this CPU", k.requires());
-            tally.absent(k.name(), &why);
+    for d in super::x86_64::KERNELS {
+        let Some(k) = Kernel::new(d) else {
+            let why = alloc::format!("needs {}, not all on this CPU", d.requires_text());
+            tally.absent(d.name, &why);
             continue;
-        }
+        };
         tally.case(k.name(), || {
             let mut got = vec![0i32; cols / 32];
-            // SAFETY: checked just above.
-            unsafe { q8_0_block_sums(v, &w, &a.q, &mut got) };
-            assert_eq!(got, want, "{v:?}");
+            // SAFETY: `k` exists, so the CPU has what kernel `d` requires.
+            unsafe { q8_0_block_sums(k.name(), &w, &a.q, &mut got) };
+            assert_eq!(got, want, "{k}");
         });
     }
 }

@@ -1,29 +1,21 @@
 //! x86_64 kernels: AVX2 (`vpmaddubsw`), AVX-VNNI (256-bit `vpdpbusd`) and AVX-512 VNNI
-//! (512-bit `vpdpbusd`), with the same function names as `scalar.rs` plus the variant.
+//! (512-bit `vpdpbusd`), with the same function names as `scalar.rs` plus the variant, and
+//! their table [`KERNELS`].
 //!
-//! The model repacks the weights into the Rows16 layout for these kernels at load, so
-//! `bitmatmul_<variant>` (what [`Kernel::bitmatmul`](super::Kernel::bitmatmul) calls in
-//! production) and `vec_dot_ternary_i8_<variant>` read Rows16; the `canonical_` entries read
-//! the file's layout as it is (any matrix not repacked, and the exactness tests). Only the
-//! production entry is named `bitmatmul_<kernel>`: that is the symbol the size report looks for.
-//!
-//! They read the canonical layout as it is: shifting a block's 32 code bytes right by 6, 4, 2
-//! and 0 and masking with 3 gives the codes of elements 0..32, 32..64, 64..96 and 96..128 in
-//! order, so every unpacked vector lines up with 32 contiguous activations. Codes are unsigned
-//! (0..=2) and activations signed, which is exactly the u8 x s8 multiply-accumulate these ISAs
-//! have; `sum (c - 1) q = sum c q - sum q` with the block sums kept in [`ActBatch`].
-//!
-//! A tile computes R rows x T tokens: each unpacked weight vector is used for T tokens (prefill
-//! and batches), each activation load for R rows. Integer partial sums restart every few blocks
-//! so the multiply-accumulate chains stay short and independent; they are exact (at most
-//! 256 x 2 x 128 per lane) and are either added up in i32 (one scale per row: I2_S, bit-exact
-//! with the reference) or converted and multiplied by the group's scale (TQ types).
+//! All three read the Rows16 layout the model repacks into at load
+//! ([`CodeLayout::Rows16`]): a 64-byte chunk holds 16 rows x 16 columns, so one vector of
+//! codes against four activations broadcast to every lane gives each row its own i32 lane
+//! and needs no horizontal sum. Codes are unsigned (0..=2) and activations signed, which is
+//! exactly the u8 x s8 multiply-accumulate these ISAs have; `sum (c - 1) q = sum c q - sum q`
+//! with the block sums kept in [`ActBatch`]. Each lane holds its row's exact group sum,
+//! scaled and added in the reference's order, so the outputs equal the reference bit for bit.
+//! The production entry of kernel `k` is named `bitmatmul_<k>`: the symbol the size report
+//! looks for.
 
 use core::arch::x86_64::*;
 
 use super::head::HeadActs;
-use super::scalar::epilogue;
-use super::ActBatch;
+use super::{ActBatch, KernelDesc};
 use crate::ternary::{CodeLayout, TernaryMatrix};
 
 /// The operands of one `bitmatmul` call, checked once at the entry so that tiles can index
@@ -68,41 +60,13 @@ impl<'a> Job<'a> {
     }
 
     #[inline(always)]
-    unsafe fn codes_at(&self, r: usize, b: usize) -> *const u8 {
-        self.codes.as_ptr().add(r * (self.cols / 4) + 32 * b)
-    }
-
-    #[inline(always)]
-    unsafe fn acts_at(&self, t: usize, b: usize) -> *const i8 {
-        self.q.as_ptr().add(t * self.cols + 128 * b)
-    }
-
-    #[inline(always)]
-    unsafe fn scale(&self, r: usize, g: usize) -> f32 {
-        *self.scales.get_unchecked(r * self.n_groups + g)
-    }
-
-    /// Blocks per integer partial sum: the scale group, or two blocks when one scale covers
-    /// the row (short chains, and an even count fits every row of 256-multiple width).
-    fn step(&self) -> usize {
-        if self.group_blocks == self.blocks {
-            if self.blocks.is_multiple_of(2) {
-                2
-            } else {
-                1
-            }
-        } else {
-            self.group_blocks
-        }
-    }
-
-    #[inline(always)]
     fn out_index(&self, r: usize, t: usize) -> usize {
         (r - self.row0) * self.n_tokens + t
     }
 }
 
 /// Sum of the eight i32 lanes.
+#[cfg(test)]
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn hsum_epi32_256(v: __m256i) -> i32 {
@@ -120,86 +84,6 @@ unsafe fn hsum_ps_256(v: __m256) -> f32 {
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
     _mm_cvtss_f32(s)
-}
-
-/// The four i32 lanes of `a + b` where a, b are the halves of a ymm.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn fold_256(v: __m256i) -> __m128i {
-    _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v))
-}
-
-#[inline]
-#[target_feature(enable = "avx512f,avx2")]
-unsafe fn fold_512(v: __m512i) -> __m128i {
-    fold_256(_mm256_add_epi32(
-        _mm512_castsi512_si256(v),
-        _mm512_extracti64x4_epi64::<1>(v),
-    ))
-}
-
-/// `[sum a, sum b, sum c, sum d]` of four folded vectors.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn hadd4(a: __m128i, b: __m128i, c: __m128i, d: __m128i) -> __m128i {
-    _mm_hadd_epi32(_mm_hadd_epi32(a, b), _mm_hadd_epi32(c, d))
-}
-
-/// `acc + sums * d`, lane by lane, rounded like [`epilogue`] (a product, then a sum; no
-/// FMA), so grouped outputs equal the reference bit for bit.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn add_group(acc: __m128, sums: __m128i, d: __m128) -> __m128 {
-    _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(sums), d))
-}
-
-/// Lane `i` of `v`.
-#[inline(always)]
-fn lane(v: __m128, i: usize) -> f32 {
-    // SAFETY: __m128 is four f32.
-    unsafe { core::mem::transmute::<__m128, [f32; 4]>(v)[i] }
-}
-
-/// Codes of one 128-weight block as four vectors lined up with activations 0..32, 32..64,
-/// 64..96 and 96..128. The 16-bit shifts drag bits of the neighbouring byte along; the mask
-/// drops them.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn unpack_256(p: *const u8) -> [__m256i; 4] {
-    let v = _mm256_loadu_si256(p.cast());
-    let m3 = _mm256_set1_epi8(3);
-    [
-        _mm256_and_si256(_mm256_srli_epi16::<6>(v), m3),
-        _mm256_and_si256(_mm256_srli_epi16::<4>(v), m3),
-        _mm256_and_si256(_mm256_srli_epi16::<2>(v), m3),
-        _mm256_and_si256(v, m3),
-    ]
-}
-
-/// `acc += c . x` over one block with `vpmaddubsw`: each i16 lane holds two products
-/// (|c q| <= 256), the four vectors of a block add up to at most 2048, far from saturation;
-/// widened to i32 once per block.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn dot_block_avx2(acc: __m256i, w: &[__m256i; 4], x: *const i8) -> __m256i {
-    let x = x.cast::<__m256i>();
-    let p0 = _mm256_maddubs_epi16(w[0], _mm256_loadu_si256(x));
-    let p1 = _mm256_maddubs_epi16(w[1], _mm256_loadu_si256(x.add(1)));
-    let p2 = _mm256_maddubs_epi16(w[2], _mm256_loadu_si256(x.add(2)));
-    let p3 = _mm256_maddubs_epi16(w[3], _mm256_loadu_si256(x.add(3)));
-    let p = _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
-    _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
-}
-
-/// `acc += c . x` over one block with 256-bit VEX `vpdpbusd`.
-#[inline]
-#[target_feature(enable = "avx2,avxvnni")]
-unsafe fn dot_block_avxvnni(acc: __m256i, w: &[__m256i; 4], x: *const i8) -> __m256i {
-    let x = x.cast::<__m256i>();
-    let acc = _mm256_dpbusd_avx_epi32(acc, w[0], _mm256_loadu_si256(x));
-    let acc = _mm256_dpbusd_avx_epi32(acc, w[1], _mm256_loadu_si256(x.add(1)));
-    let acc = _mm256_dpbusd_avx_epi32(acc, w[2], _mm256_loadu_si256(x.add(2)));
-    _mm256_dpbusd_avx_epi32(acc, w[3], _mm256_loadu_si256(x.add(3)))
 }
 
 /// Rows16 layout, 256 bits: `acc[lane i] += sum_q sum_j c(row i, col 4q + j) x[4q + j]` for
@@ -298,146 +182,15 @@ macro_rules! q8_row {
     }};
 }
 
-/// Expands to a `match (R, T) { ... }` over the tile shapes a driver uses.
-macro_rules! tile_shapes {
-    ($tile:ident, $whole:expr, $rn:expr, $tn:expr, $rmax:literal, [$($t:literal),*], $args:tt) => {
-        match ($whole, $rn, $tn) {
-            $(
-                (true, $rmax, $t) => $tile::<$rmax, $t, true> $args,
-                (false, $rmax, $t) => $tile::<$rmax, $t, false> $args,
-                (true, 1, $t) => $tile::<1, $t, true> $args,
-                (false, 1, $t) => $tile::<1, $t, false> $args,
-            )*
-            _ => unreachable!("tile shape"),
-        }
-    };
-}
-
-/// The 256-bit kernels: AVX2 and AVX-VNNI differ only in the block dot product.
+/// The 256-bit kernels: AVX2 and AVX-VNNI differ only in the chunk dot product.
 macro_rules! kernels_256 {
     (
-        $module:ident, $features:literal, $dot_block:ident, $dot_chunk:ident, $q8_block:ident,
-        $canonical_bitmatmul:ident, $bitmatmul:ident, $canonical_vec_dot:ident, $vec_dot:ident,
-        $head_f16:ident, $head_q8_0:ident
+        $module:ident, $features:literal, $dot_chunk:ident, $q8_block:ident,
+        $bitmatmul:ident, $vec_dot:ident, $head_f16:ident, $head_q8_0:ident
     ) => {
         #[allow(clippy::needless_range_loop)]
         pub mod $module {
             use super::*;
-
-            /// Tile shape: 2 rows x up to 3 tokens keeps accumulators, four unpacked code
-            /// vectors and the constants within the 16 ymm registers.
-            const RMAX: usize = 2;
-            const TMAX: usize = 3;
-
-            #[inline]
-            #[target_feature(enable = $features)]
-            unsafe fn tile<const R: usize, const T: usize, const WHOLE: bool>(
-                j: &Job,
-                r0: usize,
-                t0: usize,
-                out: &mut [f32],
-            ) {
-                let step = j.step();
-                let mut iacc = [[_mm256_setzero_si256(); T]; R];
-                // Grouped: exact group sums of 4 (row, token) pairs per lane, then scaled
-                // and added in the reference's order. T > 1: fq[r] lanes are tokens;
-                // T == 1: fq[0] lanes are rows.
-                let mut fq = [_mm_setzero_ps(); R];
-                let mut rowpart = [_mm256_setzero_si256(); 4];
-                let zero = _mm256_setzero_si256();
-                let mut b0 = 0;
-                while b0 < j.blocks {
-                    let b1 = b0 + step;
-                    // Grouped: -sum(q) of the group rides in lane 0 of the fresh partial sum.
-                    let mut init = [_mm256_setzero_si256(); T];
-                    if !WHOLE {
-                        for (t, v) in init.iter_mut().enumerate() {
-                            *v = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-j.qsum(t0 + t, b0, b1)));
-                        }
-                    }
-                    for r in 0..R {
-                        let mut part = init;
-                        for b in b0..b1 {
-                            let w = unpack_256(j.codes_at(r0 + r, b));
-                            for (t, p) in part.iter_mut().enumerate() {
-                                *p = $dot_block(*p, &w, j.acts_at(t0 + t, b));
-                            }
-                        }
-                        if WHOLE {
-                            for t in 0..T {
-                                iacc[r][t] = _mm256_add_epi32(iacc[r][t], part[t]);
-                            }
-                        } else if T == 1 {
-                            rowpart[r] = part[0];
-                        } else {
-                            let p = |i: usize| fold_256(part.get(i).copied().unwrap_or(zero));
-                            let sums = hadd4(p(0), p(1), p(2), p(3));
-                            let d = _mm_set1_ps(j.scale(r0 + r, b0 / j.group_blocks));
-                            fq[r] = add_group(fq[r], sums, d);
-                        }
-                    }
-                    if !WHOLE && T == 1 {
-                        let p = |i: usize| fold_256(rowpart[i]);
-                        let sums = hadd4(p(0), p(1), p(2), p(3));
-                        let mut d = [0.0f32; 4];
-                        for (r, d) in d.iter_mut().enumerate().take(R) {
-                            *d = j.scale(r0 + r, b0 / j.group_blocks);
-                        }
-                        fq[0] = add_group(fq[0], sums, _mm_loadu_ps(d.as_ptr()));
-                    }
-                    b0 = b1;
-                }
-                for t in 0..T {
-                    let s = *j.act_scale.get_unchecked(t0 + t);
-                    let qsum = if WHOLE {
-                        j.qsum(t0 + t, 0, j.blocks)
-                    } else {
-                        0
-                    };
-                    for r in 0..R {
-                        let y = if WHOLE {
-                            let a = hsum_epi32_256(iacc[r][t]) - qsum;
-                            epilogue(&[a], &[j.scale(r0 + r, 0)], s)
-                        } else if T == 1 {
-                            lane(fq[0], r) / s
-                        } else {
-                            lane(fq[r], t) / s
-                        };
-                        *out.get_unchecked_mut(j.out_index(r0 + r, t0 + t)) = y;
-                    }
-                }
-            }
-
-            /// Same contract as [`Kernel::bitmatmul`](crate::kernels::Kernel::bitmatmul), for a
-            /// matrix in the canonical layout.
-            ///
-            /// # Safety
-            /// The CPU must support the features this variant is compiled for.
-            #[inline(never)]
-            #[target_feature(enable = $features)]
-            pub unsafe fn $canonical_bitmatmul(
-                w: &TernaryMatrix,
-                x: &ActBatch,
-                row0: usize,
-                out: &mut [f32],
-            ) {
-                let j = Job::new(w, x, row0, out);
-                let (n, rows) = (j.n_tokens, out.len() / j.n_tokens.max(1));
-                let whole = j.group_blocks == j.blocks;
-                // Tokens outermost: a tile's activations stay in L1 while the chunk's weights
-                // stream past them.
-                let mut t0 = 0;
-                while t0 < n {
-                    let tn = (n - t0).min(TMAX);
-                    let mut r = row0;
-                    while r < row0 + rows {
-                        let rn = if row0 + rows - r >= RMAX { RMAX } else { 1 };
-                        tile_shapes!(tile, whole, rn, tn, 2, [1, 2, 3], (&j, r, t0, out));
-                        r += rn;
-                    }
-                    t0 += tn;
-                }
-            }
 
             /// Rows16 layout: one row group (two halves of 8 rows) x T tokens, each row in
             /// its own i32 lane; P accumulators per (half, token) alternate over chunks so
@@ -565,33 +318,6 @@ macro_rules! kernels_256 {
                 }
             }
 
-            /// Exact integer accumulators of one row (canonical layout) against token `t` of
-            /// `x`, one per scale group, added into `acc` (like
-            /// [`vec_dot_ternary_i8_ref`](super::super::scalar::vec_dot_ternary_i8_ref)).
-            ///
-            /// # Safety
-            /// The CPU must support the features this variant is compiled for.
-            #[target_feature(enable = $features)]
-            pub unsafe fn $canonical_vec_dot(
-                w: &TernaryMatrix,
-                row: usize,
-                x: &ActBatch,
-                t: usize,
-                acc: &mut [i32],
-            ) {
-                assert!(row < w.rows && t < x.n_tokens && x.cols == w.cols);
-                assert_eq!(acc.len(), w.cols / w.group_len);
-                let j = Job::new(w, x, 0, &[]);
-                for (g, a) in acc.iter_mut().enumerate() {
-                    let (b0, b1) = (g * j.group_blocks, (g + 1) * j.group_blocks);
-                    let mut v = _mm256_setzero_si256();
-                    for b in b0..b1 {
-                        v = $dot_block(v, &unpack_256(j.codes_at(row, b)), j.acts_at(t, b));
-                    }
-                    *a += hsum_epi32_256(v) - j.qsum(t, b0, b1);
-                }
-            }
-
             /// `out[(r, t)] = row r . x[t]` for F16 head rows (`rows` holds whole rows of
             /// `cols` halves), written rows outermost like `bitmatmul`. One row at a time in
             /// memory order: a single sequential stream is what the prefetchers follow best.
@@ -649,12 +375,9 @@ macro_rules! kernels_256 {
 kernels_256!(
     avx2,
     "avx2,fma,f16c",
-    dot_block_avx2,
     dot_chunk_avx2,
     q8_block_avx2,
-    canonical_bitmatmul_avx2,
     bitmatmul_avx2,
-    canonical_vec_dot_ternary_i8_avx2,
     vec_dot_ternary_i8_avx2,
     head_f16_avx2,
     head_q8_0_avx2
@@ -663,154 +386,19 @@ kernels_256!(
 kernels_256!(
     avxvnni,
     "avx2,fma,f16c,avxvnni",
-    dot_block_avxvnni,
     dot_chunk_avxvnni,
     q8_block_avxvnni,
-    canonical_bitmatmul_avxvnni,
     bitmatmul_avxvnni,
-    canonical_vec_dot_ternary_i8_avxvnni,
     vec_dot_ternary_i8_avxvnni,
     head_f16_avxvnni,
     head_q8_0_avxvnni
 );
 
-/// The 512-bit kernel: one 128-weight block is two zmm vectors. The block's 32 code bytes are
-/// broadcast to both halves and shifted per half (6 | 4, then 2 | 0), which lines the codes
-/// up with activations 0..64 and 64..128.
+/// The 512-bit kernel: a whole 16-row chunk per zmm vector.
 // Tiles index several arrays by the same (row, token) pair; index loops say that plainest.
 #[allow(clippy::needless_range_loop)]
 pub mod avx512vnni {
     use super::*;
-
-    /// 4 rows x 4 tokens: 16 accumulators, two code vectors and the constants fit in the 32
-    /// zmm registers; each code vector feeds 4 `vpdpbusd`, each activation load 4.
-    const RMAX: usize = 4;
-    const TMAX: usize = 4;
-
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn unpack_512(p: *const u8) -> [__m512i; 2] {
-        let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(p.cast()));
-        let m3 = _mm512_set1_epi8(3);
-        let lo = _mm512_inserti64x4::<1>(_mm512_set1_epi16(6), _mm256_set1_epi16(4));
-        let hi = _mm512_inserti64x4::<1>(_mm512_set1_epi16(2), _mm256_setzero_si256());
-        [
-            _mm512_and_si512(_mm512_srlv_epi16(v, lo), m3),
-            _mm512_and_si512(_mm512_srlv_epi16(v, hi), m3),
-        ]
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn dot_block(acc: __m512i, w: &[__m512i; 2], x: *const i8) -> __m512i {
-        let acc = _mm512_dpbusd_epi32(acc, w[0], _mm512_loadu_si512(x.cast()));
-        _mm512_dpbusd_epi32(acc, w[1], _mm512_loadu_si512(x.add(64).cast()))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
-    unsafe fn tile<const R: usize, const T: usize, const WHOLE: bool>(
-        j: &Job,
-        r0: usize,
-        t0: usize,
-        out: &mut [f32],
-    ) {
-        let step = j.step();
-        let mut iacc = [[_mm512_setzero_si512(); T]; R];
-        // Grouped: as in the 256-bit tile.
-        let mut fq = [_mm_setzero_ps(); R];
-        let mut rowpart = [_mm512_setzero_si512(); 4];
-        let zero = _mm512_setzero_si512();
-        let mut b0 = 0;
-        while b0 < j.blocks {
-            let b1 = b0 + step;
-            let mut init = [_mm512_setzero_si512(); T];
-            if !WHOLE {
-                for (t, v) in init.iter_mut().enumerate() {
-                    *v = _mm512_maskz_set1_epi32(1, -j.qsum(t0 + t, b0, b1));
-                }
-            }
-            for r in 0..R {
-                let mut part = init;
-                for b in b0..b1 {
-                    let w = unpack_512(j.codes_at(r0 + r, b));
-                    for (t, p) in part.iter_mut().enumerate() {
-                        *p = dot_block(*p, &w, j.acts_at(t0 + t, b));
-                    }
-                }
-                if WHOLE {
-                    for t in 0..T {
-                        iacc[r][t] = _mm512_add_epi32(iacc[r][t], part[t]);
-                    }
-                } else if T == 1 {
-                    rowpart[r] = part[0];
-                } else {
-                    let p = |i: usize| fold_512(part.get(i).copied().unwrap_or(zero));
-                    let sums = hadd4(p(0), p(1), p(2), p(3));
-                    let d = _mm_set1_ps(j.scale(r0 + r, b0 / j.group_blocks));
-                    fq[r] = add_group(fq[r], sums, d);
-                }
-            }
-            if !WHOLE && T == 1 {
-                let p = |i: usize| fold_512(rowpart[i]);
-                let sums = hadd4(p(0), p(1), p(2), p(3));
-                let mut d = [0.0f32; 4];
-                for (r, d) in d.iter_mut().enumerate().take(R) {
-                    *d = j.scale(r0 + r, b0 / j.group_blocks);
-                }
-                fq[0] = add_group(fq[0], sums, _mm_loadu_ps(d.as_ptr()));
-            }
-            b0 = b1;
-        }
-        for t in 0..T {
-            let s = *j.act_scale.get_unchecked(t0 + t);
-            let qsum = if WHOLE {
-                j.qsum(t0 + t, 0, j.blocks)
-            } else {
-                0
-            };
-            for r in 0..R {
-                let y = if WHOLE {
-                    let a = _mm512_reduce_add_epi32(iacc[r][t]) - qsum;
-                    epilogue(&[a], &[j.scale(r0 + r, 0)], s)
-                } else if T == 1 {
-                    lane(fq[0], r) / s
-                } else {
-                    lane(fq[r], t) / s
-                };
-                *out.get_unchecked_mut(j.out_index(r0 + r, t0 + t)) = y;
-            }
-        }
-    }
-
-    /// Same contract as [`Kernel::bitmatmul`](crate::kernels::Kernel::bitmatmul), for a matrix
-    /// in the canonical layout.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512 F/BW/VL/VNNI, FMA and F16C.
-    #[inline(never)]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
-    pub unsafe fn canonical_bitmatmul_avx512vnni(
-        w: &TernaryMatrix,
-        x: &ActBatch,
-        row0: usize,
-        out: &mut [f32],
-    ) {
-        let j = Job::new(w, x, row0, out);
-        let (n, rows) = (j.n_tokens, out.len() / j.n_tokens.max(1));
-        let whole = j.group_blocks == j.blocks;
-        let mut t0 = 0;
-        while t0 < n {
-            let tn = (n - t0).min(TMAX);
-            let mut r = row0;
-            while r < row0 + rows {
-                let rn = if row0 + rows - r >= RMAX { RMAX } else { 1 };
-                tile_shapes!(tile, whole, rn, tn, 4, [1, 2, 3, 4], (&j, r, t0, out));
-                r += rn;
-            }
-            t0 += tn;
-        }
-    }
 
     /// Rows16 layout: R row groups x T tokens. Lane i of an accumulator is row 16G + i, so a
     /// `vpdpbusd` of 64 codes (16 rows x 4 columns) against 4 activations broadcast to every
@@ -942,7 +530,8 @@ pub mod avx512vnni {
         }
     }
 
-    /// The production entry: [`canonical_bitmatmul_avx512vnni`] for a matrix in the Rows16
+    /// The production entry: same contract as
+    /// [`Kernel::bitmatmul`](crate::kernels::Kernel::bitmatmul), for a matrix in the Rows16
     /// layout (what the model repacks into for this kernel).
     ///
     /// # Safety
@@ -1032,32 +621,6 @@ pub mod avx512vnni {
         }
     }
 
-    /// Exact integer accumulators of one row (canonical layout) against token `t`, one per
-    /// scale group, added into `acc`.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512 F/BW/VNNI.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn canonical_vec_dot_ternary_i8_avx512vnni(
-        w: &TernaryMatrix,
-        row: usize,
-        x: &ActBatch,
-        t: usize,
-        acc: &mut [i32],
-    ) {
-        assert!(row < w.rows && t < x.n_tokens && x.cols == w.cols);
-        assert_eq!(acc.len(), w.cols / w.group_len);
-        let j = Job::new(w, x, 0, &[]);
-        for (g, a) in acc.iter_mut().enumerate() {
-            let (b0, b1) = (g * j.group_blocks, (g + 1) * j.group_blocks);
-            let mut v = _mm512_setzero_si512();
-            for b in b0..b1 {
-                v = dot_block(v, &unpack_512(j.codes_at(row, b)), j.acts_at(t, b));
-            }
-            *a += _mm512_reduce_add_epi32(v) - j.qsum(t, b0, b1);
-        }
-    }
-
     /// F16 head rows x f32 activations, 16 halves per `vcvtph2ps`, one row at a time.
     ///
     /// # Safety
@@ -1105,73 +668,70 @@ pub mod avx512vnni {
     }
 }
 
-/// Integer sums of each Q8_0 block of one head row against int8 activations, for the
-/// exactness tests: `isums[k] = sum over block k of w * x`.
+/// Integer sums of each Q8_0 block of one head row against int8 activations, with kernel
+/// `name`'s block dot product, for the exactness tests: `isums[k] = sum over block k of w * x`.
 ///
 /// # Safety
-/// The CPU must support what `variant` needs (AVX2; plus AVX-VNNI or AVX-512 VL/VNNI).
+/// The CPU must support what kernel `name` requires.
+#[cfg(test)]
 #[target_feature(enable = "avx2")]
-pub unsafe fn q8_0_block_sums(variant: Variant, row: &[u8], xq: &[i8], isums: &mut [i32]) {
+pub unsafe fn q8_0_block_sums(name: &str, row: &[u8], xq: &[i8], isums: &mut [i32]) {
     assert_eq!(row.len(), isums.len() * 34);
     assert_eq!(xq.len(), isums.len() * 32);
     for (k, s) in isums.iter_mut().enumerate() {
         let w = _mm256_loadu_si256(row.as_ptr().add(34 * k + 2).cast());
         let x = _mm256_loadu_si256(xq.as_ptr().add(32 * k).cast());
-        let v = match variant {
-            Variant::Avx2 => q8_block_avx2(w, x),
-            Variant::AvxVnni => q8_block_avxvnni(w, x),
-            Variant::Avx512Vnni => q8_block_avx512vnni(w, x),
+        let v = match name {
+            "avx2" => q8_block_avx2(w, x),
+            "avxvnni" => q8_block_avxvnni(w, x),
+            "avx512vnni" => q8_block_avx512vnni(w, x),
+            _ => panic!("no x86_64 kernel {name}"),
         };
         *s = hsum_epi32_256(v);
     }
 }
 
-/// The x86_64 variants, for code shared between them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Variant {
-    Avx2,
-    AvxVnni,
-    Avx512Vnni,
-}
-
-impl Variant {
-    /// Whether the running CPU has every feature the variant's functions enable.
-    pub fn is_available(self) -> bool {
-        #[cfg(feature = "std")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            let base = has!("avx2") && has!("fma") && has!("f16c");
-            match self {
-                Variant::Avx2 => base,
-                Variant::AvxVnni => base && has!("avxvnni"),
-                Variant::Avx512Vnni => {
-                    base && has!("avx512f")
-                        && has!("avx512bw")
-                        && has!("avx512vl")
-                        && has!("avx512vnni")
-                }
-            }
-        }
-        #[cfg(not(feature = "std"))]
-        {
-            // Without std there is no run-time detection: only what the build targets.
-            let base = cfg!(all(
-                target_feature = "avx2",
-                target_feature = "fma",
-                target_feature = "f16c"
-            ));
-            match self {
-                Variant::Avx2 => base,
-                Variant::AvxVnni => base && cfg!(target_feature = "avxvnni"),
-                Variant::Avx512Vnni => {
-                    base && cfg!(all(
-                        target_feature = "avx512f",
-                        target_feature = "avx512bw",
-                        target_feature = "avx512vl",
-                        target_feature = "avx512vnni"
-                    ))
-                }
-            }
-        }
-    }
-}
+/// The x86_64 kernels, worst to best. Each needs AVX2, FMA and F16C besides its dot product
+/// (the heads convert halves with F16C and sum with FMA).
+pub static KERNELS: &[KernelDesc] = &[
+    KernelDesc {
+        name: "avx2",
+        requires: &["avx2", "fma", "f16c"],
+        layout: CodeLayout::Rows16,
+        bit_exact: true,
+        bitmatmul: avx2::bitmatmul_avx2,
+        vec_dot: Some(avx2::vec_dot_ternary_i8_avx2),
+        head_f16: Some(avx2::head_f16_avx2),
+        head_q8_0: Some(avx2::head_q8_0_avx2),
+    },
+    // Alder Lake and later, Zen 5.
+    KernelDesc {
+        name: "avxvnni",
+        requires: &["avx2", "fma", "f16c", "avxvnni"],
+        layout: CodeLayout::Rows16,
+        bit_exact: true,
+        bitmatmul: avxvnni::bitmatmul_avxvnni,
+        vec_dot: Some(avxvnni::vec_dot_ternary_i8_avxvnni),
+        head_f16: Some(avxvnni::head_f16_avxvnni),
+        head_q8_0: Some(avxvnni::head_q8_0_avxvnni),
+    },
+    // Ice Lake and later, Zen 4/5.
+    KernelDesc {
+        name: "avx512vnni",
+        requires: &[
+            "avx2",
+            "fma",
+            "f16c",
+            "avx512f",
+            "avx512bw",
+            "avx512vl",
+            "avx512vnni",
+        ],
+        layout: CodeLayout::Rows16,
+        bit_exact: true,
+        bitmatmul: avx512vnni::bitmatmul_avx512vnni,
+        vec_dot: Some(avx512vnni::vec_dot_ternary_i8_avx512vnni),
+        head_f16: Some(avx512vnni::head_f16_avx512vnni),
+        head_q8_0: Some(avx512vnni::head_q8_0_avx512vnni),
+    },
+];

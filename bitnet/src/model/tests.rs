@@ -37,7 +37,7 @@ impl Matmul for DequantF64 {
 fn load(spec: &synth::SynthSpec) -> Model {
     let bytes = synth::build(spec).unwrap();
     let g = Gguf::parse(&bytes).unwrap();
-    Model::load(&g, Arc::new(bytes), Kernel::Scalar).unwrap()
+    Model::load(&g, Arc::new(bytes), Kernel::SCALAR).unwrap()
 }
 
 fn run(model: &Model, mm: &dyn Matmul, tokens: &[u32], kv: KvType) -> Vec<f32> {
@@ -61,7 +61,7 @@ fn integer_path_matches_f64_dequantized_path() {
     let tokens = synth::fixture_prompt_tokens();
     for spec in synth::fixture_specs() {
         let model = load(&spec);
-        let int = run(&model, &Kernel::Scalar, &tokens, KvType::F32);
+        let int = run(&model, &Kernel::SCALAR, &tokens, KvType::F32);
         let f64 = run(&model, &DequantF64, &tokens, KvType::F32);
         let d = max_abs_diff(&int, &f64);
         assert!(d <= 1e-3, "{}: max |int - f64| = {d}", spec.name);
@@ -73,7 +73,7 @@ fn prefill_batch_equals_token_by_token() {
     let tokens = synth::fixture_prompt_tokens();
     let spec = &synth::fixture_specs()[0];
     let model = load(spec);
-    let batched = run(&model, &Kernel::Scalar, &tokens, KvType::F16);
+    let batched = run(&model, &Kernel::SCALAR, &tokens, KvType::F16);
     let mut state = State::new(&model.config, 64, KvType::F16).unwrap();
     let mut stepwise = Vec::new();
     for &t in &tokens {
@@ -88,8 +88,8 @@ fn prefill_batch_equals_token_by_token() {
 fn forward_is_deterministic_and_position_dependent() {
     let spec = &synth::fixture_specs()[3];
     let model = load(spec);
-    let a = run(&model, &Kernel::Scalar, &[256, 65, 65, 65], KvType::F16);
-    let b = run(&model, &Kernel::Scalar, &[256, 65, 65, 65], KvType::F16);
+    let a = run(&model, &Kernel::SCALAR, &[256, 65, 65, 65], KvType::F16);
+    let b = run(&model, &Kernel::SCALAR, &[256, 65, 65, 65], KvType::F16);
     assert_eq!(a, b);
     // The same token at different positions must see different contexts.
     let v = model.config.vocab;

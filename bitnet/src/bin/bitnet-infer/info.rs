@@ -6,7 +6,6 @@ use bitnet::model::{tensor_type_summary, Model};
 
 use crate::args::InfoArgs;
 use crate::setup::json_str;
-use crate::stats::cpu_features;
 
 pub fn main(a: &InfoArgs) -> Result<(), String> {
     let file = GgufFile::open(&a.model).map_err(|e| e.to_string())?;
@@ -24,7 +23,8 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
         .map(Kernel::name)
         .collect();
     let types = tensor_type_summary(g);
-    let feats = cpu_features();
+    // What run-time detection saw (CPUID, HWCAP, `riscv_hwprobe`): the kernels' own snapshot.
+    let feats: Vec<(&str, bool)> = bitnet::cpu::CpuFeatures::get().list().collect();
     let present: Vec<&str> = feats.iter().filter(|f| f.1).map(|f| f.0).collect();
     if a.json {
         let list = |v: &[&str]| {
