@@ -52,11 +52,12 @@ impl<'a> Job<'a> {
         }
     }
 
-    /// Sum of token `t`'s activations over blocks `b0..b1`.
+    /// Sum of token `t`'s activations over blocks `b0..b1` (bounds-checked: once per scale
+    /// group, not per element).
     #[inline(always)]
-    unsafe fn qsum(&self, t: usize, b0: usize, b1: usize) -> i32 {
+    fn qsum(&self, t: usize, b0: usize, b1: usize) -> i32 {
         let base = t * self.blocks;
-        self.bsums.get_unchecked(base + b0..base + b1).iter().sum()
+        self.bsums[base + b0..base + b1].iter().sum()
     }
 
     #[inline(always)]
@@ -69,7 +70,7 @@ impl<'a> Job<'a> {
 #[cfg(test)]
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn hsum_epi32_256(v: __m256i) -> i32 {
+fn hsum_epi32_256(v: __m256i) -> i32 {
     let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
@@ -79,7 +80,7 @@ unsafe fn hsum_epi32_256(v: __m256i) -> i32 {
 /// Sum of the eight f32 lanes.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn hsum_ps_256(v: __m256) -> f32 {
+fn hsum_ps_256(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -89,10 +90,14 @@ unsafe fn hsum_ps_256(v: __m256) -> f32 {
 /// Rows16 layout, 256 bits: `acc[lane i] += sum_q sum_j c(row i, col 4q + j) x[4q + j]` for
 /// one half (8 rows) of a 16-column chunk; `w[q]` are the half's unpacked codes, `x` the
 /// chunk's 16 activations. `vpmaddubsw` pairs stay below 512, four of them below 2048.
+///
+/// # Safety
+/// The CPU has AVX2; `x..x + 16` is readable.
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn dot_chunk_avx2(acc: __m256i, w: &[__m256i; 4], x: *const i8) -> __m256i {
-    let xb = |q: usize| _mm256_set1_epi32(core::ptr::read_unaligned(x.add(4 * q).cast::<i32>()));
+    // SAFETY: q < 4, so the four bytes at x + 4q are inside the caller's 16.
+    let xb = |q: usize| _mm256_set1_epi32(unsafe { x.add(4 * q).cast::<i32>().read_unaligned() });
     let p01 = _mm256_add_epi16(
         _mm256_maddubs_epi16(w[0], xb(0)),
         _mm256_maddubs_epi16(w[1], xb(1)),
@@ -105,10 +110,15 @@ unsafe fn dot_chunk_avx2(acc: __m256i, w: &[__m256i; 4], x: *const i8) -> __m256
     _mm256_add_epi32(acc, p)
 }
 
+/// [`dot_chunk_avx2`] with `vpdpbusd`.
+///
+/// # Safety
+/// The CPU has AVX2 and AVX-VNNI; `x..x + 16` is readable.
 #[inline]
 #[target_feature(enable = "avx2,avxvnni")]
 unsafe fn dot_chunk_avxvnni(acc: __m256i, w: &[__m256i; 4], x: *const i8) -> __m256i {
-    let xb = |q: usize| _mm256_set1_epi32(core::ptr::read_unaligned(x.add(4 * q).cast::<i32>()));
+    // SAFETY: q < 4, so the four bytes at x + 4q are inside the caller's 16.
+    let xb = |q: usize| _mm256_set1_epi32(unsafe { x.add(4 * q).cast::<i32>().read_unaligned() });
     let acc = _mm256_dpbusd_avx_epi32(acc, w[0], xb(0));
     let acc = _mm256_dpbusd_avx_epi32(acc, w[1], xb(1));
     let acc = _mm256_dpbusd_avx_epi32(acc, w[2], xb(2));
@@ -116,10 +126,14 @@ unsafe fn dot_chunk_avxvnni(acc: __m256i, w: &[__m256i; 4], x: *const i8) -> __m
 }
 
 /// The four code vectors of half `h` (rows 8h..8h + 8) of a Rows16 chunk.
+///
+/// # Safety
+/// The CPU has AVX2; `h < 2` and the chunk's 64 bytes at `chunk` are readable.
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn unpack_half(chunk: *const u8, h: usize) -> [__m256i; 4] {
-    let v = _mm256_loadu_si256(chunk.add(32 * h).cast());
+    // SAFETY: bytes 32h..32h + 32 of the caller's 64.
+    let v = unsafe { _mm256_loadu_si256(chunk.add(32 * h).cast()) };
     let m3 = _mm256_set1_epi8(3);
     [
         _mm256_and_si256(v, m3),
@@ -133,49 +147,61 @@ unsafe fn unpack_half(chunk: *const u8, h: usize) -> [__m256i; 4] {
 /// x takes w's sign; |w| <= 128 and |x| <= 127 keep `vpmaddubsw` pairs below 32767).
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn q8_block_avx2(w: __m256i, x: __m256i) -> __m256i {
+fn q8_block_avx2(w: __m256i, x: __m256i) -> __m256i {
     let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
     _mm256_madd_epi16(p, _mm256_set1_epi16(1))
 }
 
 #[inline]
 #[target_feature(enable = "avx2,avxvnni")]
-unsafe fn q8_block_avxvnni(w: __m256i, x: __m256i) -> __m256i {
+fn q8_block_avxvnni(w: __m256i, x: __m256i) -> __m256i {
     let zero = _mm256_setzero_si256();
     _mm256_dpbusd_avx_epi32(zero, _mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
 }
 
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-unsafe fn q8_block_avx512vnni(w: __m256i, x: __m256i) -> __m256i {
+fn q8_block_avx512vnni(w: __m256i, x: __m256i) -> __m256i {
     let zero = _mm256_setzero_si256();
     _mm256_dpbusd_epi32(zero, _mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
 }
 
 /// The f32 scale of Q8_0 block `k` of a head row (its first two bytes, f16).
+///
+/// # Safety
+/// The CPU has F16C; block `k` of the row at `row` is readable.
 #[inline]
 #[target_feature(enable = "f16c")]
 unsafe fn q8_scale(row: *const u8, k: usize) -> f32 {
-    let bits = core::ptr::read_unaligned(row.add(34 * k).cast::<u16>());
+    // SAFETY: the first two bytes of block k, readable by the caller's guarantee.
+    let bits = unsafe { row.add(34 * k).cast::<u16>().read_unaligned() };
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
 /// One Q8_0 head row against token `t`: per block, exact integer sums (`$block`), times
 /// the two scales, in two chains. (Converting eight scales per `vcvtph2ps` measured no
 /// faster: the head is memory-bound either way.) A macro so it expands inside each
-/// variant's `#[target_feature]` function.
+/// variant's `#[target_feature]` function, which must guarantee that `row` points at a
+/// whole Q8_0 row of `a.cols` columns and that `t < a.n_tokens` (`check_head_q8_0`).
 macro_rules! q8_row {
     ($row:expr, $a:expr, $t:expr, $block:ident) => {{
         let (row, a, t): (*const u8, &HeadActs, usize) = ($row, $a, $t);
         let nb = a.cols / 32;
-        let xq = a.q.as_ptr().add(t * a.cols);
-        let xd = a.d.as_ptr().add(t * nb);
+        let xq = &a.q[t * a.cols..(t + 1) * a.cols];
+        let xd = &a.d[t * nb..(t + 1) * nb];
         let mut acc = [_mm256_setzero_ps(); 2];
         for k in 0..nb {
-            let wv = _mm256_loadu_si256(row.add(34 * k + 2).cast());
-            let xv = _mm256_loadu_si256(xq.add(32 * k).cast());
+            // SAFETY: block k < nb of the row (34 bytes: scale, then 32 weights) and
+            // elements 32k..32k + 32 of the token, both in bounds by the guarantee above.
+            let (wv, xv, dw) = unsafe {
+                (
+                    _mm256_loadu_si256(row.add(34 * k + 2).cast()),
+                    _mm256_loadu_si256(xq.as_ptr().add(32 * k).cast()),
+                    q8_scale(row, k),
+                )
+            };
             let p = _mm256_cvtepi32_ps($block(wv, xv));
-            let d = _mm256_set1_ps(q8_scale(row, k) * *xd.add(k));
+            let d = _mm256_set1_ps(dw * xd[k]);
             acc[k % 2] = _mm256_fmadd_ps(p, d, acc[k % 2]);
         }
         hsum_ps_256(_mm256_add_ps(acc[0], acc[1]))
@@ -195,6 +221,10 @@ macro_rules! kernels_256 {
             /// Rows16 layout: one row group (two halves of 8 rows) x T tokens, each row in
             /// its own i32 lane; P accumulators per (half, token) alternate over chunks so
             /// the multiply-accumulate chains stay short when T is 1.
+            ///
+            /// # Safety
+            /// The CPU has the variant's features; `j` is from `Job::new` (shapes checked),
+            /// row group `g0` holds rows below `rows_end <= rows`, `t0 + T <= n_tokens`.
             #[inline]
             #[target_feature(enable = $features)]
             unsafe fn tile16<const T: usize, const P: usize>(
@@ -206,7 +236,11 @@ macro_rules! kernels_256 {
             ) {
                 let chunks = j.cols / 16;
                 let per_group = j.group_blocks * 8; // even
-                let codes = j.codes.as_ptr().add(g0 * chunks * 64);
+                                                    // The unsafe blocks below rely on `Job::new`'s checks: row group g0 is
+                                                    // (chunks, 64) code bytes and (n_groups, 16) scales inside the Rows16 matrix,
+                                                    // chunk c < chunks, token t0 + t < n_tokens, and out_index(row, t) of a row in
+                                                    // row0..rows_end is inside `out`.
+                let codes = j.codes[g0 * chunks * 64..][..chunks * 64].as_ptr();
                 let mut facc = [[_mm256_setzero_ps(); T]; 2];
                 for g in 0..j.n_groups {
                     let b0 = g * j.group_blocks;
@@ -218,17 +252,22 @@ macro_rules! kernels_256 {
                     }
                     for c in g * per_group..(g + 1) * per_group {
                         for h in 0..2 {
-                            let w = unpack_half(codes.add(c * 64), h);
+                            // SAFETY: in bounds as noted where `codes` is taken.
+                            let w = unsafe { unpack_half(codes.add(c * 64), h) };
                             for t in 0..T {
-                                let x = j.q.as_ptr().add((t0 + t) * j.cols + 16 * c);
                                 let a = &mut acc[h][t][c % P];
-                                *a = $dot_chunk(*a, &w, x);
+                                // SAFETY: in bounds as noted where `codes` is taken.
+                                *a = unsafe {
+                                    let x = j.q.as_ptr().add((t0 + t) * j.cols + 16 * c);
+                                    $dot_chunk(*a, &w, x)
+                                };
                             }
                         }
                     }
                     for h in 0..2 {
-                        let at = ((g0 * j.n_groups + g) * 16 + 8 * h) as usize;
-                        let d = _mm256_loadu_ps(j.scales.as_ptr().add(at));
+                        let at = (g0 * j.n_groups + g) * 16 + 8 * h;
+                        // SAFETY: in bounds as noted where `codes` is taken.
+                        let d = unsafe { _mm256_loadu_ps(j.scales.as_ptr().add(at)) };
                         for t in 0..T {
                             let mut sum = acc[h][t][0];
                             for p in 1..P {
@@ -241,13 +280,15 @@ macro_rules! kernels_256 {
                 }
                 for h in 0..2 {
                     for t in 0..T {
-                        let s = *j.act_scale.get_unchecked(t0 + t);
+                        let s = j.act_scale[t0 + t];
                         let mut lanes = [0.0f32; 8];
-                        _mm256_storeu_ps(lanes.as_mut_ptr(), facc[h][t]);
+                        // SAFETY: `lanes` holds the eight floats stored.
+                        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), facc[h][t]) };
                         for (i, &y) in lanes.iter().enumerate() {
                             let row = 16 * g0 + 8 * h + i;
                             if row >= j.row0 && row < rows_end {
-                                *out.get_unchecked_mut(j.out_index(row, t0 + t)) = y / s;
+                                // SAFETY: in bounds as noted where `codes` is taken.
+                                unsafe { *out.get_unchecked_mut(j.out_index(row, t0 + t)) = y / s };
                             }
                         }
                     }
@@ -277,9 +318,13 @@ macro_rules! kernels_256 {
                 while t0 < n {
                     let tn = (n - t0).min(2);
                     for g in g_begin..g_end {
-                        match tn {
-                            1 => tile16::<1, 2>(&j, g, t0, rows_end, out),
-                            _ => tile16::<2, 1>(&j, g, t0, rows_end, out),
+                        // SAFETY: the caller guarantees the features; `Job::new` checked the
+                        // shapes, g < g_end covers rows below rows_end, t0 + tn <= n.
+                        unsafe {
+                            match tn {
+                                1 => tile16::<1, 2>(&j, g, t0, rows_end, out),
+                                _ => tile16::<2, 1>(&j, g, t0, rows_end, out),
+                            }
                         }
                     }
                     t0 += tn;
@@ -309,11 +354,17 @@ macro_rules! kernels_256 {
                     let b0 = g * j.group_blocks;
                     let mut v = _mm256_set1_epi32(-j.qsum(t, b0, b0 + j.group_blocks));
                     for c in g * per_group..(g + 1) * per_group {
-                        let wq = unpack_half(j.codes.as_ptr().add((g0 * chunks + c) * 64), h);
-                        v = $dot_chunk(v, &wq, j.q.as_ptr().add(t * j.cols + 16 * c));
+                        // SAFETY: the caller guarantees the features; chunk c of row group
+                        // g0 and 16 activations of token t are inside the matrix and batch
+                        // `Job::new` checked (row < rows, t < n_tokens asserted above).
+                        v = unsafe {
+                            let wq = unpack_half(j.codes.as_ptr().add((g0 * chunks + c) * 64), h);
+                            $dot_chunk(v, &wq, j.q.as_ptr().add(t * j.cols + 16 * c))
+                        };
                     }
                     let mut lanes = [0i32; 8];
-                    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v);
+                    // SAFETY: `lanes` holds the eight i32 stored.
+                    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v) };
                     *a += lanes[row % 8];
                 }
             }
@@ -332,13 +383,19 @@ macro_rules! kernels_256 {
                 for r in 0..n_rows {
                     let row = &rows[r * cols * 2..(r + 1) * cols * 2];
                     for t in 0..n {
-                        let xt = x.as_ptr().add(t * cols);
+                        let xt = &x[t * cols..(t + 1) * cols];
                         let mut acc = [_mm256_setzero_ps(); 4];
                         let mut k = 0;
                         while k < main {
                             for (i, a) in acc.iter_mut().enumerate() {
-                                let w = _mm_loadu_si128(row.as_ptr().add(2 * (k + 8 * i)).cast());
-                                let xv = _mm256_loadu_ps(xt.add(k + 8 * i));
+                                // SAFETY: k + 8i + 8 <= main <= cols: eight halves of `row`
+                                // and eight floats of `xt`.
+                                let (w, xv) = unsafe {
+                                    (
+                                        _mm_loadu_si128(row.as_ptr().add(2 * (k + 8 * i)).cast()),
+                                        _mm256_loadu_ps(xt.as_ptr().add(k + 8 * i)),
+                                    )
+                                };
                                 *a = _mm256_fmadd_ps(_mm256_cvtph_ps(w), xv, *a);
                             }
                             k += 32;
@@ -362,8 +419,9 @@ macro_rules! kernels_256 {
             pub unsafe fn $head_q8_0(rows: &[u8], a: &HeadActs, out: &mut [f32]) {
                 let (n, n_rows, row_bytes) = super::super::head::check_head_q8_0(rows, a, out);
                 for r in 0..n_rows {
-                    let row = rows.as_ptr().add(r * row_bytes);
+                    let row = rows[r * row_bytes..].as_ptr();
                     for t in 0..n {
+                        // q8_row's guarantee: `check_head_q8_0` checked whole rows and tokens.
                         out[r * n + t] = q8_row!(row, a, t, $q8_block);
                     }
                 }
@@ -404,6 +462,10 @@ pub mod avx512vnni {
     /// `vpdpbusd` of 64 codes (16 rows x 4 columns) against 4 activations broadcast to every
     /// lane needs no horizontal sum; each lane holds its row's exact group sum, scaled and
     /// added in the reference's order.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/VNNI, AVX2 and FMA; `j` is from `Job::new` (shapes checked),
+    /// row groups `g0..g0 + R` hold rows below `rows_end <= rows`, `t0 + T <= n_tokens`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
     unsafe fn tile16<const R: usize, const T: usize>(
@@ -429,9 +491,13 @@ pub mod avx512vnni {
             for c in g * per_group..(g + 1) * per_group {
                 let mut w = [[_mm512_setzero_si512(); 4]; R];
                 for (r, w) in w.iter_mut().enumerate() {
-                    let v = _mm512_loadu_si512(
-                        j.codes.as_ptr().add(((g0 + r) * chunks + c) * 64).cast(),
-                    );
+                    // SAFETY: chunk c < chunks of row group g0 + r, inside the Rows16 codes
+                    // `Job::new` checked.
+                    let v = unsafe {
+                        _mm512_loadu_si512(
+                            j.codes.as_ptr().add(((g0 + r) * chunks + c) * 64).cast(),
+                        )
+                    };
                     *w = [
                         _mm512_and_si512(v, m3),
                         _mm512_and_si512(_mm512_srli_epi16::<2>(v), m3),
@@ -440,9 +506,10 @@ pub mod avx512vnni {
                     ];
                 }
                 for t in 0..T {
-                    let xp = j.q.as_ptr().add((t0 + t) * j.cols + 16 * c);
+                    let xp = &j.q[(t0 + t) * j.cols + 16 * c..][..16];
                     for q in 0..4 {
-                        let x4 = core::ptr::read_unaligned(xp.add(4 * q).cast::<i32>());
+                        // SAFETY: bytes 4q..4q + 4 of the 16 in `xp`.
+                        let x4 = unsafe { xp.as_ptr().add(4 * q).cast::<i32>().read_unaligned() };
                         let xb = _mm512_set1_epi32(x4);
                         for r in 0..R {
                             acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], w[r][q], xb);
@@ -451,7 +518,9 @@ pub mod avx512vnni {
                 }
             }
             for r in 0..R {
-                let d = _mm512_loadu_ps(j.scales.as_ptr().add(((g0 + r) * j.n_groups + g) * 16));
+                let d = &j.scales[((g0 + r) * j.n_groups + g) * 16..][..16];
+                // SAFETY: `d` holds the sixteen floats loaded.
+                let d = unsafe { _mm512_loadu_ps(d.as_ptr()) };
                 for t in 0..T {
                     let p = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][t]), d);
                     facc[r][t] = _mm512_add_ps(facc[r][t], p);
@@ -460,13 +529,16 @@ pub mod avx512vnni {
         }
         for r in 0..R {
             for t in 0..T {
-                let s = *j.act_scale.get_unchecked(t0 + t);
+                let s = j.act_scale[t0 + t];
                 let mut lanes = [0.0f32; 16];
-                _mm512_storeu_ps(lanes.as_mut_ptr(), facc[r][t]);
+                // SAFETY: `lanes` holds the sixteen floats stored.
+                unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), facc[r][t]) };
                 for (i, &y) in lanes.iter().enumerate() {
                     let row = 16 * (g0 + r) + i;
                     if row >= j.row0 && row < rows_end {
-                        *out.get_unchecked_mut(j.out_index(row, t0 + t)) = y / s;
+                        // SAFETY: rows row0..rows_end x tokens of `out`, checked by
+                        // `Job::new`.
+                        unsafe { *out.get_unchecked_mut(j.out_index(row, t0 + t)) = y / s };
                     }
                 }
             }
@@ -476,14 +548,20 @@ pub mod avx512vnni {
     /// Rows16 decode: one row group, one token, in memory order (one sequential stream for
     /// the prefetchers). Eight accumulators, one per (chunk parity, column quad), keep the
     /// `vpdpbusd` chains short; their exact sums are added per scale group.
+    ///
+    /// # Safety
+    /// As [`tile16`] with `R = T = 1` (token `t < n_tokens`).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
     unsafe fn row16_decode(j: &Job, g0: usize, t: usize, rows_end: usize, out: &mut [f32]) {
         let chunks = j.cols / 16;
         let per_group = j.group_blocks * 8; // even: 16-column chunks per scale group
         let m3 = _mm512_set1_epi8(3);
-        let codes = j.codes.as_ptr().add(g0 * chunks * 64);
-        let xt = j.q.as_ptr().add(t * j.cols);
+        // Raw pointers and unchecked reads: this loop is the decode hot path, and each check
+        // is a compare and branch per 64 weights. Row group g0 is (chunks, 64) code bytes
+        // inside the checked matrix, token t is `cols` activations.
+        let codes = j.codes[g0 * chunks * 64..][..chunks * 64].as_ptr();
+        let xt = j.q[t * j.cols..][..j.cols].as_ptr();
         let mut facc = _mm512_setzero_ps();
         for g in 0..j.n_groups {
             let mut acc = [_mm512_setzero_si512(); 8];
@@ -492,16 +570,23 @@ pub mod avx512vnni {
             let mut c = g * per_group;
             while c < (g + 1) * per_group {
                 for h in 0..2 {
-                    let v = _mm512_loadu_si512(codes.add((c + h) * 64).cast());
-                    let xp = xt.add(16 * (c + h));
+                    // SAFETY: chunk c + h < chunks (c is even, chunks per group even): its
+                    // 64 code bytes and 16 activations are inside the slices taken above.
+                    let (v, xp) = unsafe {
+                        (
+                            _mm512_loadu_si512(codes.add((c + h) * 64).cast()),
+                            xt.add(16 * (c + h)),
+                        )
+                    };
                     for q in 0..4 {
                         let wq = _mm512_and_si512(
                             _mm512_srl_epi16(v, _mm_cvtsi32_si128(2 * q as i32)),
                             m3,
                         );
-                        let xb = _mm512_set1_epi32(core::ptr::read_unaligned(
-                            xp.add(4 * q).cast::<i32>(),
-                        ));
+                        // SAFETY: bytes 4q..4q + 4 of the chunk's 16 activations at `xp`.
+                        let xb = _mm512_set1_epi32(unsafe {
+                            xp.add(4 * q).cast::<i32>().read_unaligned()
+                        });
                         acc[4 * h + q] = _mm512_dpbusd_epi32(acc[4 * h + q], wq, xb);
                     }
                 }
@@ -515,17 +600,20 @@ pub mod avx512vnni {
                 _mm512_add_epi32(acc[4], acc[5]),
                 _mm512_add_epi32(acc[6], acc[7]),
             );
-            let d = _mm512_loadu_ps(j.scales.as_ptr().add((g0 * j.n_groups + g) * 16));
+            let d = &j.scales[(g0 * j.n_groups + g) * 16..][..16];
+            // SAFETY: `d` holds the sixteen floats loaded.
+            let d = unsafe { _mm512_loadu_ps(d.as_ptr()) };
             let p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s01, s23)), d);
             facc = _mm512_add_ps(facc, p);
         }
-        let s = *j.act_scale.get_unchecked(t);
+        let s = j.act_scale[t];
         let mut lanes = [0.0f32; 16];
-        _mm512_storeu_ps(lanes.as_mut_ptr(), facc);
+        // SAFETY: `lanes` holds the sixteen floats stored.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), facc) };
         for (i, &y) in lanes.iter().enumerate() {
             let row = 16 * g0 + i;
             if row >= j.row0 && row < rows_end {
-                *out.get_unchecked_mut(j.out_index(row, t)) = y / s;
+                out[j.out_index(row, t)] = y / s;
             }
         }
     }
@@ -554,7 +642,9 @@ pub mod avx512vnni {
             let tn = (n - t0).min(4);
             if tn == 1 {
                 for g in g_begin..g_end {
-                    row16_decode(&j, g, t0, rows_end, out);
+                    // SAFETY: the caller guarantees the features; `Job::new` checked the
+                    // shapes, g < g_end covers rows below rows_end, t0 < n.
+                    unsafe { row16_decode(&j, g, t0, rows_end, out) };
                 }
                 t0 += 1;
                 continue;
@@ -565,14 +655,18 @@ pub mod avx512vnni {
             let mut g = g_begin;
             while g < g_end {
                 let rn = if g_end - g >= rmax { rmax } else { 1 };
-                match (rn, tn) {
-                    (2, 2) => tile16::<2, 2>(&j, g, t0, rows_end, out),
-                    (2, 3) => tile16::<2, 3>(&j, g, t0, rows_end, out),
-                    (2, 4) => tile16::<2, 4>(&j, g, t0, rows_end, out),
-                    (1, 2) => tile16::<1, 2>(&j, g, t0, rows_end, out),
-                    (1, 3) => tile16::<1, 3>(&j, g, t0, rows_end, out),
-                    (1, 4) => tile16::<1, 4>(&j, g, t0, rows_end, out),
-                    _ => unreachable!("tile shape"),
+                // SAFETY: the caller guarantees the features; `Job::new` checked the shapes,
+                // g + rn <= g_end covers rows below rows_end, t0 + tn <= n.
+                unsafe {
+                    match (rn, tn) {
+                        (2, 2) => tile16::<2, 2>(&j, g, t0, rows_end, out),
+                        (2, 3) => tile16::<2, 3>(&j, g, t0, rows_end, out),
+                        (2, 4) => tile16::<2, 4>(&j, g, t0, rows_end, out),
+                        (1, 2) => tile16::<1, 2>(&j, g, t0, rows_end, out),
+                        (1, 3) => tile16::<1, 3>(&j, g, t0, rows_end, out),
+                        (1, 4) => tile16::<1, 4>(&j, g, t0, rows_end, out),
+                        _ => unreachable!("tile shape"),
+                    }
                 }
                 g += rn;
             }
@@ -603,20 +697,23 @@ pub mod avx512vnni {
             let b0 = g * j.group_blocks;
             let mut v = _mm512_set1_epi32(-j.qsum(t, b0, b0 + j.group_blocks));
             for c in g * per_group..(g + 1) * per_group {
-                let codes = _mm512_loadu_si512(j.codes.as_ptr().add((g0 * chunks + c) * 64).cast());
-                let xp = j.q.as_ptr().add(t * j.cols + 16 * c);
+                let codes = &j.codes[(g0 * chunks + c) * 64..][..64];
+                let xp = &j.q[t * j.cols + 16 * c..][..16];
+                // SAFETY: `codes` holds the 64 bytes loaded.
+                let codes = unsafe { _mm512_loadu_si512(codes.as_ptr().cast()) };
                 for q in 0..4 {
                     let wq = _mm512_and_si512(
                         _mm512_srl_epi16(codes, _mm_cvtsi32_si128(2 * q as i32)),
                         m3,
                     );
-                    let xb =
-                        _mm512_set1_epi32(core::ptr::read_unaligned(xp.add(4 * q).cast::<i32>()));
-                    v = _mm512_dpbusd_epi32(v, wq, xb);
+                    // SAFETY: bytes 4q..4q + 4 of the 16 in `xp`.
+                    let x4 = unsafe { xp.as_ptr().add(4 * q).cast::<i32>().read_unaligned() };
+                    v = _mm512_dpbusd_epi32(v, wq, _mm512_set1_epi32(x4));
                 }
             }
             let mut lanes = [0i32; 16];
-            _mm512_storeu_si512(lanes.as_mut_ptr().cast(), v);
+            // SAFETY: `lanes` holds the sixteen i32 stored.
+            unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), v) };
             *a += lanes[row % 16];
         }
     }
@@ -633,13 +730,19 @@ pub mod avx512vnni {
         for r in 0..n_rows {
             let row = &rows[r * cols * 2..(r + 1) * cols * 2];
             for t in 0..n {
-                let xt = x.as_ptr().add(t * cols);
+                let xt = &x[t * cols..(t + 1) * cols];
                 let mut acc = [_mm512_setzero_ps(); 4];
                 let mut k = 0;
                 while k < main {
                     for (i, a) in acc.iter_mut().enumerate() {
-                        let w = _mm256_loadu_si256(row.as_ptr().add(2 * (k + 16 * i)).cast());
-                        let xv = _mm512_loadu_ps(xt.add(k + 16 * i));
+                        // SAFETY: k + 16i + 16 <= main <= cols: sixteen halves of `row` and
+                        // sixteen floats of `xt`.
+                        let (w, xv) = unsafe {
+                            (
+                                _mm256_loadu_si256(row.as_ptr().add(2 * (k + 16 * i)).cast()),
+                                _mm512_loadu_ps(xt.as_ptr().add(k + 16 * i)),
+                            )
+                        };
                         *a = _mm512_fmadd_ps(_mm512_cvtph_ps(w), xv, *a);
                     }
                     k += 64;
@@ -660,8 +763,9 @@ pub mod avx512vnni {
     pub unsafe fn head_q8_0_avx512vnni(rows: &[u8], a: &HeadActs, out: &mut [f32]) {
         let (n, n_rows, row_bytes) = super::super::head::check_head_q8_0(rows, a, out);
         for r in 0..n_rows {
-            let row = rows.as_ptr().add(r * row_bytes);
+            let row = rows[r * row_bytes..].as_ptr();
             for t in 0..n {
+                // q8_row's guarantee: `check_head_q8_0` checked whole rows and tokens.
                 out[r * n + t] = q8_row!(row, a, t, q8_block_avx512vnni);
             }
         }
@@ -679,12 +783,20 @@ pub unsafe fn q8_0_block_sums(name: &str, row: &[u8], xq: &[i8], isums: &mut [i3
     assert_eq!(row.len(), isums.len() * 34);
     assert_eq!(xq.len(), isums.len() * 32);
     for (k, s) in isums.iter_mut().enumerate() {
-        let w = _mm256_loadu_si256(row.as_ptr().add(34 * k + 2).cast());
-        let x = _mm256_loadu_si256(xq.as_ptr().add(32 * k).cast());
+        let (w, x) = (&row[34 * k + 2..][..32], &xq[32 * k..][..32]);
+        // SAFETY: `w` and `x` hold the 32 bytes loaded.
+        let (w, x) = unsafe {
+            (
+                _mm256_loadu_si256(w.as_ptr().cast()),
+                _mm256_loadu_si256(x.as_ptr().cast()),
+            )
+        };
         let v = match name {
             "avx2" => q8_block_avx2(w, x),
-            "avxvnni" => q8_block_avxvnni(w, x),
-            "avx512vnni" => q8_block_avx512vnni(w, x),
+            // SAFETY: the caller guarantees what kernel `name` requires.
+            "avxvnni" => unsafe { q8_block_avxvnni(w, x) },
+            // SAFETY: the caller guarantees what kernel `name` requires.
+            "avx512vnni" => unsafe { q8_block_avx512vnni(w, x) },
             _ => panic!("no x86_64 kernel {name}"),
         };
         *s = hsum_epi32_256(v);
