@@ -58,8 +58,8 @@ fn bad_vocabularies_are_named() {
         &["tokenizer.ggml.model", "bert"],
     );
     expect_err(
-        with("tokenizer.ggml.pre", Value::String("default".into())),
-        &["tokenizer.ggml.pre", "default", "llama-bpe"],
+        with("tokenizer.ggml.pre", Value::String("qwen9".into())),
+        &["tokenizer.ggml.pre", "qwen9", "llama-bpe"],
     );
     expect_err(
         with(
@@ -100,4 +100,69 @@ fn bad_vocabularies_are_named() {
         with("tokenizer.ggml.tokens", Value::U32(3)),
         &["tokenizer.ggml.tokens", "array of string"],
     );
+}
+
+/// The base vocabulary without `tokenizer.ggml.pre`, and with the extra keys the official
+/// BitNet b1.58 2B4T GGUF has on its gpt2 vocabulary (scores; no eot id).
+fn published(tokens: Vec<String>) -> Vec<(&'static str, Value)> {
+    let n = tokens.len();
+    let mut types = vec![1i32; n];
+    types[n - 1] = 3;
+    let mut e: Vec<_> = base()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("tokenizer.ggml.t") && *k != "tokenizer.ggml.pre")
+        .collect();
+    e.push(("tokenizer.ggml.tokens", Value::Array(Array::String(tokens))));
+    e.push(("tokenizer.ggml.token_type", Value::Array(Array::I32(types))));
+    e.push((
+        "tokenizer.ggml.scores",
+        Value::Array(Array::F32(vec![0.0; n])),
+    ));
+    e
+}
+
+#[test]
+fn a_vocabulary_without_pre_tokenizer_falls_back_to_llama_cpp_default_with_a_warning() {
+    let mut tokens: Vec<String> = (0..=255u8).map(|b| byte_to_char(b).to_string()).collect();
+    tokens.push("ab".into());
+    tokens.push("<|eot_id|>".into());
+    let tok = load(published(tokens)).expect("loads");
+    assert_eq!(tok.notes.len(), 1);
+    assert!(tok.notes[0].starts_with("warning:"), "{:?}", tok.notes);
+    assert!(tok.notes[0].contains("default"), "{:?}", tok.notes);
+    // llama.cpp's default splits punctuation from letters: "x'ab" -> "x", "'", "ab".
+    let ids = tok.encode_with("x'ab", false, false);
+    assert_eq!(ids, [u32::from(b'x'), u32::from(b'\''), 256], "{ids:?}");
+}
+
+#[test]
+fn the_llama3_vocabulary_without_pre_tokenizer_is_recognised() {
+    // 128256 tokens with Llama 3's specials where Llama 3 has them (BitNet b1.58 2B4T).
+    let mut tokens: Vec<String> = (0..=255u8).map(|b| byte_to_char(b).to_string()).collect();
+    tokens.push("ab".into());
+    tokens.push("'ab".into());
+    while tokens.len() < 128000 {
+        tokens.push(format!("filler{}", tokens.len()));
+    }
+    for i in 0..256 {
+        tokens.push(match i {
+            0 => "<|begin_of_text|>".into(),
+            1 => "<|end_of_text|>".into(),
+            6 => "<|start_header_id|>".into(),
+            7 => "<|end_header_id|>".into(),
+            9 => "<|eot_id|>".into(),
+            _ => format!("<|reserved_special_token_{i}|>"),
+        });
+    }
+    let tok = load(published(tokens)).expect("loads");
+    assert_eq!(tok.notes.len(), 1);
+    assert!(tok.notes[0].starts_with("note:"), "{:?}", tok.notes);
+    assert!(tok.notes[0].contains("llama-bpe"), "{:?}", tok.notes);
+    // llama-bpe's `[^\r\n\p{L}\p{N}]?\p{L}+` keeps "'ab" one word, and a word that is a
+    // token is emitted whole (the default pre-tokenizer would split off the "'").
+    assert_eq!(
+        tok.encode_with("x'ab", false, false),
+        [u32::from(b'x'), 257]
+    );
+    assert_eq!(tok.eot, Some(128009), "found by its text");
 }

@@ -107,6 +107,9 @@ pub struct Tokenizer {
     pub add_bos: bool,
     pub add_eos: bool,
     chat_template: Option<String>,
+    /// What loading had to decide for itself, one line each (`note: ...`, `warning: ...`),
+    /// for the CLI to print: e.g. the pre-tokenizer of a file without `tokenizer.ggml.pre`.
+    pub notes: Vec<String>,
 }
 
 impl core::fmt::Debug for Tokenizer {
@@ -140,7 +143,35 @@ fn pre_tokenizer(name: &str) -> Option<(PreTokenizer, bool)> {
         "dbrx" | "smaug-bpe" => Some((PreTokenizer::Llama3, false)),
         "gpt-2" | "phi-2" | "mpt" | "olmo" | "jina-es" | "jina-de" | "jina-v2-es"
         | "jina-v2-de" | "gigachat" => Some((PreTokenizer::Gpt2, false)),
+        "default" => Some((PreTokenizer::Default, false)),
         _ => None,
+    }
+}
+
+/// The pre-tokenizer of a byte-level vocabulary whose file names none (the official BitNet
+/// b1.58 2B4T GGUF has no `tokenizer.ggml.pre`; BitNet #373, PR #508): recognised from the
+/// vocabulary itself, else llama.cpp's `default`, as llama.cpp falls back. Returns the
+/// pre-tokenizer, whether whole-word hits skip the merges, and the line to tell the user.
+fn recognise_pre(tokens: &[String]) -> (PreTokenizer, bool, String) {
+    // Llama 3's vocabulary: 128000 BPE tokens then 256 specials in a fixed order.
+    let at = |i: usize, t: &str| tokens.get(i).is_some_and(|x| x == t);
+    let llama3 = tokens.len() == 128256
+        && at(128000, "<|begin_of_text|>")
+        && at(128001, "<|end_of_text|>")
+        && at(128006, "<|start_header_id|>")
+        && at(128009, "<|eot_id|>");
+    if llama3 {
+        let note = "note: the file has no tokenizer.ggml.pre; its 128256-token vocabulary is \
+                    Llama 3's (as BitNet b1.58 2B4T's), so the llama-bpe pre-tokenizer is used";
+        (PreTokenizer::Llama3, true, note.into())
+    } else {
+        let warning = format!(
+            "warning: the file has no tokenizer.ggml.pre and its {}-token vocabulary is not \
+             one this engine recognises: using llama.cpp's default pre-tokenizer, which may \
+             split text differently from the model's training",
+            tokens.len()
+        );
+        (PreTokenizer::Default, false, warning)
     }
 }
 
@@ -199,18 +230,26 @@ impl Tokenizer {
             }
         };
 
+        let mut notes = Vec::new();
         let (model, default_add_bos, default_bos, default_eos, default_unk) = match model_name {
             "gpt2" => {
                 let pre_name = match m.get("tokenizer.ggml.pre") {
                     Some(_) => m.get_str("tokenizer.ggml.pre").map_err(err)?,
                     None => "",
                 };
-                let (pre, ignore_merges) = pre_tokenizer(pre_name).ok_or_else(|| {
-                    format!(
-                        "tokenizer.ggml.pre '{pre_name}' is not a supported pre-tokenizer \
-                         (llama-bpe, llama3, gpt-2 and their aliases)"
-                    )
-                })?;
+                let (pre, ignore_merges) = if pre_name.is_empty() {
+                    let (pre, ignore_merges, note) = recognise_pre(&tokens);
+                    notes.push(note);
+                    (pre, ignore_merges)
+                } else {
+                    pre_tokenizer(pre_name).ok_or_else(|| {
+                        format!(
+                            "tokenizer.ggml.pre '{pre_name}' is not a supported pre-tokenizer \
+                             (llama-bpe, llama3, gpt-2, default and their aliases; a file \
+                             without the key gets one recognised from its vocabulary)"
+                        )
+                    })?
+                };
                 let mut byte_token = Box::new([0u32; 256]);
                 for (b, slot) in byte_token.iter_mut().enumerate() {
                     let (u, len) = bytelevel::BYTE_UTF8[b];
@@ -372,6 +411,7 @@ impl Tokenizer {
             add_bos,
             add_eos,
             chat_template,
+            notes,
         })
     }
 

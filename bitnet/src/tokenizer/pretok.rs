@@ -21,22 +21,82 @@ pub enum PreTokenizer {
     Llama3,
     /// `gpt-2`: `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
     Gpt2,
+    /// llama.cpp's `default`, for byte-level vocabularies without `tokenizer.ggml.pre`: four
+    /// regexes applied in turn, each splitting the pieces of the one before (matches and the
+    /// text between them both become pieces): `[\p{P}\$\+<=>\^~\|]+`, then the GPT-2
+    /// pattern, then `\p{N}+`, then `[0-9][0-9][0-9]`.
+    Default,
 }
 
 impl PreTokenizer {
     /// Calls `word` with each piece of `text`, in order; the pieces cover all of `text`.
     pub fn split<'t>(self, text: &'t str, mut word: impl FnMut(&'t str)) {
-        let mut i = 0;
-        while i < text.len() {
-            let end = match self {
-                PreTokenizer::Llama3 => llama3_match(text, i),
-                PreTokenizer::Gpt2 => gpt2_match(text, i),
-            };
-            debug_assert!(end > i);
-            word(&text[i..end]);
-            i = end;
+        match self {
+            PreTokenizer::Llama3 => split_with(text, llama3_match, &mut word),
+            PreTokenizer::Gpt2 => split_with(text, gpt2_match, &mut word),
+            PreTokenizer::Default => {
+                split_runs(text, is_default_punct, &mut |p1| {
+                    split_with(p1, gpt2_match, &mut |p2| {
+                        split_runs(p2, is_number, &mut |p3| split_digit_triples(p3, &mut word))
+                    })
+                });
+            }
         }
     }
+}
+
+/// `text` cut at the ends `next_end` gives, from the start.
+fn split_with<'t>(
+    text: &'t str,
+    next_end: fn(&str, usize) -> usize,
+    word: &mut dyn FnMut(&'t str),
+) {
+    let mut i = 0;
+    while i < text.len() {
+        let end = next_end(text, i);
+        debug_assert!(end > i);
+        word(&text[i..end]);
+        i = end;
+    }
+}
+
+/// Split by a regex `[class]+`: each maximal run of `class`, and each stretch between runs.
+fn split_runs<'t>(text: &'t str, class: fn(char) -> bool, word: &mut dyn FnMut(&'t str)) {
+    let mut i = 0;
+    while i < text.len() {
+        let inside = char_at(text, i).is_some_and(class);
+        let end = run(text, i, |c| class(c) == inside);
+        word(&text[i..end]);
+        i = end;
+    }
+}
+
+/// Split by `[0-9][0-9][0-9]`: leftmost non-overlapping triples of ASCII digits, and the
+/// stretches between them.
+fn split_digit_triples<'t>(text: &'t str, word: &mut dyn FnMut(&'t str)) {
+    let b = text.as_bytes();
+    let (mut gap, mut i) = (0, 0);
+    while i + 3 <= b.len() {
+        if b[i..i + 3].iter().all(u8::is_ascii_digit) {
+            if gap < i {
+                word(&text[gap..i]);
+            }
+            word(&text[i..i + 3]);
+            i += 3;
+            gap = i;
+        } else {
+            i += 1;
+        }
+    }
+    if gap < text.len() {
+        word(&text[gap..]);
+    }
+}
+
+/// `[\p{P}\$\+<=>\^~\|]`: Unicode punctuation and eight ASCII symbols.
+fn is_default_punct(c: char) -> bool {
+    matches!(c, '$' | '+' | '<' | '=' | '>' | '^' | '~' | '|')
+        || c.general_category_group() == GeneralCategoryGroup::Punctuation
 }
 
 pub fn is_letter(c: char) -> bool {
@@ -252,6 +312,65 @@ mod tests {
                 }
                 assert_eq!(pieces(pre, &s), want, "{pre:?} on {s:?}");
             }
+        }
+    }
+
+    #[test]
+    fn default_examples() {
+        let p = PreTokenizer::Default;
+        assert_eq!(
+            pieces(p, "Hello world's  12345 ok!!\n\n  x+=y"),
+            [
+                "Hello", " world", "'", "s", " ", " ", "123", "45", " ok", "!!", "\n\n ", " x",
+                "+=", "y"
+            ]
+        );
+    }
+
+    /// llama.cpp's `default` as it runs it: each regex splits every piece of the previous
+    /// one, keeping matches and the text between them.
+    #[test]
+    fn default_matches_the_staged_regexes_on_random_text() {
+        const STAGES: [&str; 4] = [
+            r"[\p{P}\$\+<=>\^~\|]+",
+            r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
+            r"\p{N}+",
+            r"[0-9][0-9][0-9]",
+        ];
+        let stages: Vec<fancy_regex::Regex> = STAGES
+            .iter()
+            .map(|p| fancy_regex::Regex::new(p).unwrap())
+            .collect();
+        let alphabet: Vec<char> = "aZsStTrReEvVmMlLdD'''   \t\n\r\u{b}\u{a0}\u{3000}\
+             0123456789٣Ⅻ²é中ß.,!?-_($+<=>^~|`«»🦙"
+            .chars()
+            .collect();
+        let mut rng = crate::rng::Rng::new(11);
+        for _ in 0..5000 {
+            let len = 1 + rng.below(20) as usize;
+            let s: String = (0..len)
+                .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize])
+                .collect();
+            let mut want: Vec<&str> = alloc::vec![&s];
+            for re in &stages {
+                let mut next = Vec::new();
+                for piece in want {
+                    let mut last = 0;
+                    for m in re.find_iter(piece) {
+                        let m = m.unwrap();
+                        if m.start() > last {
+                            next.push(&piece[last..m.start()]);
+                        }
+                        next.push(m.as_str());
+                        last = m.end();
+                    }
+                    if last < piece.len() {
+                        next.push(&piece[last..]);
+                    }
+                }
+                want = next;
+            }
+            assert_eq!(pieces(PreTokenizer::Default, &s), want, "on {s:?}");
         }
     }
 
