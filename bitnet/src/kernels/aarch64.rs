@@ -8,6 +8,12 @@
 //!
 //! Each decoded block is reused across a tile of up to [`TILE`] tokens (the activations of a
 //! tile stay in L1), so prefill reads every weight byte once per tile instead of once per token.
+//!
+//! Safety: NEON is baseline on every aarch64 CPU, and every function here that calls NEON
+//! intrinsics enables it with `#[target_feature]` (the target enabling it does not count for
+//! the safety check), so register-only intrinsics are safe calls. What stays `unsafe` is
+//! reading through raw pointers and running `dotprod` / `i8mm` code: every `unsafe fn` states
+//! in `# Safety` which bytes its caller guarantees readable and which CPU features present.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -49,12 +55,17 @@ fn drive(
 }
 
 /// The 128 trits of a 32-byte block: vector k holds elements 16k..16k+16.
-#[inline(always)]
+///
+/// # Safety
+/// The CPU must have NEON (every aarch64 CPU does); `p..p + 32` must be readable.
+#[inline]
+#[target_feature(enable = "neon")]
 unsafe fn decode_block(p: *const u8) -> [int8x16_t; 8] {
     // Byte g holds elements g, 32+g, 64+g, 96+g from the top bits down: field j of the first
     // 16 bytes is elements 32j..32j+16, of the last 16 bytes 32j+16..32j+32.
-    let b0 = vld1q_u8(p);
-    let b1 = vld1q_u8(p.add(16));
+    // SAFETY: the caller guarantees `p..p + 32` readable: these read `p..p + 16` and
+    // `p + 16..p + 32` (vld1q has no alignment requirement).
+    let (b0, b1) = unsafe { (vld1q_u8(p), vld1q_u8(p.add(16))) };
     let m = vdupq_n_u8(3);
     let one = vdupq_n_s8(1);
     let t = |c: uint8x16_t| vsubq_s8(vreinterpretq_s8_u8(c), one);
@@ -71,15 +82,20 @@ unsafe fn decode_block(p: *const u8) -> [int8x16_t; 8] {
 }
 
 /// `acc + dot(w, q)` for 128 elements, without dotprod.
-#[inline(always)]
+///
+/// # Safety
+/// The CPU must have NEON (every aarch64 CPU does); `q..q + 128` must be readable.
+#[inline]
+#[target_feature(enable = "neon")]
 unsafe fn dot_block_neon(acc: int32x4_t, w: &[int8x16_t; 8], q: *const i8) -> int32x4_t {
     // Trits keep |trit * q| <= 128 and each i16 lane below sums 8 products (<= 1024) before it
     // is widened: far from the i16 overflow bitnet.cpp hit summing 256 code * q products.
     let mut lo = vdupq_n_s16(0);
     let mut hi = vdupq_n_s16(0);
     for k in (0..8).step_by(2) {
-        let q0 = vld1q_s8(q.add(16 * k));
-        let q1 = vld1q_s8(q.add(16 * k + 16));
+        // SAFETY: k <= 6, so these read `q + 16k..q + 16k + 32`, inside `q..q + 128`, which
+        // the caller guarantees readable.
+        let (q0, q1) = unsafe { (vld1q_s8(q.add(16 * k)), vld1q_s8(q.add(16 * k + 16))) };
         lo = vmlal_s8(lo, vget_low_s8(w[k]), vget_low_s8(q0));
         lo = vmlal_high_s8(lo, w[k], q0);
         hi = vmlal_s8(hi, vget_low_s8(w[k + 1]), vget_low_s8(q1));
@@ -88,21 +104,28 @@ unsafe fn dot_block_neon(acc: int32x4_t, w: &[int8x16_t; 8], q: *const i8) -> in
     vpadalq_s16(vpadalq_s16(acc, lo), hi)
 }
 
-/// `acc + dot(a, b)` per group of four bytes.
+/// `acc + dot(a, b)` per group of four bytes. Callers must have dotprod enabled.
 #[inline]
 #[target_feature(enable = "dotprod")]
-unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-    asm!(
-        "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-        acc = inout(vreg) acc,
-        a = in(vreg) a,
-        b = in(vreg) b,
-        options(pure, nomem, nostack, preserves_flags)
-    );
+fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    // SAFETY: `sdot` is a dotprod instruction and this function is only callable where dotprod
+    // is enabled (target_feature); it reads and writes registers only (nomem, no stack).
+    unsafe {
+        asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
     acc
 }
 
 /// `acc + dot(w, q)` for 128 elements with `sdot`.
+///
+/// # Safety
+/// The CPU must support dotprod; `q..q + 128` must be readable.
 #[inline]
 #[target_feature(enable = "dotprod")]
 unsafe fn dot_block_dotprod(acc: int32x4_t, w: &[int8x16_t; 8], q: *const i8) -> int32x4_t {
@@ -110,8 +133,11 @@ unsafe fn dot_block_dotprod(acc: int32x4_t, w: &[int8x16_t; 8], q: *const i8) ->
     let mut a = acc;
     let mut b = vdupq_n_s32(0);
     for k in (0..8).step_by(2) {
-        a = sdot(a, w[k], vld1q_s8(q.add(16 * k)));
-        b = sdot(b, w[k + 1], vld1q_s8(q.add(16 * k + 16)));
+        // SAFETY: k <= 6, so these read `q + 16k..q + 16k + 32`, inside `q..q + 128`, which
+        // the caller guarantees readable.
+        a = sdot(a, w[k], unsafe { vld1q_s8(q.add(16 * k)) });
+        // SAFETY: as above.
+        b = sdot(b, w[k + 1], unsafe { vld1q_s8(q.add(16 * k + 16)) });
     }
     vaddq_s32(a, b)
 }
@@ -121,6 +147,10 @@ unsafe fn dot_block_dotprod(acc: int32x4_t, w: &[int8x16_t; 8], q: *const i8) ->
 macro_rules! row_tile {
     ($name:ident, $feature:literal, $dot:ident) => {
         /// `acc[t * ng + g]` for tokens `t < NT` starting at `q` (`cols` apart).
+        ///
+        /// # Safety
+        /// The CPU must support the target feature; `wrow..wrow + cols / 4` (one row of
+        /// codes) and `q..q + NT * cols` (`NT` tokens) must be readable.
         #[inline]
         #[target_feature(enable = $feature)]
         unsafe fn $name<const NT: usize>(
@@ -135,9 +165,15 @@ macro_rules! row_tile {
             for g in 0..ng {
                 let mut a = [vdupq_n_s32(0); NT];
                 for b in g * bpg..(g + 1) * bpg {
-                    let wv = decode_block(wrow.add(32 * b));
+                    // SAFETY: b < ng * bpg <= cols / 128, so `wrow + 32b..wrow + 32b + 32` is
+                    // inside the row of cols / 4 bytes the caller guarantees readable.
+                    let wv = unsafe { decode_block(wrow.add(32 * b)) };
                     for (t, a) in a.iter_mut().enumerate() {
-                        *a = $dot(*a, &wv, q.add(t * cols + 128 * b));
+                        // SAFETY: t < NT and 128b + 128 <= cols, so `q + t * cols + 128b` and
+                        // the 128 bytes after it are inside token t, which the caller
+                        // guarantees readable; the caller also guarantees the feature `$dot`
+                        // needs.
+                        *a = unsafe { $dot(*a, &wv, q.add(t * cols + 128 * b)) };
                     }
                 }
                 for (t, a) in a.iter().enumerate() {
@@ -156,7 +192,8 @@ row_tile!(tile_dotprod, "dotprod", dot_block_dotprod);
 macro_rules! acc_rows {
     ($name:ident, $feature:literal, $tile:ident) => {
         /// # Safety
-        /// The CPU must support the target feature; shapes as checked by `check_bitmatmul_args`.
+        /// The CPU must support the target feature; shapes as checked by `check_bitmatmul_args`
+        /// (`x.q` holds `x.n_tokens * w.cols` bytes, `cols` and `group_len` multiples of 128).
         #[target_feature(enable = $feature)]
         pub(crate) unsafe fn $name(w: &TernaryMatrix, x: &ActBatch, row0: usize, acc: &mut [i32]) {
             let (n, cols, gl) = (x.n_tokens, w.cols, w.group_len);
@@ -168,11 +205,17 @@ macro_rules! acc_rows {
                     let q = x.q[t * cols..].as_ptr();
                     let acc = &mut acc[t * ng..];
                     let nt = (n - t).min(TILE);
-                    match nt {
-                        1 => $tile::<1>(wrow, q, cols, gl, acc),
-                        2 => $tile::<2>(wrow, q, cols, gl, acc),
-                        3 => $tile::<3>(wrow, q, cols, gl, acc),
-                        _ => $tile::<TILE>(wrow, q, cols, gl, acc),
+                    // SAFETY: `wrow` is a slice of cols / 4 bytes (one row); `q` starts token t
+                    // of `x.q`, which holds n_tokens * cols bytes (check_bitmatmul_args), so
+                    // the nt <= n - t tokens from it are readable; the caller guarantees the
+                    // feature.
+                    unsafe {
+                        match nt {
+                            1 => $tile::<1>(wrow, q, cols, gl, acc),
+                            2 => $tile::<2>(wrow, q, cols, gl, acc),
+                            3 => $tile::<3>(wrow, q, cols, gl, acc),
+                            _ => $tile::<TILE>(wrow, q, cols, gl, acc),
+                        }
                     }
                     t += nt;
                 }
@@ -217,7 +260,9 @@ macro_rules! entries {
             assert_eq!(acc.len(), ng);
             let mut a = vec![0i32; ng];
             let wrow = w.codes[row * w.cols / 4..(row + 1) * w.cols / 4].as_ptr();
-            $tile::<1>(wrow, x.token(t).as_ptr(), w.cols, w.group_len, &mut a);
+            // SAFETY: `wrow` is a slice of cols / 4 bytes (one row) and `x.token(t)` one of
+            // x.cols == w.cols bytes (checked above); the caller guarantees the feature.
+            unsafe { $tile::<1>(wrow, x.token(t).as_ptr(), w.cols, w.group_len, &mut a) };
             for (acc, a) in acc.iter_mut().zip(a) {
                 *acc += a;
             }
@@ -243,17 +288,21 @@ entries!(
 );
 
 /// `acc + A B^T` where A is two rows of 8 int8 (first and last 8 bytes of `a`), B likewise:
-/// lanes (a0.b0, a0.b1, a1.b0, a1.b1).
+/// lanes (a0.b0, a0.b1, a1.b0, a1.b1). Callers must have i8mm enabled.
 #[inline]
 #[target_feature(enable = "i8mm")]
-unsafe fn smmla(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-    asm!(
-        "smmla {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-        acc = inout(vreg) acc,
-        a = in(vreg) a,
-        b = in(vreg) b,
-        options(pure, nomem, nostack, preserves_flags)
-    );
+fn smmla(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    // SAFETY: `smmla` is an i8mm instruction and this function is only callable where i8mm is
+    // enabled (target_feature); it reads and writes registers only (nomem, no stack).
+    unsafe {
+        asm!(
+            "smmla {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
     acc
 }
 
@@ -276,18 +325,23 @@ fn pair_acts(x: &ActBatch) -> Vec<i8> {
 
 /// The 2 x 128 trits of one block of two rows, interleaved for `smmla`: entry [j][m] holds
 /// elements 32j+8m..32j+8m+8 of the first row, then the same of the second.
+///
+/// # Safety
+/// The CPU must support i8mm; `p0..p0 + 32` and `p1..p1 + 32` must be readable.
 #[inline]
-#[target_feature(enable = "i8mm")]
+#[target_feature(enable = "neon,i8mm")]
 unsafe fn decode_block_pair(p0: *const u8, p1: *const u8) -> [[int8x16_t; 4]; 4] {
     // Interleaving the packed bytes first means one decode serves both rows.
-    let (a0, a1) = (
-        vld1q_u64(p0 as *const u64),
-        vld1q_u64(p0.add(16) as *const u64),
-    );
-    let (b0, b1) = (
-        vld1q_u64(p1 as *const u64),
-        vld1q_u64(p1.add(16) as *const u64),
-    );
+    // SAFETY: these read `p0..p0 + 32` and `p1..p1 + 32`, which the caller guarantees
+    // readable (vld1q has no alignment requirement).
+    let (a0, a1, b0, b1) = unsafe {
+        (
+            vld1q_u64(p0 as *const u64),
+            vld1q_u64(p0.add(16) as *const u64),
+            vld1q_u64(p1 as *const u64),
+            vld1q_u64(p1.add(16) as *const u64),
+        )
+    };
     let z = [
         vreinterpretq_u8_u64(vzip1q_u64(a0, b0)),
         vreinterpretq_u8_u64(vzip2q_u64(a0, b0)),
@@ -307,8 +361,12 @@ unsafe fn decode_block_pair(p0: *const u8, p1: *const u8) -> [[int8x16_t; 4]; 4]
 
 /// Accumulators of rows (r, r+1) against `NP` token pairs starting at pair `p0`; `acc0` and
 /// `acc1` are the two rows' (n_tokens, groups) accumulators, `n` the real token count.
+///
+/// # Safety
+/// The CPU must support i8mm; `w0..w0 + cols / 4` and `w1..w1 + cols / 4` (two rows of codes)
+/// must be readable. `pairs` is sliced with bounds checks.
 #[inline]
-#[target_feature(enable = "i8mm")]
+#[target_feature(enable = "neon,i8mm")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_i8mm<const NP: usize>(
     w0: *const u8,
@@ -326,12 +384,20 @@ unsafe fn tile_i8mm<const NP: usize>(
     for g in 0..ng {
         let mut a = [vdupq_n_s32(0); NP];
         for b in g * bpg..(g + 1) * bpg {
-            let wv = decode_block_pair(w0.add(32 * b), w1.add(32 * b));
+            // SAFETY: b < ng * bpg <= cols / 128, so the 32 bytes at `w0 + 32b` and `w1 + 32b`
+            // are inside the two rows of cols / 4 bytes the caller guarantees readable; the
+            // caller guarantees i8mm.
+            let wv = unsafe { decode_block_pair(w0.add(32 * b), w1.add(32 * b)) };
             for (p, a) in a.iter_mut().enumerate() {
-                let q = qp.add(p * 2 * cols + 2 * 128 * b);
+                // `qp` is a slice of NP * 2 * cols bytes; pair p < NP starts at p * 2 * cols and
+                // block b covers its bytes 256b..256b + 256, with 256b + 256 <= 2 * cols.
+                let at = p * 2 * cols + 2 * 128 * b;
                 for (j, wj) in wv.iter().enumerate() {
                     for (m, &wjm) in wj.iter().enumerate() {
-                        *a = smmla(*a, wjm, vld1q_s8(q.add(2 * (32 * j + 8 * m))));
+                        // SAFETY: j, m < 4, so this reads `qp + at + 2 * (32j + 8m)` and the 15
+                        // bytes after it, at most `qp + at + 256`: inside the slice (see above).
+                        let q = unsafe { vld1q_s8(qp.add(at + 2 * (32 * j + 8 * m))) };
+                        *a = smmla(*a, wjm, q);
                     }
                 }
             }
@@ -352,7 +418,8 @@ unsafe fn tile_i8mm<const NP: usize>(
 /// row with `sdot`. `pairs` is [`pair_acts`] of `x`.
 ///
 /// # Safety
-/// The CPU must support i8mm and dotprod; shapes as checked by `check_bitmatmul_args`.
+/// The CPU must support i8mm and dotprod; shapes as checked by `check_bitmatmul_args`
+/// (`x.q` holds `x.n_tokens * w.cols` bytes, `cols` and `group_len` multiples of 128).
 #[target_feature(enable = "i8mm,dotprod")]
 pub(crate) unsafe fn acc_rows_i8mm(
     w: &TernaryMatrix,
@@ -373,11 +440,15 @@ pub(crate) unsafe fn acc_rows_i8mm(
         let mut p = 0;
         while p < n_pairs {
             let np = (n_pairs - p).min(PAIR_TILE);
-            match np {
-                1 => tile_i8mm::<1>(w0, w1, pairs, p, n, cols, gl, acc0, acc1),
-                2 => tile_i8mm::<2>(w0, w1, pairs, p, n, cols, gl, acc0, acc1),
-                3 => tile_i8mm::<3>(w0, w1, pairs, p, n, cols, gl, acc0, acc1),
-                _ => tile_i8mm::<PAIR_TILE>(w0, w1, pairs, p, n, cols, gl, acc0, acc1),
+            // SAFETY: `w0` and `w1` are slices of cols / 4 bytes (rows r and r + 1); the
+            // caller guarantees i8mm.
+            unsafe {
+                match np {
+                    1 => tile_i8mm::<1>(w0, w1, pairs, p, n, cols, gl, acc0, acc1),
+                    2 => tile_i8mm::<2>(w0, w1, pairs, p, n, cols, gl, acc0, acc1),
+                    3 => tile_i8mm::<3>(w0, w1, pairs, p, n, cols, gl, acc0, acc1),
+                    _ => tile_i8mm::<PAIR_TILE>(w0, w1, pairs, p, n, cols, gl, acc0, acc1),
+                }
             }
             p += np;
         }
@@ -385,7 +456,8 @@ pub(crate) unsafe fn acc_rows_i8mm(
     }
     let rest = rows.into_remainder();
     if !rest.is_empty() {
-        acc_rows_dotprod(w, x, r, rest);
+        // SAFETY: the caller guarantees dotprod and the shapes `acc_rows_dotprod` needs.
+        unsafe { acc_rows_dotprod(w, x, r, rest) };
     }
 }
 
@@ -416,36 +488,49 @@ const HEAD_ROWS: usize = 4;
 
 /// f32 of the low four halves of `h`.
 #[inline(always)]
-unsafe fn cvt_lo(h: uint8x16_t) -> float32x4_t {
+fn cvt_lo(h: uint8x16_t) -> float32x4_t {
     // `vcvt_f32_f16` needs the unstable f16 types; `fcvtl` itself is baseline ARMv8 SIMD.
     let o: float32x4_t;
-    asm!("fcvtl {o:v}.4s, {h:v}.4h", h = in(vreg) h, o = lateout(vreg) o,
-        options(pure, nomem, nostack, preserves_flags));
+    // SAFETY: `fcvtl` is baseline AArch64 Advanced SIMD (neon), which the target enables (the
+    // `vreg` operands do not compile without it); it reads and writes registers only (nomem).
+    unsafe {
+        asm!("fcvtl {o:v}.4s, {h:v}.4h", h = in(vreg) h, o = lateout(vreg) o,
+            options(pure, nomem, nostack, preserves_flags));
+    }
     o
 }
 
 /// f32 of the high four halves of `h`.
 #[inline(always)]
-unsafe fn cvt_hi(h: uint8x16_t) -> float32x4_t {
+fn cvt_hi(h: uint8x16_t) -> float32x4_t {
     let o: float32x4_t;
-    asm!("fcvtl2 {o:v}.4s, {h:v}.8h", h = in(vreg) h, o = lateout(vreg) o,
-        options(pure, nomem, nostack, preserves_flags));
+    // SAFETY: `fcvtl2` is baseline AArch64 Advanced SIMD (neon), which the target enables (the
+    // `vreg` operands do not compile without it); it reads and writes registers only (nomem).
+    unsafe {
+        asm!("fcvtl2 {o:v}.4s, {h:v}.8h", h = in(vreg) h, o = lateout(vreg) o,
+            options(pure, nomem, nostack, preserves_flags));
+    }
     o
 }
 
 /// f32 of one little-endian half.
 #[inline(always)]
-unsafe fn f16_to_f32(bits: u16) -> f32 {
+fn f16_to_f32(bits: u16) -> f32 {
     let o: f32;
-    asm!("fmov {o:s}, {b:w}", "fcvt {o:s}, {o:h}", b = in(reg) u32::from(bits), o = out(vreg) o,
-        options(pure, nomem, nostack, preserves_flags));
+    // SAFETY: `fmov` and the half-to-single `fcvt` are baseline AArch64 floating point, which
+    // the target enables (the `vreg` operand does not compile without it); they read and write
+    // registers only (nomem).
+    unsafe {
+        asm!("fmov {o:s}, {b:w}", "fcvt {o:s}, {o:h}", b = in(reg) u32::from(bits),
+            o = out(vreg) o, options(pure, nomem, nostack, preserves_flags));
+    }
     o
 }
 
 /// F16 head rows against f32 activations: `out[r * n + t] = row r . x[t]`.
 ///
 /// # Safety
-/// The CPU must have NEON.
+/// The CPU must have NEON (every aarch64 CPU); the shapes are checked here.
 #[inline(never)]
 #[target_feature(enable = "neon")]
 pub unsafe fn head_f16_neon(rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]) {
@@ -460,15 +545,23 @@ pub unsafe fn head_f16_neon(rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]
             let mut acc = [[vdupq_n_f32(0.0); 4]; HEAD_ROWS];
             let mut k = 0;
             while k < main {
-                let xs = [
-                    vld1q_f32(xt.add(k)),
-                    vld1q_f32(xt.add(k + 4)),
-                    vld1q_f32(xt.add(k + 8)),
-                    vld1q_f32(xt.add(k + 12)),
-                ];
+                // SAFETY: k + 16 <= main <= cols, so these read `xt + k..xt + k + 16`, inside
+                // token t (a slice of cols floats).
+                let xs = unsafe {
+                    [
+                        vld1q_f32(xt.add(k)),
+                        vld1q_f32(xt.add(k + 4)),
+                        vld1q_f32(xt.add(k + 8)),
+                        vld1q_f32(xt.add(k + 12)),
+                    ]
+                };
                 for (i, acc) in acc[..rn].iter_mut().enumerate() {
-                    let p = rows.as_ptr().add((r + i) * cols * 2 + 2 * k);
-                    let (h0, h1) = (vld1q_u8(p), vld1q_u8(p.add(16)));
+                    // SAFETY: r + i < n_rows and `rows` holds n_rows rows of 2 * cols bytes
+                    // (check_head_f16); 2k + 32 <= 2 * cols, so `p..p + 32` is inside row r + i.
+                    let (h0, h1) = unsafe {
+                        let p = rows.as_ptr().add((r + i) * cols * 2 + 2 * k);
+                        (vld1q_u8(p), vld1q_u8(p.add(16)))
+                    };
                     acc[0] = vfmaq_f32(acc[0], cvt_lo(h0), xs[0]);
                     acc[1] = vfmaq_f32(acc[1], cvt_hi(h0), xs[1]);
                     acc[2] = vfmaq_f32(acc[2], cvt_lo(h1), xs[2]);
@@ -488,10 +581,21 @@ pub unsafe fn head_f16_neon(rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]
 }
 
 /// Exact `sum w * x` of one Q8_0 block (32 weights at `w`) without dotprod.
-#[inline(always)]
+///
+/// # Safety
+/// The CPU must have NEON (every aarch64 CPU does); `w..w + 32` and `x..x + 32` must be readable.
+#[inline]
+#[target_feature(enable = "neon")]
 unsafe fn q8_block_neon(w: *const u8, x: *const i8) -> i32 {
-    let (w0, w1) = (vld1q_s8(w as *const i8), vld1q_s8(w.add(16) as *const i8));
-    let (x0, x1) = (vld1q_s8(x), vld1q_s8(x.add(16)));
+    // SAFETY: these read `w..w + 32` and `x..x + 32`, which the caller guarantees readable.
+    let (w0, w1, x0, x1) = unsafe {
+        (
+            vld1q_s8(w as *const i8),
+            vld1q_s8(w.add(16) as *const i8),
+            vld1q_s8(x),
+            vld1q_s8(x.add(16)),
+        )
+    };
     // |w| <= 128 and |x| <= 127: one i16 lane holds two products (<= 32512), not three.
     let a = vmlal_high_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(x0)), w0, x0);
     let b = vmlal_high_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(x1)), w1, x1);
@@ -499,11 +603,21 @@ unsafe fn q8_block_neon(w: *const u8, x: *const i8) -> i32 {
 }
 
 /// Exact `sum w * x` of one Q8_0 block with `sdot`.
+///
+/// # Safety
+/// The CPU must support dotprod; `w..w + 32` and `x..x + 32` must be readable.
 #[inline]
 #[target_feature(enable = "dotprod")]
 unsafe fn q8_block_dotprod(w: *const u8, x: *const i8) -> i32 {
-    let (w0, w1) = (vld1q_s8(w as *const i8), vld1q_s8(w.add(16) as *const i8));
-    let (x0, x1) = (vld1q_s8(x), vld1q_s8(x.add(16)));
+    // SAFETY: these read `w..w + 32` and `x..x + 32`, which the caller guarantees readable.
+    let (w0, w1, x0, x1) = unsafe {
+        (
+            vld1q_s8(w as *const i8),
+            vld1q_s8(w.add(16) as *const i8),
+            vld1q_s8(x),
+            vld1q_s8(x.add(16)),
+        )
+    };
     vaddvq_s32(sdot(sdot(vdupq_n_s32(0), w0, x0), w1, x1))
 }
 
@@ -526,9 +640,16 @@ macro_rules! head_q8_0 {
                     let (q, d) = (a.q[t * a.cols..].as_ptr(), &a.d[t * nb..(t + 1) * nb]);
                     let mut acc = 0.0f32;
                     for (k, &dx) in d.iter().enumerate() {
-                        let b = row.as_ptr().add(k * BB);
-                        let dw = f16_to_f32(u16::from_le_bytes([*b, *b.add(1)]));
-                        acc += $block(b.add(2), q.add(32 * k)) as f32 * (dw * dx);
+                        // SAFETY: k < nb, so block k (`BB` bytes: the half scale, then 32
+                        // codes) lies inside `row` (nb * BB bytes, check_head_q8_0), and
+                        // `q + 32k..q + 32k + 32` inside token t of `a.q` (a.cols bytes left
+                        // after `q`); the caller guarantees the feature `$block` needs.
+                        let (dw, s) = unsafe {
+                            let b = row.as_ptr().add(k * BB);
+                            let dw = f16_to_f32(u16::from_le_bytes([*b, *b.add(1)]));
+                            (dw, $block(b.add(2), q.add(32 * k)))
+                        };
+                        acc += s as f32 * (dw * dx);
                     }
                     *y = acc;
                 }
@@ -544,7 +665,10 @@ macro_rules! head_q8_0 {
             use super::head::Q8_0_BLOCK_BYTES as BB;
             assert!(row.len() == isums.len() * BB && xq.len() == isums.len() * 32);
             for (k, s) in isums.iter_mut().enumerate() {
-                *s = $block(row.as_ptr().add(k * BB + 2), xq.as_ptr().add(32 * k));
+                // SAFETY: k < isums.len(), so the 32 codes of block k (after its 2-byte scale)
+                // are inside `row` and `xq + 32k..xq + 32k + 32` inside `xq` (lengths asserted
+                // above); the caller guarantees the feature `$block` needs.
+                *s = unsafe { $block(row.as_ptr().add(k * BB + 2), xq.as_ptr().add(32 * k)) };
             }
         }
     };
@@ -782,14 +906,14 @@ mod tests {
             if h.is_nan() {
                 continue;
             }
-            // SAFETY: fcvt is baseline ARMv8 floating point.
-            let got = unsafe { f16_to_f32(bits) };
+            let got = f16_to_f32(bits);
             assert_eq!(got.to_bits(), h.to_f32().to_bits(), "{bits:#06x}");
         }
         let halves: Vec<u8> = (0..8u16)
             .flat_map(|i| (0x3c00 + 0x123 * i).to_le_bytes())
             .collect();
-        // SAFETY: NEON is baseline on aarch64 Linux.
+        // SAFETY: `halves` holds 16 bytes and `lo`, `hi` 4 floats each: the loads and stores
+        // stay inside them.
         let (lo, hi) = unsafe {
             let v = vld1q_u8(halves.as_ptr());
             let mut lo = [0.0f32; 4];
