@@ -4,6 +4,7 @@
 //! needs an operating system (mmap, threads, clocks, the CLI) sits behind the `std` feature
 //! so the same core can later run bare-metal.
 #![cfg_attr(not(feature = "std"), no_std)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 extern crate alloc;
 
