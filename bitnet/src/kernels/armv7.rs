@@ -23,73 +23,82 @@ use crate::ternary::{CodeLayout, TernaryMatrix};
 /// at `q` (without the `- sum q` correction).
 ///
 /// # Safety
-/// The CPU must have NEON; `w` must hold `32 * blocks` bytes and `q` `128 * blocks`.
+/// The CPU must have NEON; `blocks >= 1` (the loop counts down to zero after each block), and
+/// `w..w + 32 * blocks` and `q..q + 128 * blocks` must be readable.
 #[inline(always)]
 unsafe fn dot_codes_1(w: *const u8, q: *const i8, blocks: usize) -> i32 {
     debug_assert!(blocks > 0);
     let sum: i32;
-    asm!(
-        ".fpu neon",
-        "vmov.i32 q6, #0",
-        "2:",
-        "vld1.8 {{d0-d3}}, [{w}]!",
-        "vmov.i16 q4, #0",
-        // Field 0 (bits 7-6): elements 0..32 of the block.
-        "vshr.u8 q2, q0, #6",
-        "vld1.8 {{d6-d7}}, [{x0}]!",
-        "vmlal.s8 q4, d4, d6",
-        "vmlal.s8 q4, d5, d7",
-        "vshr.u8 q2, q1, #6",
-        "vld1.8 {{d6-d7}}, [{x0}]!",
-        "vmlal.s8 q4, d4, d6",
-        "vmlal.s8 q4, d5, d7",
-        // Field 1 (bits 5-4): elements 32..64.
-        "vshl.i8 q2, q0, #2",
-        "vshr.u8 q2, q2, #6",
-        "vld1.8 {{d6-d7}}, [{x0}]!",
-        "vmlal.s8 q4, d4, d6",
-        "vmlal.s8 q4, d5, d7",
-        "vshl.i8 q2, q1, #2",
-        "vshr.u8 q2, q2, #6",
-        "vld1.8 {{d6-d7}}, [{x0}]!",
-        "vmlal.s8 q4, d4, d6",
-        "vmlal.s8 q4, d5, d7",
-        // Field 2 (bits 3-2): elements 64..96.
-        "vshl.i8 q2, q0, #4",
-        "vshr.u8 q2, q2, #6",
-        "vld1.8 {{d6-d7}}, [{x0}]!",
-        "vmlal.s8 q4, d4, d6",
-        "vmlal.s8 q4, d5, d7",
-        "vshl.i8 q2, q1, #4",
-        "vshr.u8 q2, q2, #6",
-        "vld1.8 {{d6-d7}}, [{x0}]!",
-        "vmlal.s8 q4, d4, d6",
-        "vmlal.s8 q4, d5, d7",
-        // Field 3 (bits 1-0): elements 96..128.
-        "vshl.i8 q2, q0, #6",
-        "vshr.u8 q2, q2, #6",
-        "vld1.8 {{d6-d7}}, [{x0}]!",
-        "vmlal.s8 q4, d4, d6",
-        "vmlal.s8 q4, d5, d7",
-        "vshl.i8 q2, q1, #6",
-        "vshr.u8 q2, q2, #6",
-        "vld1.8 {{d6-d7}}, [{x0}]!",
-        "vmlal.s8 q4, d4, d6",
-        "vmlal.s8 q4, d5, d7",
-        "vpadal.s16 q6, q4",
-        "subs {n}, {n}, #1",
-        "bne 2b",
-        "vpadd.i32 d12, d12, d13",
-        "vpadd.i32 d12, d12, d12",
-        "vmov.32 {sum}, d12[0]",
-        w = inout(reg) w => _,
-        x0 = inout(reg) q => _,
-        n = inout(reg) blocks => _,
-        sum = lateout(reg) sum,
-        out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
-        out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d12") _, out("d13") _,
-        options(nostack, readonly)
-    );
+    // SAFETY: the caller guarantees NEON (enabled for the block by `.fpu neon`), `blocks >= 1`,
+    // and that the `vld1.8` loads, `w..w + 32 * blocks` and `q..q + 128 * blocks` (no alignment
+    // hint), are readable; the asm only reads memory (`readonly`, `nostack`), and every
+    // register it writes is declared: `w`, `x0`, `n` as inouts, `sum` as an output, d0-d9 and
+    // d12-d13 (q0-q4, q6) as clobbers; the flags `subs` sets are clobbered by default (no
+    // `preserves_flags`).
+    unsafe {
+        asm!(
+            ".fpu neon",
+            "vmov.i32 q6, #0",
+            "2:",
+            "vld1.8 {{d0-d3}}, [{w}]!",
+            "vmov.i16 q4, #0",
+            // Field 0 (bits 7-6): elements 0..32 of the block.
+            "vshr.u8 q2, q0, #6",
+            "vld1.8 {{d6-d7}}, [{x0}]!",
+            "vmlal.s8 q4, d4, d6",
+            "vmlal.s8 q4, d5, d7",
+            "vshr.u8 q2, q1, #6",
+            "vld1.8 {{d6-d7}}, [{x0}]!",
+            "vmlal.s8 q4, d4, d6",
+            "vmlal.s8 q4, d5, d7",
+            // Field 1 (bits 5-4): elements 32..64.
+            "vshl.i8 q2, q0, #2",
+            "vshr.u8 q2, q2, #6",
+            "vld1.8 {{d6-d7}}, [{x0}]!",
+            "vmlal.s8 q4, d4, d6",
+            "vmlal.s8 q4, d5, d7",
+            "vshl.i8 q2, q1, #2",
+            "vshr.u8 q2, q2, #6",
+            "vld1.8 {{d6-d7}}, [{x0}]!",
+            "vmlal.s8 q4, d4, d6",
+            "vmlal.s8 q4, d5, d7",
+            // Field 2 (bits 3-2): elements 64..96.
+            "vshl.i8 q2, q0, #4",
+            "vshr.u8 q2, q2, #6",
+            "vld1.8 {{d6-d7}}, [{x0}]!",
+            "vmlal.s8 q4, d4, d6",
+            "vmlal.s8 q4, d5, d7",
+            "vshl.i8 q2, q1, #4",
+            "vshr.u8 q2, q2, #6",
+            "vld1.8 {{d6-d7}}, [{x0}]!",
+            "vmlal.s8 q4, d4, d6",
+            "vmlal.s8 q4, d5, d7",
+            // Field 3 (bits 1-0): elements 96..128.
+            "vshl.i8 q2, q0, #6",
+            "vshr.u8 q2, q2, #6",
+            "vld1.8 {{d6-d7}}, [{x0}]!",
+            "vmlal.s8 q4, d4, d6",
+            "vmlal.s8 q4, d5, d7",
+            "vshl.i8 q2, q1, #6",
+            "vshr.u8 q2, q2, #6",
+            "vld1.8 {{d6-d7}}, [{x0}]!",
+            "vmlal.s8 q4, d4, d6",
+            "vmlal.s8 q4, d5, d7",
+            "vpadal.s16 q6, q4",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "vpadd.i32 d12, d12, d13",
+            "vpadd.i32 d12, d12, d12",
+            "vmov.32 {sum}, d12[0]",
+            w = inout(reg) w => _,
+            x0 = inout(reg) q => _,
+            n = inout(reg) blocks => _,
+            sum = lateout(reg) sum,
+            out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+            out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d12") _, out("d13") _,
+            options(nostack, readonly)
+        );
+    }
     sum
 }
 
@@ -97,7 +106,8 @@ unsafe fn dot_codes_1(w: *const u8, q: *const i8, blocks: usize) -> i32 {
 /// vector once for both.
 ///
 /// # Safety
-/// As [`dot_codes_1`], for both tokens.
+/// As [`dot_codes_1`], for both tokens: the CPU must have NEON, `blocks >= 1`, and
+/// `w..w + 32 * blocks`, `q0..q0 + 128 * blocks` and `q1..q1 + 128 * blocks` must be readable.
 #[inline(always)]
 unsafe fn dot_codes_2(w: *const u8, q0: *const i8, q1: *const i8, blocks: usize) -> [i32; 2] {
     debug_assert!(blocks > 0);
@@ -116,63 +126,74 @@ unsafe fn dot_codes_2(w: *const u8, q0: *const i8, q1: *const i8, blocks: usize)
             )
         };
     }
-    asm!(
-        ".fpu neon",
-        "vmov.i32 q6, #0",
-        "vmov.i32 q7, #0",
-        "2:",
-        "vld1.8 {{d0-d3}}, [{w}]!",
-        "vmov.i16 q4, #0",
-        "vmov.i16 q5, #0",
-        "vshr.u8 q2, q0, #6",
-        both!(),
-        "vshr.u8 q2, q1, #6",
-        both!(),
-        "vshl.i8 q2, q0, #2",
-        "vshr.u8 q2, q2, #6",
-        both!(),
-        "vshl.i8 q2, q1, #2",
-        "vshr.u8 q2, q2, #6",
-        both!(),
-        "vshl.i8 q2, q0, #4",
-        "vshr.u8 q2, q2, #6",
-        both!(),
-        "vshl.i8 q2, q1, #4",
-        "vshr.u8 q2, q2, #6",
-        both!(),
-        "vshl.i8 q2, q0, #6",
-        "vshr.u8 q2, q2, #6",
-        both!(),
-        "vshl.i8 q2, q1, #6",
-        "vshr.u8 q2, q2, #6",
-        both!(),
-        "vpadal.s16 q6, q4",
-        "vpadal.s16 q7, q5",
-        "subs {n}, {n}, #1",
-        "bne 2b",
-        "vpadd.i32 d12, d12, d13",
-        "vpadd.i32 d14, d14, d15",
-        "vpadd.i32 d12, d12, d14",
-        "vmov.32 {s0}, d12[0]",
-        "vmov.32 {s1}, d12[1]",
-        w = inout(reg) w => _,
-        x0 = inout(reg) q0 => _,
-        x1 = inout(reg) q1 => _,
-        n = inout(reg) blocks => _,
-        s0 = lateout(reg) s0,
-        s1 = lateout(reg) s1,
-        out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
-        out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _, out("d11") _,
-        out("d12") _, out("d13") _, out("d14") _, out("d15") _,
-        options(nostack, readonly)
-    );
+    // SAFETY: the caller guarantees NEON (enabled for the block by `.fpu neon`), `blocks >= 1`,
+    // and that the `vld1.8` loads, `w..w + 32 * blocks`, `q0..q0 + 128 * blocks` and
+    // `q1..q1 + 128 * blocks` (no alignment hint), are readable; the asm only reads memory
+    // (`readonly`, `nostack`), and every register it writes is declared: `w`, `x0`, `x1`, `n`
+    // as inouts, `s0`, `s1` as outputs, d0-d15 (q0-q7) as clobbers; the flags `subs` sets are
+    // clobbered by default (no `preserves_flags`).
+    unsafe {
+        asm!(
+            ".fpu neon",
+            "vmov.i32 q6, #0",
+            "vmov.i32 q7, #0",
+            "2:",
+            "vld1.8 {{d0-d3}}, [{w}]!",
+            "vmov.i16 q4, #0",
+            "vmov.i16 q5, #0",
+            "vshr.u8 q2, q0, #6",
+            both!(),
+            "vshr.u8 q2, q1, #6",
+            both!(),
+            "vshl.i8 q2, q0, #2",
+            "vshr.u8 q2, q2, #6",
+            both!(),
+            "vshl.i8 q2, q1, #2",
+            "vshr.u8 q2, q2, #6",
+            both!(),
+            "vshl.i8 q2, q0, #4",
+            "vshr.u8 q2, q2, #6",
+            both!(),
+            "vshl.i8 q2, q1, #4",
+            "vshr.u8 q2, q2, #6",
+            both!(),
+            "vshl.i8 q2, q0, #6",
+            "vshr.u8 q2, q2, #6",
+            both!(),
+            "vshl.i8 q2, q1, #6",
+            "vshr.u8 q2, q2, #6",
+            both!(),
+            "vpadal.s16 q6, q4",
+            "vpadal.s16 q7, q5",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "vpadd.i32 d12, d12, d13",
+            "vpadd.i32 d14, d14, d15",
+            "vpadd.i32 d12, d12, d14",
+            "vmov.32 {s0}, d12[0]",
+            "vmov.32 {s1}, d12[1]",
+            w = inout(reg) w => _,
+            x0 = inout(reg) q0 => _,
+            x1 = inout(reg) q1 => _,
+            n = inout(reg) blocks => _,
+            s0 = lateout(reg) s0,
+            s1 = lateout(reg) s1,
+            out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+            out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _, out("d11") _,
+            out("d12") _, out("d13") _, out("d14") _, out("d15") _,
+            options(nostack, readonly)
+        );
+    }
     [s0, s1]
 }
 
 /// Accumulators (rows, n_tokens, groups) of rows `row0..` against every token of `x`.
 ///
 /// # Safety
-/// The CPU must have NEON; shapes as checked by `check_bitmatmul_args`.
+/// The CPU must have NEON; shapes as checked by `check_bitmatmul_args`: `x.cols == w.cols`,
+/// `group_len` a nonzero multiple of 128 dividing `cols`, `x.q` holding `n_tokens * cols`
+/// activations and `x.bsums` `n_tokens * cols / 128` sums. The `asm!` helpers read raw
+/// pointers whose ranges rely on these.
 pub(crate) unsafe fn acc_rows_neon(w: &TernaryMatrix, x: &ActBatch, row0: usize, acc: &mut [i32]) {
     let (n, cols) = (x.n_tokens, w.cols);
     let (ng, bpg, nb) = (cols / w.group_len, w.group_len / 128, cols / 128);
@@ -185,19 +206,26 @@ pub(crate) unsafe fn acc_rows_neon(w: &TernaryMatrix, x: &ActBatch, row0: usize,
     for (i, acc) in acc.chunks_exact_mut(n * ng).enumerate() {
         let wrow = &w.codes[(row0 + i) * cols / 4..(row0 + i + 1) * cols / 4];
         for g in 0..ng {
+            // The helpers read code bytes `32 g bpg..32 (g + 1) bpg <= 32 nb = cols / 4` of the
+            // row and activations `t cols + g group_len..t cols + (g + 1) group_len <= (t + 1)
+            // cols` of token t < n, inside `x.q` (n * cols); bpg >= 1.
             let wg = wrow[g * bpg * 32..].as_ptr();
             let mut t = 0;
             while t + 2 <= n {
                 let q0 = x.q[t * cols + g * w.group_len..].as_ptr();
                 let q1 = x.q[(t + 1) * cols + g * w.group_len..].as_ptr();
-                let [s0, s1] = dot_codes_2(wg, q0, q1, bpg);
+                // SAFETY: the caller guarantees NEON and the shapes above, so the ranges read
+                // for tokens t and t + 1 < n are in bounds and `bpg >= 1`.
+                let [s0, s1] = unsafe { dot_codes_2(wg, q0, q1, bpg) };
                 acc[t * ng + g] = s0 - qsum(t, g);
                 acc[(t + 1) * ng + g] = s1 - qsum(t + 1, g);
                 t += 2;
             }
             if t < n {
                 let q = x.q[t * cols + g * w.group_len..].as_ptr();
-                acc[t * ng + g] = dot_codes_1(wg, q, bpg) - qsum(t, g);
+                // SAFETY: the caller guarantees NEON and the shapes above, so the ranges read
+                // for token t < n are in bounds and `bpg >= 1`.
+                acc[t * ng + g] = unsafe { dot_codes_1(wg, q, bpg) } - qsum(t, g);
             }
         }
     }
@@ -219,7 +247,8 @@ pub unsafe fn bitmatmul_neon(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: 
     let mut acc = vec![0i32; n * ng];
     for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
         let r = row0 + i;
-        acc_rows_neon(w, x, r, &mut acc);
+        // SAFETY: the caller guarantees NEON; `check_bitmatmul_args` checked the shapes above.
+        unsafe { acc_rows_neon(w, x, r, &mut acc) };
         epilogue_rows(w, x, r, &acc, out_row);
     }
 }
@@ -246,7 +275,10 @@ pub unsafe fn vec_dot_ternary_i8_neon(
         let qsum: i32 = x.bsums[t * nb + g * bpg..t * nb + (g + 1) * bpg]
             .iter()
             .sum();
-        *a += dot_codes_1(wrow[g * bpg * 32..].as_ptr(), q, bpg) - qsum;
+        // SAFETY: the caller guarantees NEON; after `check_bitmatmul_args`, `bpg >= 1`, the
+        // row's code bytes `32 g bpg..32 (g + 1) bpg` lie in its cols / 4, and token t's
+        // activations `g group_len..(g + 1) group_len` lie in its `cols` entries of `x.q`.
+        *a += unsafe { dot_codes_1(wrow[g * bpg * 32..].as_ptr(), q, bpg) } - qsum;
     }
 }
 

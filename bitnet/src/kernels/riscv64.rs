@@ -55,64 +55,72 @@ fn planes(q: &[i8], cols: usize) -> Vec<i8> {
 /// starts at `q` (planes `stride` bytes apart).
 ///
 /// # Safety
-/// The CPU must have V; `w` and the four planes must hold `len` readable bytes.
+/// The CPU must have V; `w..w + len` and the four planes `q + j * stride..q + j * stride + len`
+/// (j in 0..4) must be readable, with `1 <= len <= CHUNK`.
 #[inline(always)]
 unsafe fn dot_rvv_1(w: *const u8, len: usize, q: *const i8, stride: usize) -> i32 {
     debug_assert!(len > 0 && len <= CHUNK);
     let sum: isize;
-    asm!(
-        ".option push",
-        ".option arch, +v",
-        "vsetvli {tmp}, zero, e16, m4, ta, ma",
-        "vmv.v.i v16, 0",
-        "2:",
-        // Tail-undisturbed: a short last strip must leave the other accumulator lanes alone.
-        "vsetvli {vl}, {len}, e8, m2, tu, ma",
-        "vle8.v v2, ({w})",
-        "add {w}, {w}, {vl}",
-        "sub {len}, {len}, {vl}",
-        "vsrl.vi v4, v2, 6",
-        "vadd.vi v4, v4, -1",
-        "vle8.v v6, ({q})",
-        "vwmacc.vv v16, v4, v6",
-        "add {tmp}, {q}, {stride}",
-        "vsrl.vi v8, v2, 4",
-        "vand.vi v8, v8, 3",
-        "vadd.vi v8, v8, -1",
-        "vle8.v v10, ({tmp})",
-        "vwmacc.vv v16, v8, v10",
-        "add {tmp}, {tmp}, {stride}",
-        "vsrl.vi v4, v2, 2",
-        "vand.vi v4, v4, 3",
-        "vadd.vi v4, v4, -1",
-        "vle8.v v6, ({tmp})",
-        "vwmacc.vv v16, v4, v6",
-        "add {tmp}, {tmp}, {stride}",
-        "vand.vi v8, v2, 3",
-        "vadd.vi v8, v8, -1",
-        "vle8.v v10, ({tmp})",
-        "vwmacc.vv v16, v8, v10",
-        "add {q}, {q}, {vl}",
-        "bnez {len}, 2b",
-        "vsetvli {tmp}, zero, e32, m1, ta, ma",
-        "vmv.s.x v1, zero",
-        "vsetvli {tmp}, zero, e16, m4, ta, ma",
-        "vwredsum.vs v1, v16, v1",
-        "vsetvli {tmp}, zero, e32, m1, ta, ma",
-        "vmv.x.s {sum}, v1",
-        ".option pop",
-        w = inout(reg) w => _,
-        len = inout(reg) len => _,
-        q = inout(reg) q => _,
-        stride = in(reg) stride,
-        vl = out(reg) _,
-        tmp = out(reg) _,
-        sum = lateout(reg) sum,
-        out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _,
-        out("v7") _, out("v8") _, out("v9") _, out("v10") _, out("v11") _,
-        out("v16") _, out("v17") _, out("v18") _, out("v19") _,
-        options(nostack, readonly)
-    );
+    // SAFETY: the caller guarantees V (the block enables it only inside `.option push/pop`)
+    // and that the `vle8.v` loads, `w..w + len` and the four planes `q + j * stride..+ len`,
+    // are readable; the asm only reads memory (`readonly`, `nostack`), and every register it
+    // writes is declared: `w`, `len`, `q` as inouts, `vl`, `tmp`, `sum` as outputs, and
+    // v1-v11, v16-v19 (v2, v4, v6, v8, v10 as e8/m2 pairs, v16 as an e16/m4 group) as clobbers.
+    unsafe {
+        asm!(
+            ".option push",
+            ".option arch, +v",
+            "vsetvli {tmp}, zero, e16, m4, ta, ma",
+            "vmv.v.i v16, 0",
+            "2:",
+            // Tail-undisturbed: a short last strip must leave the other accumulator lanes alone.
+            "vsetvli {vl}, {len}, e8, m2, tu, ma",
+            "vle8.v v2, ({w})",
+            "add {w}, {w}, {vl}",
+            "sub {len}, {len}, {vl}",
+            "vsrl.vi v4, v2, 6",
+            "vadd.vi v4, v4, -1",
+            "vle8.v v6, ({q})",
+            "vwmacc.vv v16, v4, v6",
+            "add {tmp}, {q}, {stride}",
+            "vsrl.vi v8, v2, 4",
+            "vand.vi v8, v8, 3",
+            "vadd.vi v8, v8, -1",
+            "vle8.v v10, ({tmp})",
+            "vwmacc.vv v16, v8, v10",
+            "add {tmp}, {tmp}, {stride}",
+            "vsrl.vi v4, v2, 2",
+            "vand.vi v4, v4, 3",
+            "vadd.vi v4, v4, -1",
+            "vle8.v v6, ({tmp})",
+            "vwmacc.vv v16, v4, v6",
+            "add {tmp}, {tmp}, {stride}",
+            "vand.vi v8, v2, 3",
+            "vadd.vi v8, v8, -1",
+            "vle8.v v10, ({tmp})",
+            "vwmacc.vv v16, v8, v10",
+            "add {q}, {q}, {vl}",
+            "bnez {len}, 2b",
+            "vsetvli {tmp}, zero, e32, m1, ta, ma",
+            "vmv.s.x v1, zero",
+            "vsetvli {tmp}, zero, e16, m4, ta, ma",
+            "vwredsum.vs v1, v16, v1",
+            "vsetvli {tmp}, zero, e32, m1, ta, ma",
+            "vmv.x.s {sum}, v1",
+            ".option pop",
+            w = inout(reg) w => _,
+            len = inout(reg) len => _,
+            q = inout(reg) q => _,
+            stride = in(reg) stride,
+            vl = out(reg) _,
+            tmp = out(reg) _,
+            sum = lateout(reg) sum,
+            out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _,
+            out("v7") _, out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            options(nostack, readonly)
+        );
+    }
     sum as i32
 }
 
@@ -156,69 +164,78 @@ macro_rules! rvv_token {
 /// Like [`dot_rvv_1`] for four tokens (planes at `q[k]`), decoding each strip once.
 ///
 /// # Safety
-/// As [`dot_rvv_1`], for every token.
+/// As [`dot_rvv_1`], for every token: the CPU must have V, `w..w + len` and, for each `q[k]`,
+/// the four planes `q[k] + j * stride..q[k] + j * stride + len` must be readable, with
+/// `1 <= len <= CHUNK`.
 #[inline(always)]
 unsafe fn dot_rvv_4(w: *const u8, len: usize, q: [*const i8; 4], stride: usize) -> [i32; 4] {
     debug_assert!(len > 0 && len <= CHUNK);
     let (s0, s1, s2, s3): (isize, isize, isize, isize);
-    asm!(
-        ".option push",
-        ".option arch, +v",
-        "vsetvli {tmp}, zero, e16, m4, ta, ma",
-        "vmv.v.i v16, 0",
-        "vmv.v.i v20, 0",
-        "vmv.v.i v24, 0",
-        "vmv.v.i v28, 0",
-        "2:",
-        "vsetvli {vl}, {len}, e8, m2, tu, ma",
-        "vle8.v v2, ({w})",
-        "add {w}, {w}, {vl}",
-        "sub {len}, {len}, {vl}",
-        "vsrl.vi v8, v2, 6",
-        "vsrl.vi v10, v2, 4",
-        "vsrl.vi v12, v2, 2",
-        "vand.vi v10, v10, 3",
-        "vand.vi v12, v12, 3",
-        "vand.vi v14, v2, 3",
-        "vadd.vi v8, v8, -1",
-        "vadd.vi v10, v10, -1",
-        "vadd.vi v12, v12, -1",
-        "vadd.vi v14, v14, -1",
-        rvv_token!("q0", "v16"),
-        rvv_token!("q1", "v20"),
-        rvv_token!("q2", "v24"),
-        rvv_token!("q3", "v28"),
-        "bnez {len}, 2b",
-        "vsetvli {tmp}, zero, e32, m1, ta, ma",
-        "vmv.s.x v1, zero",
-        "vsetvli {tmp}, zero, e16, m4, ta, ma",
-        "vwredsum.vs v2, v16, v1",
-        "vwredsum.vs v3, v20, v1",
-        "vwredsum.vs v4, v24, v1",
-        "vwredsum.vs v5, v28, v1",
-        "vsetvli {tmp}, zero, e32, m1, ta, ma",
-        "vmv.x.s {q0}, v2",
-        "vmv.x.s {q1}, v3",
-        "vmv.x.s {q2}, v4",
-        "vmv.x.s {q3}, v5",
-        ".option pop",
-        w = inout(reg) w => _,
-        len = inout(reg) len => _,
-        q0 = inout(reg) q[0] => s0,
-        q1 = inout(reg) q[1] => s1,
-        q2 = inout(reg) q[2] => s2,
-        q3 = inout(reg) q[3] => s3,
-        stride = in(reg) stride,
-        vl = out(reg) _,
-        tmp = out(reg) _,
-        out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _,
-        out("v7") _, out("v8") _, out("v9") _, out("v10") _, out("v11") _, out("v12") _,
-        out("v13") _, out("v14") _, out("v15") _, out("v16") _, out("v17") _, out("v18") _,
-        out("v19") _, out("v20") _, out("v21") _, out("v22") _, out("v23") _, out("v24") _,
-        out("v25") _, out("v26") _, out("v27") _, out("v28") _, out("v29") _, out("v30") _,
-        out("v31") _,
-        options(nostack, readonly)
-    );
+    // SAFETY: the caller guarantees V (the block enables it only inside `.option push/pop`)
+    // and that the `vle8.v` loads, `w..w + len` and each token's four planes
+    // `q[k] + j * stride..+ len`, are readable; the asm only reads memory (`readonly`,
+    // `nostack`), and every register it writes is declared: `w`, `len`, `q0`-`q3` as inouts,
+    // `vl`, `tmp` as outputs, and v1-v31 as clobbers (v0 is not touched).
+    unsafe {
+        asm!(
+            ".option push",
+            ".option arch, +v",
+            "vsetvli {tmp}, zero, e16, m4, ta, ma",
+            "vmv.v.i v16, 0",
+            "vmv.v.i v20, 0",
+            "vmv.v.i v24, 0",
+            "vmv.v.i v28, 0",
+            "2:",
+            "vsetvli {vl}, {len}, e8, m2, tu, ma",
+            "vle8.v v2, ({w})",
+            "add {w}, {w}, {vl}",
+            "sub {len}, {len}, {vl}",
+            "vsrl.vi v8, v2, 6",
+            "vsrl.vi v10, v2, 4",
+            "vsrl.vi v12, v2, 2",
+            "vand.vi v10, v10, 3",
+            "vand.vi v12, v12, 3",
+            "vand.vi v14, v2, 3",
+            "vadd.vi v8, v8, -1",
+            "vadd.vi v10, v10, -1",
+            "vadd.vi v12, v12, -1",
+            "vadd.vi v14, v14, -1",
+            rvv_token!("q0", "v16"),
+            rvv_token!("q1", "v20"),
+            rvv_token!("q2", "v24"),
+            rvv_token!("q3", "v28"),
+            "bnez {len}, 2b",
+            "vsetvli {tmp}, zero, e32, m1, ta, ma",
+            "vmv.s.x v1, zero",
+            "vsetvli {tmp}, zero, e16, m4, ta, ma",
+            "vwredsum.vs v2, v16, v1",
+            "vwredsum.vs v3, v20, v1",
+            "vwredsum.vs v4, v24, v1",
+            "vwredsum.vs v5, v28, v1",
+            "vsetvli {tmp}, zero, e32, m1, ta, ma",
+            "vmv.x.s {q0}, v2",
+            "vmv.x.s {q1}, v3",
+            "vmv.x.s {q2}, v4",
+            "vmv.x.s {q3}, v5",
+            ".option pop",
+            w = inout(reg) w => _,
+            len = inout(reg) len => _,
+            q0 = inout(reg) q[0] => s0,
+            q1 = inout(reg) q[1] => s1,
+            q2 = inout(reg) q[2] => s2,
+            q3 = inout(reg) q[3] => s3,
+            stride = in(reg) stride,
+            vl = out(reg) _,
+            tmp = out(reg) _,
+            out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _,
+            out("v7") _, out("v8") _, out("v9") _, out("v10") _, out("v11") _, out("v12") _,
+            out("v13") _, out("v14") _, out("v15") _, out("v16") _, out("v17") _, out("v18") _,
+            out("v19") _, out("v20") _, out("v21") _, out("v22") _, out("v23") _, out("v24") _,
+            out("v25") _, out("v26") _, out("v27") _, out("v28") _, out("v29") _, out("v30") _,
+            out("v31") _,
+            options(nostack, readonly)
+        );
+    }
     [s0 as i32, s1 as i32, s2 as i32, s3 as i32]
 }
 
@@ -226,7 +243,10 @@ unsafe fn dot_rvv_4(w: *const u8, len: usize, q: [*const i8; 4], stride: usize) 
 /// [`planes`].
 ///
 /// # Safety
-/// The CPU must have V; `w` as checked by `check_bitmatmul_args`.
+/// The CPU must have V; `w` as checked by `check_bitmatmul_args` (`group_len` a nonzero
+/// multiple of 128 dividing `cols`). Every pointer handed to the `asm!` helpers is derived from
+/// bounds-checked slices: a row of `w.codes` (`cols / 4` bytes) and `planes` (asserted to be
+/// `n * cols` bytes).
 pub(crate) unsafe fn acc_rows_rvv(
     w: &TernaryMatrix,
     planes: &[i8],
@@ -251,13 +271,22 @@ pub(crate) unsafe fn acc_rows_rvv(
                 let mut at = g * group_bytes;
                 while at < (g + 1) * group_bytes {
                     let len = ((g + 1) * group_bytes - at).min(CHUNK);
+                    // Both calls read code bytes `at..at + len` of the row and plane bytes
+                    // `j * stride + at..j * stride + at + len` of a token, with
+                    // `at + len <= ng * group_bytes <= stride`: inside the row's `stride`
+                    // bytes and inside the token's `cols = 4 * stride` bytes of `planes`.
                     if nt == TILE {
-                        let part = dot_rvv_4(wrow.add(at), len, q.map(|p| p.add(at)), stride);
+                        // SAFETY: the caller guarantees V; the ranges above are in bounds for
+                        // the four tokens `t..t + 4 <= n` of the tile, and 1 <= len <= CHUNK.
+                        let part =
+                            unsafe { dot_rvv_4(wrow.add(at), len, q.map(|p| p.add(at)), stride) };
                         for (s, p) in sums.iter_mut().zip(part) {
                             *s += p;
                         }
                     } else {
-                        sums[0] += dot_rvv_1(wrow.add(at), len, q[0].add(at), stride);
+                        // SAFETY: the caller guarantees V; the ranges above are in bounds for
+                        // token `t < n`, and 1 <= len <= CHUNK.
+                        sums[0] += unsafe { dot_rvv_1(wrow.add(at), len, q[0].add(at), stride) };
                     }
                     at += len;
                 }
@@ -287,7 +316,8 @@ pub unsafe fn bitmatmul_rvv(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &
     for (pass, out) in out.chunks_mut(ROWS_PER_PASS * n).enumerate() {
         let r0 = row0 + pass * ROWS_PER_PASS;
         let acc = &mut acc[..out.len() * ng];
-        acc_rows_rvv(w, &planes, n, r0, acc);
+        // SAFETY: the caller guarantees V; `check_bitmatmul_args` checked `w` above.
+        unsafe { acc_rows_rvv(w, &planes, n, r0, acc) };
         epilogue_rows(w, x, r0, acc, out);
     }
 }
@@ -308,7 +338,8 @@ pub unsafe fn vec_dot_ternary_i8_rvv(
     assert!(row < w.rows && t < x.n_tokens);
     assert_eq!(acc.len(), w.cols / w.group_len);
     let mut a = vec![0i32; acc.len()];
-    acc_rows_rvv(w, &planes(x.token(t), x.cols), 1, row, &mut a);
+    // SAFETY: the caller guarantees V; `check_bitmatmul_args` checked `w` above.
+    unsafe { acc_rows_rvv(w, &planes(x.token(t), x.cols), 1, row, &mut a) };
     for (acc, a) in acc.iter_mut().zip(a) {
         *acc += a;
     }
@@ -364,6 +395,10 @@ fn block_masks(w: &[u64]) -> ([u64; 2], [u64; 2]) {
 
 /// Accumulators of one row (code `words`) against `NT` tokens whose [`bit_planes`] start at
 /// `planes` (`16 * blocks` words apart): `acc[t * ng + g]`.
+///
+/// # Safety
+/// The CPU must have Zbb (the function is compiled with it, so `count_ones` is `cpop`). All
+/// memory is reached through bounds-checked slice indexing.
 #[inline]
 #[target_feature(enable = "zbb")]
 unsafe fn tile_zbb<const NT: usize>(
@@ -400,7 +435,8 @@ unsafe fn tile_zbb<const NT: usize>(
 /// [`bit_planes`].
 ///
 /// # Safety
-/// The CPU must have Zbb; `w` as checked by `check_bitmatmul_args`.
+/// The CPU must have Zbb; `w` as checked by `check_bitmatmul_args` (in particular `cols` a
+/// multiple of 128, so a row's `cols / 4` code bytes fill `cols / 32` words exactly).
 #[target_feature(enable = "zbb")]
 pub(crate) unsafe fn acc_rows_zbb(
     w: &TernaryMatrix,
@@ -417,17 +453,25 @@ pub(crate) unsafe fn acc_rows_zbb(
     let mut words = vec![0u64; cols / 32];
     for (i, acc) in acc.chunks_exact_mut(n * ng).enumerate() {
         let row = &w.codes[(row0 + i) * cols / 4..(row0 + i + 1) * cols / 4];
-        // SAFETY: `words` holds exactly cols / 4 bytes; riscv64 is little-endian.
-        core::ptr::copy_nonoverlapping(row.as_ptr(), words.as_mut_ptr().cast::<u8>(), cols / 4);
+        // SAFETY: `row` is a slice of cols / 4 bytes and `words`, a separate allocation, holds
+        // cols / 32 words = cols / 4 bytes because the caller guarantees cols % 128 == 0; byte
+        // copies need no alignment, and riscv64 is little-endian, so the words are LE.
+        unsafe {
+            core::ptr::copy_nonoverlapping(row.as_ptr(), words.as_mut_ptr().cast::<u8>(), cols / 4)
+        };
         let mut t = 0;
         while t < n {
             let nt = (n - t).min(TILE);
             let (p, a) = (&planes[t * cols / 8..], &mut acc[t * ng..]);
-            match nt {
-                1 => tile_zbb::<1>(&words, p, bpg, a),
-                2 => tile_zbb::<2>(&words, p, bpg, a),
-                3 => tile_zbb::<3>(&words, p, bpg, a),
-                _ => tile_zbb::<TILE>(&words, p, bpg, a),
+            // SAFETY: the caller guarantees Zbb; `tile_zbb` reads and writes only through its
+            // slice arguments, with bounds checks.
+            unsafe {
+                match nt {
+                    1 => tile_zbb::<1>(&words, p, bpg, a),
+                    2 => tile_zbb::<2>(&words, p, bpg, a),
+                    3 => tile_zbb::<3>(&words, p, bpg, a),
+                    _ => tile_zbb::<TILE>(&words, p, bpg, a),
+                }
             }
             t += nt;
         }
@@ -453,7 +497,8 @@ pub unsafe fn bitmatmul_zbb(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &
     for (pass, out) in out.chunks_mut(ROWS_PER_PASS * n).enumerate() {
         let r0 = row0 + pass * ROWS_PER_PASS;
         let acc = &mut acc[..out.len() * ng];
-        acc_rows_zbb(w, &planes, n, r0, acc);
+        // SAFETY: the caller guarantees Zbb; `check_bitmatmul_args` checked `w` above.
+        unsafe { acc_rows_zbb(w, &planes, n, r0, acc) };
         epilogue_rows(w, x, r0, acc, out);
     }
 }
@@ -475,7 +520,8 @@ pub unsafe fn vec_dot_ternary_i8_zbb(
     assert!(row < w.rows && t < x.n_tokens);
     assert_eq!(acc.len(), w.cols / w.group_len);
     let mut a = vec![0i32; acc.len()];
-    acc_rows_zbb(w, &bit_planes(x.token(t)), 1, row, &mut a);
+    // SAFETY: the caller guarantees Zbb; `check_bitmatmul_args` checked `w` above.
+    unsafe { acc_rows_zbb(w, &bit_planes(x.token(t)), 1, row, &mut a) };
     for (acc, a) in acc.iter_mut().zip(a) {
         *acc += a;
     }
@@ -629,13 +675,15 @@ mod tests {
         let mut want = vec![0.0f32; (rows - row0) * n];
         bitmatmul_scalar(w, x, row0, &mut want);
         let mut got = vec![f32::NAN; (rows - row0) * n];
-        bitmatmul(w, x, row0, &mut got);
+        // SAFETY: the caller guarantees the kernel's CPU features; `bitmatmul` checks the shapes.
+        unsafe { bitmatmul(w, x, row0, &mut got) };
         for (a, b) in got.iter().zip(&want) {
             assert_eq!(a.to_bits(), b.to_bits(), "{a} vs scalar {b}");
         }
         let (r, t) = (rows - 1, n - 1);
         let mut one = vec![0i32; ng];
-        vec_dot(w, r, x, t, &mut one);
+        // SAFETY: the caller guarantees the kernel's CPU features; `vec_dot` checks the shapes.
+        unsafe { vec_dot(w, r, x, t, &mut one) };
         let mut want = vec![0i32; ng];
         vec_dot_ternary_i8_ref(w, r, x.token(t), &mut want);
         assert_eq!(one, want);
