@@ -9,8 +9,9 @@ use alloc::vec::Vec;
 use half::f16;
 
 use crate::gguf::{Array, GgufWriter, Value};
+use crate::model::tensors::{self, BlockDims, TensorSpec, LAYER_TENSORS};
 use crate::model::Arch;
-use crate::quants::{self, GgmlType};
+use crate::quants::{self, tq1_0, tq2_0, GgmlType};
 use crate::rng::Rng;
 use crate::tokenizer::byte_to_char;
 
@@ -136,7 +137,12 @@ pub fn build_with_vocab(spec: &SynthSpec, vocab: usize) -> Result<Vec<u8>, Strin
     let mut rng = Rng::new(spec.seed);
     let arch = arch_name(spec.arch);
     let head_dim = spec.dim / spec.n_head;
-    let (q_dim, kv_dim) = (spec.n_head * head_dim, spec.n_kv_head * head_dim);
+    let dims = BlockDims {
+        dim: spec.dim,
+        q_dim: spec.n_head * head_dim,
+        kv_dim: spec.n_kv_head * head_dim,
+        n_ff: spec.n_ff,
+    };
     let mut w = GgufWriter::new();
     let mut meta = |k: &str, v: Value| w.add_metadata(k, v).map_err(|e| e.to_string());
     meta("general.architecture", Value::String(arch.into()))?;
@@ -171,7 +177,7 @@ pub fn build_with_vocab(spec: &SynthSpec, vocab: usize) -> Result<Vec<u8>, Strin
     let embd = encode_dense(spec.embd_type, &embd)?;
     add_tensor(
         &mut w,
-        "token_embd.weight",
+        tensors::TOKEN_EMBD,
         &[spec.dim, vocab],
         spec.embd_type,
         embd,
@@ -183,7 +189,7 @@ pub fn build_with_vocab(spec: &SynthSpec, vocab: usize) -> Result<Vec<u8>, Strin
                 .collect();
             add_tensor(
                 w,
-                &format!("blk.{l}.{name}.weight"),
+                &tensors::weight_name(l, name),
                 &[n],
                 GgmlType::F32,
                 bytes,
@@ -192,38 +198,29 @@ pub fn build_with_vocab(spec: &SynthSpec, vocab: usize) -> Result<Vec<u8>, Strin
         let linear = |w: &mut GgufWriter, rng: &mut Rng, name: &str, rows: usize, cols: usize| {
             let ty = spec.weight_type;
             let bytes = ternary_tensor(rng, ty, rows, cols)?;
-            add_tensor(
-                w,
-                &format!("blk.{l}.{name}.weight"),
-                &[cols, rows],
-                ty,
-                bytes,
-            )?;
+            add_tensor(w, &tensors::weight_name(l, name), &[cols, rows], ty, bytes)?;
             if spec.scale_tensors {
                 let s = (0.8 + 0.4 * rng.f32()).to_le_bytes().to_vec();
-                add_tensor(w, &format!("blk.{l}.{name}.scale"), &[1], GgmlType::F32, s)?;
+                add_tensor(w, &tensors::scale_name(l, name), &[1], GgmlType::F32, s)?;
             }
             Ok::<(), String>(())
         };
-        let (w, rng) = (&mut w, &mut rng);
-        norm(w, rng, "attn_norm", spec.dim)?;
-        linear(w, rng, "attn_q", q_dim, spec.dim)?;
-        linear(w, rng, "attn_k", kv_dim, spec.dim)?;
-        linear(w, rng, "attn_v", kv_dim, spec.dim)?;
-        norm(w, rng, "attn_sub_norm", q_dim)?;
-        linear(w, rng, "attn_output", spec.dim, q_dim)?;
-        norm(w, rng, "ffn_norm", spec.dim)?;
-        linear(w, rng, "ffn_gate", spec.n_ff, spec.dim)?;
-        linear(w, rng, "ffn_up", spec.n_ff, spec.dim)?;
-        norm(w, rng, "ffn_sub_norm", spec.n_ff)?;
-        linear(w, rng, "ffn_down", spec.dim, spec.n_ff)?;
+        for t in LAYER_TENSORS {
+            match t {
+                TensorSpec::Norm(n) => norm(&mut w, &mut rng, n.name, dims.get(n.len))?,
+                TensorSpec::Ternary(t) => {
+                    let (rows, cols) = (dims.get(t.rows), dims.get(t.cols));
+                    linear(&mut w, &mut rng, t.name, rows, cols)?
+                }
+            }
+        }
     }
     let out_norm: Vec<u8> = (0..spec.dim)
         .flat_map(|_| (1.0 + 0.1 * rng.normal()).to_le_bytes())
         .collect();
     add_tensor(
         &mut w,
-        "output_norm.weight",
+        tensors::OUTPUT_NORM,
         &[spec.dim],
         GgmlType::F32,
         out_norm,
@@ -372,13 +369,13 @@ fn ternary_tensor(
     let scale = |rng: &mut Rng| f16::from_f32(0.05 + 0.05 * rng.f32()).to_f32();
     match ty {
         GgmlType::I2_S => quants::pack_i2_s(&trits, scale(rng), &mut out),
-        GgmlType::TQ2_0 | GgmlType::TQ1_0 => {
-            let d: Vec<f32> = (0..n / 256).map(|_| scale(rng)).collect();
-            if ty == GgmlType::TQ2_0 {
-                quants::pack_row_tq2_0(&trits, &d, &mut out)
-            } else {
-                quants::pack_row_tq1_0(&trits, &d, &mut out)
-            }
+        GgmlType::TQ2_0 => {
+            let d: Vec<f32> = (0..n / tq2_0::BLOCK_ELEMS).map(|_| scale(rng)).collect();
+            quants::pack_row_tq2_0(&trits, &d, &mut out)
+        }
+        GgmlType::TQ1_0 => {
+            let d: Vec<f32> = (0..n / tq1_0::BLOCK_ELEMS).map(|_| scale(rng)).collect();
+            quants::pack_row_tq1_0(&trits, &d, &mut out)
         }
         other => return Err(format!("{other} is not a ternary type")),
     }

@@ -3,17 +3,18 @@
 //! Every on-disk ternary type (I2_S, TQ2_0, TQ1_0) is repacked into it at load, so no block size
 //! or bit order ever depends on the target or on the file type. The layout is I2_S's 128/32 block
 //! layout applied row by row, which makes I2_S a validated copy and TQ2_0 a per-byte bit shuffle.
+//! Each type's repacking lives with its format, in `quants::<type>::repack_<type>`.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::quants::{
-    pack_block_128, tq1_0_block_codes, GgmlType, I2_S_BLOCK_BYTES, I2_S_BLOCK_ELEMS,
-    I2_S_TAIL_BYTES,
-};
+use crate::quants::i2_s::{pack_block_128, BLOCK_BYTES, BLOCK_ELEMS};
+use crate::quants::{self, GgmlType};
 
-/// Elements per TQ1_0 / TQ2_0 block (and per scale).
-const TQ_BLOCK: usize = 256;
+/// A ternary type's conversion into the canonical layout: `(src, cols, codes, scales)`, with
+/// `src` the whole tensor's data, `codes` its `rows * cols / 4` canonical bytes and `scales`
+/// its `rows * cols / group_len` scales, every length checked by the caller.
+pub type Repack = fn(&[u8], usize, &mut [u8], &mut [f32]) -> Result<(), TernaryError>;
 
 /// (rows, cols) ternary weight matrix; rows = output features (GGUF ne1), cols = input features
 /// (ne0), cols % 128 == 0.
@@ -87,6 +88,8 @@ pub enum TernaryError {
     },
     /// A row index past the last row.
     RowOutOfRange { row: usize, rows: usize },
+    /// The tensor type is not one of the ternary types.
+    NotTernary(GgmlType),
 }
 
 impl core::fmt::Display for TernaryError {
@@ -126,32 +129,28 @@ impl core::fmt::Display for TernaryError {
             TernaryError::RowOutOfRange { row, rows } => {
                 write!(f, "row {row} out of range for {rows} rows")
             }
+            TernaryError::NotTernary(ty) => write!(f, "{ty} is not a ternary type"),
         }
     }
 }
 
 impl core::error::Error for TernaryError {}
 
-fn load_u64(bytes: &[u8]) -> u64 {
+pub(crate) fn load_u64(bytes: &[u8]) -> u64 {
     let mut word = [0u8; 8];
     word.copy_from_slice(bytes);
     u64::from_le_bytes(word)
 }
 
 /// Nonzero iff some 2-bit field of some byte in `word` is 3.
-fn code3_mask(word: u64) -> u64 {
+pub(crate) fn code3_mask(word: u64) -> u64 {
     // Bit 2k of the result is set iff bits 2k and 2k+1 are both set. Bits shifted in from the
     // next byte land in odd positions, which the mask drops.
     word & (word >> 1) & 0x5555_5555_5555_5555
 }
 
-/// Reverses the order of the four 2-bit fields of every byte of `word`.
-fn reverse_fields(word: u64) -> u64 {
-    let w = (word >> 4) & 0x0f0f_0f0f_0f0f_0f0f | (word & 0x0f0f_0f0f_0f0f_0f0f) << 4;
-    (w >> 2) & 0x3333_3333_3333_3333 | (w & 0x3333_3333_3333_3333) << 2
-}
-
-fn check_scale(value: f32, row: usize, group: usize) -> Result<f32, TernaryError> {
+/// `value`, or the error naming the scale's `row` and `group` when it is NaN or infinite.
+pub(crate) fn check_scale(value: f32, row: usize, group: usize) -> Result<f32, TernaryError> {
     if value.is_finite() {
         Ok(value)
     } else {
@@ -187,101 +186,57 @@ impl TernaryMatrix {
             .ok_or(TernaryError::Overflow { rows, cols })
     }
 
-    /// Repacks an I2_S tensor (`bytes` = `rows*cols/4` packed bytes + 32-byte tail). The layout is
-    /// already canonical: this validates (no code 3, finite beta) and copies.
-    pub fn from_i2_s(bytes: &[u8], rows: usize, cols: usize) -> Result<Self, TernaryError> {
-        let ty = GgmlType::I2_S;
-        let n = Self::check_shape(Some(ty), rows, cols, I2_S_BLOCK_ELEMS)?;
-        check_data_len("I2_S data", n / 4 + I2_S_TAIL_BYTES, bytes.len())?;
-        let (body, tail) = bytes.split_at(n / 4);
-        let beta = f32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
-        check_scale(beta, 0, 0)?;
-        if let Some(i) = first_code3(body) {
-            let (row, col) = locate_canonical(i.0, i.1, cols);
-            return Err(TernaryError::InvalidCode { ty, row, col });
-        }
+    /// Repacks a tensor of any ternary type `ty` (`bytes` = the tensor's data in the file).
+    pub fn from_ggml(
+        ty: GgmlType,
+        bytes: &[u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, TernaryError> {
+        let (what, repack): (&'static str, Repack) = match ty {
+            GgmlType::I2_S => ("I2_S data", quants::repack_i2_s),
+            GgmlType::TQ2_0 => ("TQ2_0 data", quants::repack_tq2_0),
+            GgmlType::TQ1_0 => ("TQ1_0 data", quants::repack_tq1_0),
+            _ => return Err(TernaryError::NotTernary(ty)),
+        };
+        let n = Self::check_shape(Some(ty), rows, cols, ty.block_elems() as usize)?;
+        let expected = ty
+            .tensor_bytes(n as u64)
+            .and_then(|b| usize::try_from(b).ok())
+            .ok_or(TernaryError::Overflow { rows, cols })?;
+        check_data_len(what, expected, bytes.len())?;
+        // I2_S has one scale per tensor, which every row repeats; the TQ types one per block.
+        let group_len = match ty {
+            GgmlType::I2_S => cols,
+            _ => ty.block_elems() as usize,
+        };
+        let mut codes = vec![0u8; n / 4];
+        let mut scales = vec![0.0f32; n / group_len];
+        repack(bytes, cols, &mut codes, &mut scales)?;
         Ok(TernaryMatrix {
             rows,
             cols,
-            codes: body.to_vec(),
-            group_len: cols,
-            scales: vec![beta; rows],
+            codes,
+            group_len,
+            scales,
             layout: CodeLayout::Canonical,
         })
+    }
+
+    /// Repacks an I2_S tensor (`bytes` = `rows*cols/4` packed bytes + 32-byte tail). The layout is
+    /// already canonical: this validates (no code 3, finite beta) and copies.
+    pub fn from_i2_s(bytes: &[u8], rows: usize, cols: usize) -> Result<Self, TernaryError> {
+        Self::from_ggml(GgmlType::I2_S, bytes, rows, cols)
     }
 
     /// Repacks a TQ2_0 tensor (`rows * cols / 256` blocks of 66 bytes).
     pub fn from_tq2_0(bytes: &[u8], rows: usize, cols: usize) -> Result<Self, TernaryError> {
-        const BLOCK_BYTES: usize = 66;
-        let ty = GgmlType::TQ2_0;
-        let n = Self::check_shape(Some(ty), rows, cols, TQ_BLOCK)?;
-        let blocks_per_row = cols / TQ_BLOCK;
-        check_data_len("TQ2_0 data", n / TQ_BLOCK * BLOCK_BYTES, bytes.len())?;
-        let mut codes = vec![0u8; n / 4];
-        let mut scales = Vec::with_capacity(n / TQ_BLOCK);
-        for (b, (src, dst)) in bytes
-            .chunks_exact(BLOCK_BYTES)
-            .zip(codes.chunks_exact_mut(TQ_BLOCK / 4))
-            .enumerate()
-        {
-            let (row, block) = (b / blocks_per_row, b % blocks_per_row);
-            // TQ2_0 keeps element 128h + 32l + m in byte 32h + m bits 2l; the canonical layout
-            // keeps it in the same byte at bits 6 - 2l: reverse the fields of every byte.
-            for (s, d) in src[..64].chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
-                let word = load_u64(s);
-                if code3_mask(word) != 0 {
-                    let col = block * TQ_BLOCK + first_tq2_0_code3(src);
-                    return Err(TernaryError::InvalidCode { ty, row, col });
-                }
-                d.copy_from_slice(&reverse_fields(word).to_le_bytes());
-            }
-            let d = half::f16::from_le_bytes([src[64], src[65]]).to_f32();
-            scales.push(check_scale(d, row, block)?);
-        }
-        Ok(TernaryMatrix {
-            rows,
-            cols,
-            codes,
-            group_len: TQ_BLOCK,
-            scales,
-            layout: CodeLayout::Canonical,
-        })
+        Self::from_ggml(GgmlType::TQ2_0, bytes, rows, cols)
     }
 
     /// Repacks a TQ1_0 tensor (`rows * cols / 256` blocks of 54 bytes).
     pub fn from_tq1_0(bytes: &[u8], rows: usize, cols: usize) -> Result<Self, TernaryError> {
-        const BLOCK_BYTES: usize = 54;
-        let ty = GgmlType::TQ1_0;
-        let n = Self::check_shape(Some(ty), rows, cols, TQ_BLOCK)?;
-        let blocks_per_row = cols / TQ_BLOCK;
-        check_data_len("TQ1_0 data", n / TQ_BLOCK * BLOCK_BYTES, bytes.len())?;
-        let mut codes = vec![0u8; n / 4];
-        let mut scales = Vec::with_capacity(n / TQ_BLOCK);
-        let mut block_codes = [0u8; TQ_BLOCK];
-        for (b, (src, dst)) in bytes
-            .chunks_exact(BLOCK_BYTES)
-            .zip(codes.chunks_exact_mut(TQ_BLOCK / 4))
-            .enumerate()
-        {
-            let (row, block) = (b / blocks_per_row, b % blocks_per_row);
-            if let Err(at) = tq1_0_block_codes(src, &mut block_codes) {
-                let byte = src[at];
-                return Err(TernaryError::InvalidTq1Byte { row, block, byte });
-            }
-            let (lo, hi) = dst.split_at_mut(I2_S_BLOCK_BYTES);
-            pack_block_128(&block_codes[..I2_S_BLOCK_ELEMS], lo);
-            pack_block_128(&block_codes[I2_S_BLOCK_ELEMS..], hi);
-            let d = half::f16::from_le_bytes([src[52], src[53]]).to_f32();
-            scales.push(check_scale(d, row, block)?);
-        }
-        Ok(TernaryMatrix {
-            rows,
-            cols,
-            codes,
-            group_len: TQ_BLOCK,
-            scales,
-            layout: CodeLayout::Canonical,
-        })
+        Self::from_ggml(GgmlType::TQ1_0, bytes, rows, cols)
     }
 
     /// Builds a matrix from row-major trits (each -1..=1) and `rows * cols / group_len` scales,
@@ -293,9 +248,9 @@ impl TernaryMatrix {
         group_len: usize,
         scales: Vec<f32>,
     ) -> Result<Self, TernaryError> {
-        let n = Self::check_shape(None, rows, cols, I2_S_BLOCK_ELEMS)?;
+        let n = Self::check_shape(None, rows, cols, BLOCK_ELEMS)?;
         if group_len == 0
-            || !group_len.is_multiple_of(I2_S_BLOCK_ELEMS)
+            || !group_len.is_multiple_of(BLOCK_ELEMS)
             || !cols.is_multiple_of(group_len)
         {
             return Err(TernaryError::GroupLen { group_len, cols });
@@ -311,10 +266,10 @@ impl TernaryMatrix {
             check_scale(s, i / groups_per_row, i % groups_per_row)?;
         }
         let mut codes = vec![0u8; n / 4];
-        let mut block = [0u8; I2_S_BLOCK_ELEMS];
+        let mut block = [0u8; BLOCK_ELEMS];
         for (src, dst) in trits
-            .chunks_exact(I2_S_BLOCK_ELEMS)
-            .zip(codes.chunks_exact_mut(I2_S_BLOCK_BYTES))
+            .chunks_exact(BLOCK_ELEMS)
+            .zip(codes.chunks_exact_mut(BLOCK_BYTES))
         {
             for (c, &t) in block.iter_mut().zip(src) {
                 *c = (t + 1) as u8;
@@ -363,9 +318,9 @@ impl TernaryMatrix {
             let src = &self.codes[r * cols / 4..(r + 1) * cols / 4];
             // 16 consecutive columns are 16 consecutive canonical bytes, one 2-bit field.
             for chunk in 0..cols / 16 {
-                let (block, k) = (chunk / 8, (chunk % 8) * 16);
-                let bytes = &src[block * 32 + k % 32..][..16];
-                let shift = 6 - 2 * (k / 32);
+                let (block, k) = (chunk * 16 / BLOCK_ELEMS, chunk * 16 % BLOCK_ELEMS);
+                let bytes = &src[block * BLOCK_BYTES + k % BLOCK_BYTES..][..16];
+                let shift = 6 - 2 * (k / BLOCK_BYTES);
                 let dst = &mut codes[(g * (cols / 16) + chunk) * 64 + 4 * i..][..4];
                 for (c, &b) in bytes.iter().enumerate() {
                     dst[c % 4] |= ((b >> shift) & 3) << (2 * (c / 4));
@@ -392,9 +347,9 @@ impl TernaryMatrix {
         let mut scales = vec![0.0f32; rows * n_groups];
         for r in 0..rows {
             for c in 0..cols {
-                let (block, k) = (c / I2_S_BLOCK_ELEMS, c % I2_S_BLOCK_ELEMS);
-                let at = r * cols / 4 + block * I2_S_BLOCK_BYTES + k % 32;
-                codes[at] |= self.code(r, c) << (6 - 2 * (k / 32));
+                let (block, k) = (c / BLOCK_ELEMS, c % BLOCK_ELEMS);
+                let at = r * cols / 4 + block * BLOCK_BYTES + k % BLOCK_BYTES;
+                codes[at] |= self.code(r, c) << (6 - 2 * (k / BLOCK_BYTES));
             }
             for k in 0..n_groups {
                 scales[r * n_groups + k] = self.scale(r, k * self.group_len);
@@ -418,9 +373,9 @@ impl TernaryMatrix {
         assert!(r < self.rows && c < self.cols, "({r}, {c}) out of range");
         match self.layout {
             CodeLayout::Canonical => {
-                let (block, k) = (c / I2_S_BLOCK_ELEMS, c % I2_S_BLOCK_ELEMS);
-                let byte = self.codes[r * self.cols / 4 + block * I2_S_BLOCK_BYTES + k % 32];
-                (byte >> (6 - 2 * (k / 32))) & 3
+                let (block, k) = (c / BLOCK_ELEMS, c % BLOCK_ELEMS);
+                let byte = self.codes[r * self.cols / 4 + block * BLOCK_BYTES + k % BLOCK_BYTES];
+                (byte >> (6 - 2 * (k / BLOCK_BYTES))) & 3
             }
             CodeLayout::Rows16 => {
                 let (g, i) = (r / ROWS16, r % ROWS16);
@@ -474,13 +429,13 @@ impl TernaryMatrix {
         let row = &self.codes[r * self.cols / 4..(r + 1) * self.cols / 4];
         let scales = &self.scales[r * (self.cols / self.group_len)..];
         for (i, (bytes, y)) in row
-            .chunks_exact(I2_S_BLOCK_BYTES)
-            .zip(dst.chunks_exact_mut(I2_S_BLOCK_ELEMS))
+            .chunks_exact(BLOCK_BYTES)
+            .zip(dst.chunks_exact_mut(BLOCK_ELEMS))
             .enumerate()
         {
-            let scale = scales[i * I2_S_BLOCK_ELEMS / self.group_len];
+            let scale = scales[i * BLOCK_ELEMS / self.group_len];
             for (k, y) in y.iter_mut().enumerate() {
-                let c = (bytes[k % 32] >> (6 - 2 * (k / 32))) & 3;
+                let c = (bytes[k % BLOCK_BYTES] >> (6 - 2 * (k / BLOCK_BYTES))) & 3;
                 *y = f32::from(c as i8 - 1) * scale;
             }
         }
@@ -488,35 +443,11 @@ impl TernaryMatrix {
     }
 }
 
-/// The first byte (index, field 0..=3 from the top bits) of canonical data holding code 3.
-fn first_code3(body: &[u8]) -> Option<(usize, usize)> {
-    let mut words = body.chunks_exact(8);
-    let mut base = 0;
-    for w in words.by_ref() {
-        if code3_mask(load_u64(w)) != 0 {
-            break;
-        }
-        base += 8;
-    }
-    body[base..].iter().enumerate().find_map(|(i, &b)| {
-        (0..4)
-            .find(|j| (b >> (6 - 2 * j)) & 3 == 3)
-            .map(|j| (base + i, j))
-    })
-}
-
-/// The first element of a TQ2_0 block holding code 3 (slow; only used to report an error).
-fn first_tq2_0_code3(block: &[u8]) -> usize {
-    (0..TQ_BLOCK)
-        .find(|&e| (block[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3 == 3)
-        .unwrap_or(0)
-}
-
 /// (row, col) of field `j` of canonical byte `i` in a matrix with `cols` columns.
-fn locate_canonical(i: usize, j: usize, cols: usize) -> (usize, usize) {
+pub(crate) fn locate_canonical(i: usize, j: usize, cols: usize) -> (usize, usize) {
     let bytes_per_row = cols / 4;
     let (row, in_row) = (i / bytes_per_row, i % bytes_per_row);
-    let col = in_row / I2_S_BLOCK_BYTES * I2_S_BLOCK_ELEMS + 32 * j + in_row % I2_S_BLOCK_BYTES;
+    let col = in_row / BLOCK_BYTES * BLOCK_ELEMS + BLOCK_BYTES * j + in_row % BLOCK_BYTES;
     (row, col)
 }
 
@@ -528,6 +459,7 @@ mod tests {
         dequantize_i2_s, dequantize_row_tq1_0, dequantize_row_tq2_0, pack_i2_s, pack_row_tq1_0,
         pack_row_tq2_0, quantize_row_tq1_0_ref, quantize_row_tq2_0_ref,
     };
+    use crate::quants::{i2_s, tq1_0, tq2_0};
     use half::f16;
 
     const ROWS: usize = 5;
@@ -572,7 +504,7 @@ mod tests {
         let mut rng = XorShift::new(11);
         let trits = rng.trits(ROWS * COLS);
         let beta = 0.0421f32;
-        let mut bytes = vec![0u8; ROWS * COLS / 4 + 32];
+        let mut bytes = vec![0u8; ROWS * COLS / 4 + i2_s::TAIL_BYTES];
         pack_i2_s(&trits, beta, &mut bytes).unwrap();
         let m = TernaryMatrix::from_i2_s(&bytes, ROWS, COLS).unwrap();
         assert_matches(&m, &trits, &[beta; ROWS], COLS);
@@ -586,11 +518,11 @@ mod tests {
     fn from_tq2_0_random() {
         let mut rng = XorShift::new(12);
         let trits = rng.trits(ROWS * COLS);
-        let scales = f16_scales(&mut rng, ROWS * COLS / 256);
-        let mut bytes = vec![0u8; ROWS * COLS / 256 * 66];
+        let scales = f16_scales(&mut rng, ROWS * COLS / tq2_0::BLOCK_ELEMS);
+        let mut bytes = vec![0u8; ROWS * COLS / tq2_0::BLOCK_ELEMS * tq2_0::BLOCK_BYTES];
         pack_row_tq2_0(&trits, &scales, &mut bytes).unwrap();
         let m = TernaryMatrix::from_tq2_0(&bytes, ROWS, COLS).unwrap();
-        assert_matches(&m, &trits, &scales, 256);
+        assert_matches(&m, &trits, &scales, tq2_0::BLOCK_ELEMS);
         let mut reference = vec![0.0f32; ROWS * COLS];
         dequantize_row_tq2_0(&bytes, &mut reference).unwrap();
         assert_rows_equal(&m, &reference);
@@ -600,11 +532,11 @@ mod tests {
     fn from_tq1_0_random() {
         let mut rng = XorShift::new(13);
         let trits = rng.trits(ROWS * COLS);
-        let scales = f16_scales(&mut rng, ROWS * COLS / 256);
-        let mut bytes = vec![0u8; ROWS * COLS / 256 * 54];
+        let scales = f16_scales(&mut rng, ROWS * COLS / tq1_0::BLOCK_ELEMS);
+        let mut bytes = vec![0u8; ROWS * COLS / tq1_0::BLOCK_ELEMS * tq1_0::BLOCK_BYTES];
         pack_row_tq1_0(&trits, &scales, &mut bytes).unwrap();
         let m = TernaryMatrix::from_tq1_0(&bytes, ROWS, COLS).unwrap();
-        assert_matches(&m, &trits, &scales, 256);
+        assert_matches(&m, &trits, &scales, tq1_0::BLOCK_ELEMS);
         let mut reference = vec![0.0f32; ROWS * COLS];
         dequantize_row_tq1_0(&bytes, &mut reference).unwrap();
         assert_rows_equal(&m, &reference);
@@ -618,7 +550,7 @@ mod tests {
         let x = rng.f32s(ROWS * COLS, 0.05);
         let mut reference = vec![0.0f32; ROWS * COLS];
 
-        let mut tq2 = vec![0u8; ROWS * COLS / 256 * 66];
+        let mut tq2 = vec![0u8; ROWS * COLS / tq2_0::BLOCK_ELEMS * tq2_0::BLOCK_BYTES];
         quantize_row_tq2_0_ref(&x, &mut tq2).unwrap();
         dequantize_row_tq2_0(&tq2, &mut reference).unwrap();
         assert_rows_equal(
@@ -626,7 +558,7 @@ mod tests {
             &reference,
         );
 
-        let mut tq1 = vec![0u8; ROWS * COLS / 256 * 54];
+        let mut tq1 = vec![0u8; ROWS * COLS / tq1_0::BLOCK_ELEMS * tq1_0::BLOCK_BYTES];
         quantize_row_tq1_0_ref(&x, &mut tq1).unwrap();
         dequantize_row_tq1_0(&tq1, &mut reference).unwrap();
         assert_rows_equal(
@@ -639,10 +571,10 @@ mod tests {
     fn from_trits_matches_every_source() {
         let mut rng = XorShift::new(15);
         let trits = rng.trits(ROWS * COLS);
-        let scales = f16_scales(&mut rng, ROWS * COLS / 256);
+        let scales = f16_scales(&mut rng, ROWS * COLS / tq2_0::BLOCK_ELEMS);
         let m = TernaryMatrix::from_trits(&trits, ROWS, COLS, 256, scales.clone()).unwrap();
-        assert_matches(&m, &trits, &scales, 256);
-        let mut bytes = vec![0u8; ROWS * COLS / 256 * 66];
+        assert_matches(&m, &trits, &scales, tq2_0::BLOCK_ELEMS);
+        let mut bytes = vec![0u8; ROWS * COLS / tq2_0::BLOCK_ELEMS * tq2_0::BLOCK_BYTES];
         pack_row_tq2_0(&trits, &scales, &mut bytes).unwrap();
         assert_eq!(TernaryMatrix::from_tq2_0(&bytes, ROWS, COLS).unwrap(), m);
     }
@@ -692,7 +624,7 @@ mod tests {
 
     #[test]
     fn rejects_code_3() {
-        let mut bytes = vec![0x55u8; 2 * 256 / 4 + 32];
+        let mut bytes = vec![0x55u8; 2 * 256 / 4 + i2_s::TAIL_BYTES];
         // Row 1, second block, byte 7, bits 5..4: element 128 + 32 + 7 of row 1.
         bytes[64 + 32 + 7] = 0x75;
         assert_eq!(
@@ -704,14 +636,14 @@ mod tests {
             })
         );
 
-        let mut tq2 = vec![0x55u8; 3 * 66];
+        let mut tq2 = vec![0x55u8; 3 * tq2_0::BLOCK_BYTES];
         // Block 2 (row 1, block 0 with cols = 512 -> row 1 is blocks 2..), qs[32 + 9] bits 2..3:
         // element 128 + 32 + 9.
-        tq2[2 * 66 + 32 + 9] = 0x5d;
-        let mut tq2_4 = vec![0x55u8; 4 * 66];
-        tq2_4[..3 * 66].copy_from_slice(&tq2);
-        for b in tq2_4.chunks_mut(66) {
-            b[64..].copy_from_slice(&[0x00, 0x3c]);
+        tq2[2 * tq2_0::BLOCK_BYTES + 32 + 9] = 0x5d;
+        let mut tq2_4 = vec![0x55u8; 4 * tq2_0::BLOCK_BYTES];
+        tq2_4[..3 * tq2_0::BLOCK_BYTES].copy_from_slice(&tq2);
+        for b in tq2_4.chunks_mut(tq2_0::BLOCK_BYTES) {
+            b[tq2_0::BLOCK_BYTES - 2..].copy_from_slice(&[0x00, 0x3c]);
         }
         assert_eq!(
             TernaryMatrix::from_tq2_0(&tq2_4, 2, 512),
@@ -725,24 +657,24 @@ mod tests {
 
     #[test]
     fn rejects_non_finite_scales() {
-        let mut bytes = vec![0x55u8; 64 + 32];
+        let mut bytes = vec![0x55u8; 64 + i2_s::TAIL_BYTES];
         bytes[64..68].copy_from_slice(&f32::NAN.to_le_bytes());
         assert!(matches!(
             TernaryMatrix::from_i2_s(&bytes, 2, 128),
             Err(TernaryError::NonFiniteScale { .. })
         ));
 
-        let mut tq2 = vec![0u8; 2 * 66];
+        let mut tq2 = vec![0u8; 2 * tq2_0::BLOCK_BYTES];
         pack_row_tq2_0(&[0; 512], &[1.0, 1.0], &mut tq2).unwrap();
-        tq2[66 + 64..].copy_from_slice(&[0x00, 0x7c]); // +inf
+        tq2[tq2_0::BLOCK_BYTES + 64..].copy_from_slice(&[0x00, 0x7c]); // +inf
         assert!(matches!(
             TernaryMatrix::from_tq2_0(&tq2, 2, 256),
             Err(TernaryError::NonFiniteScale { row: 1, group: 0, value }) if value.is_infinite()
         ));
 
-        let mut tq1 = vec![0u8; 2 * 54];
+        let mut tq1 = vec![0u8; 2 * tq1_0::BLOCK_BYTES];
         pack_row_tq1_0(&[0; 512], &[1.0, 1.0], &mut tq1).unwrap();
-        tq1[54 + 52..].copy_from_slice(&[0x01, 0x7e]); // NaN
+        tq1[tq1_0::BLOCK_BYTES + 52..].copy_from_slice(&[0x01, 0x7e]); // NaN
         assert!(matches!(
             TernaryMatrix::from_tq1_0(&tq1, 1, 512),
             Err(TernaryError::NonFiniteScale {
@@ -757,7 +689,7 @@ mod tests {
 
     #[test]
     fn rejects_tq1_0_phantom_digit() {
-        let mut tq1 = vec![0u8; 54];
+        let mut tq1 = vec![0u8; tq1_0::BLOCK_BYTES];
         pack_row_tq1_0(&[0; 256], &[1.0], &mut tq1).unwrap();
         tq1[50] = 0x80; // decodes to five 1 digits
         assert_eq!(
@@ -781,11 +713,11 @@ mod tests {
             })
         );
         assert!(matches!(
-            TernaryMatrix::from_tq2_0(&[0; 66], 1, 128),
+            TernaryMatrix::from_tq2_0(&[0; tq2_0::BLOCK_BYTES], 1, 128),
             Err(TernaryError::Cols { multiple: 256, .. })
         ));
         assert!(matches!(
-            TernaryMatrix::from_tq1_0(&[0; 54], usize::MAX, 256),
+            TernaryMatrix::from_tq1_0(&[0; tq1_0::BLOCK_BYTES], usize::MAX, 256),
             Err(TernaryError::Overflow { .. })
         ));
         assert_eq!(
@@ -796,12 +728,12 @@ mod tests {
                 actual: 63
             })
         );
-        assert!(TernaryMatrix::from_tq2_0(&[0; 67], 1, 256).is_err());
+        assert!(TernaryMatrix::from_tq2_0(&[0; tq2_0::BLOCK_BYTES + 1], 1, 256).is_err());
         assert!(matches!(
             TernaryMatrix::from_i2_s(&[0; 32], 3, 0),
             Err(TernaryError::Cols { cols: 0, .. })
         ));
-        assert!(TernaryMatrix::from_tq1_0(&[0; 53], 1, 256).is_err());
+        assert!(TernaryMatrix::from_tq1_0(&[0; tq1_0::BLOCK_BYTES - 1], 1, 256).is_err());
     }
 
     #[test]

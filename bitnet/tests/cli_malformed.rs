@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use bitnet::gguf::{GgufWriter, Value};
-use bitnet::quants::GgmlType;
+use bitnet::quants::{i2_s, GgmlType};
 
 mod gguf_support;
 use gguf_support::{bin, fixture, infer, one_tensor, rewrite_fixture, Raw};
@@ -88,8 +88,13 @@ fn small_valid_file() -> Vec<u8> {
     w.add_metadata("tokens", vec!["a".to_string(), "bc".to_string()])
         .unwrap();
     w.add_metadata("scores", vec![0.5f32, 1.5]).unwrap();
-    w.add_tensor("blk.0.attn_q.weight", &[128], GgmlType::I2_S, vec![1u8; 64])
-        .unwrap();
+    w.add_tensor(
+        "blk.0.attn_q.weight",
+        &[128],
+        GgmlType::I2_S,
+        vec![1u8; i2_s::BLOCK_BYTES + i2_s::TAIL_BYTES],
+    )
+    .unwrap();
     w.add_tensor("output_norm.weight", &[8], GgmlType::F32, vec![2u8; 32])
         .unwrap();
     w.finish().unwrap()

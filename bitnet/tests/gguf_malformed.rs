@@ -5,7 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use bitnet::gguf::{Gguf, GgufError, GgufFile, GgufWriter, Value};
-use bitnet::quants::GgmlType;
+use bitnet::quants::{i2_s, GgmlType};
 
 mod gguf_support;
 use gguf_support::{one_tensor, Raw};
@@ -80,8 +80,13 @@ fn small_valid_file() -> Vec<u8> {
         ])),
     )
     .unwrap();
-    w.add_tensor("blk.0.attn_q.weight", &[128], GgmlType::I2_S, vec![1u8; 64])
-        .unwrap();
+    w.add_tensor(
+        "blk.0.attn_q.weight",
+        &[128],
+        GgmlType::I2_S,
+        vec![1u8; i2_s::BLOCK_BYTES + i2_s::TAIL_BYTES],
+    )
+    .unwrap();
     w.add_tensor("output_norm.weight", &[8], GgmlType::F32, vec![2u8; 32])
         .unwrap();
     let bytes = w.finish().unwrap();

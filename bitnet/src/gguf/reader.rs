@@ -449,7 +449,7 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
     use crate::gguf::GgufWriter;
-    use crate::quants::GgmlType;
+    use crate::quants::{i2_s, tq2_0, GgmlType};
     use alloc::string::ToString;
     use alloc::vec;
 
@@ -457,8 +457,13 @@ mod tests {
         let mut w = GgufWriter::new();
         w.add_metadata(ARCHITECTURE_KEY, "bitnet").unwrap();
         w.add_metadata("flag", true).unwrap();
-        w.add_tensor("w", &[256, 2], GgmlType::TQ2_0, vec![7u8; 132])
-            .unwrap();
+        w.add_tensor(
+            "w",
+            &[256, 2],
+            GgmlType::TQ2_0,
+            vec![7u8; 2 * tq2_0::BLOCK_BYTES],
+        )
+        .unwrap();
         w.add_tensor("n", &[8], GgmlType::F32, vec![1u8; 32])
             .unwrap();
         w.finish().unwrap()
@@ -593,8 +598,13 @@ mod tests {
     fn i2_s_is_read_under_bitnet_b158() {
         let mut w = GgufWriter::new();
         w.add_metadata(ARCHITECTURE_KEY, "bitnet-b1.58").unwrap();
-        w.add_tensor("q", &[128, 2], GgmlType::I2_S, vec![0u8; 96])
-            .unwrap();
+        w.add_tensor(
+            "q",
+            &[128, 2],
+            GgmlType::I2_S,
+            vec![0u8; 2 * i2_s::BLOCK_BYTES + i2_s::TAIL_BYTES],
+        )
+        .unwrap();
         let bytes = w.finish().unwrap();
         let g = parse(&bytes).unwrap();
         let q = g.tensor("q").unwrap();

@@ -217,6 +217,7 @@ fn put_array(out: &mut Vec<u8>, array: &Array) {
 mod tests {
     use super::*;
     use crate::gguf::{Gguf, Value};
+    use crate::quants::{i2_s, q8_0};
     use alloc::string::ToString;
     use alloc::vec;
 
@@ -270,9 +271,14 @@ mod tests {
         }
         let f32s: Vec<u8> = (0..12u32).flat_map(|i| (i as f32).to_le_bytes()).collect();
         w.add_tensor("a", &[3, 4], GgmlType::F32, f32s).unwrap();
-        // 128 I2_S weights: 32 packed bytes + the 32-byte tail.
-        w.add_tensor("b", &[128], GgmlType::I2_S, vec![0x55u8; 64])
-            .unwrap();
+        // One I2_S block of weights, then the per-tensor tail.
+        w.add_tensor(
+            "b",
+            &[128],
+            GgmlType::I2_S,
+            vec![0x55u8; i2_s::BLOCK_BYTES + i2_s::TAIL_BYTES],
+        )
+        .unwrap();
         w.add_tensor("c", &[1], GgmlType::F16, &[1u8, 2][..])
             .unwrap();
         w
@@ -355,7 +361,7 @@ mod tests {
         );
 
         let e = w
-            .add_tensor("t", &[32], GgmlType::Q8_0, vec![0u8; 33])
+            .add_tensor("t", &[32], GgmlType::Q8_0, vec![0u8; q8_0::BLOCK_BYTES - 1])
             .unwrap_err()
             .to_string();
         assert_eq!(
@@ -398,8 +404,13 @@ mod tests {
     fn i2_s_needs_a_bitnet_architecture() {
         let mut w = GgufWriter::new();
         w.add_metadata(ARCHITECTURE_KEY, "llama").unwrap();
-        w.add_tensor("blk.0.attn_q.weight", &[128], GgmlType::I2_S, vec![0u8; 64])
-            .unwrap();
+        w.add_tensor(
+            "blk.0.attn_q.weight",
+            &[128],
+            GgmlType::I2_S,
+            vec![0u8; i2_s::BLOCK_BYTES + i2_s::TAIL_BYTES],
+        )
+        .unwrap();
         let e = w.finish().unwrap_err().to_string();
         assert!(e.contains("'blk.0.attn_q.weight'") && e.contains("I2_S") && e.contains("'llama'"));
     }

@@ -6,6 +6,7 @@ use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::tensors::{self, BlockDims, NormSpec, TernarySpec};
 use super::{BitLinear, Block, Config, DenseMatrix, Model, ModelError, Source};
 use crate::gguf::{Gguf, TensorInfo};
 use crate::kernels::Kernel;
@@ -55,27 +56,28 @@ impl<'a> Loader<'a> {
     }
 
     /// A ternary (rows, cols) projection, repacked, with its optional `.scale`.
-    fn bitlinear(&self, prefix: &str, rows: usize, cols: usize) -> Result<BitLinear, ModelError> {
-        let name = format!("{prefix}.weight");
-        let t = self.info(&name)?;
+    fn bitlinear(
+        &self,
+        name: &str,
+        scale_name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<BitLinear, ModelError> {
+        let t = self.info(name)?;
         self.expect_dims(t, &[cols, rows])?;
         let bytes = self.data(t);
-        let w = match t.ty {
-            GgmlType::I2_S => TernaryMatrix::from_i2_s(bytes, rows, cols),
-            GgmlType::TQ2_0 => TernaryMatrix::from_tq2_0(bytes, rows, cols),
-            GgmlType::TQ1_0 => TernaryMatrix::from_tq1_0(bytes, rows, cols),
-            other => {
-                return Err(ModelError::Unsupported(format!(
-                "tensor '{name}' has type {other}; BitLinear weights must be I2_S, TQ1_0 or TQ2_0"
-            )))
-            }
+        if !t.ty.is_ternary() {
+            return Err(ModelError::Unsupported(format!(
+                "tensor '{name}' has type {}; BitLinear weights must be I2_S, TQ1_0 or TQ2_0",
+                t.ty
+            )));
         }
-        .map_err(|e| ModelError::Shape(format!("tensor '{name}': {e}")))?;
-        let scale_name = format!("{prefix}.scale");
-        let out_scale = match self.g.tensor(&scale_name) {
+        let w = TernaryMatrix::from_ggml(t.ty, bytes, rows, cols)
+            .map_err(|e| ModelError::Shape(format!("tensor '{name}': {e}")))?;
+        let out_scale = match self.g.tensor(scale_name) {
             None => 1.0,
             Some(_) => {
-                let s = self.vector(&scale_name, 1)?[0];
+                let s = self.vector(scale_name, 1)?[0];
                 if !s.is_finite() {
                     return Err(ModelError::Shape(format!(
                         "tensor '{scale_name}': scale {s} is not finite"
@@ -100,22 +102,36 @@ impl<'a> Loader<'a> {
         })
     }
 
+    /// Block `i`'s norm weights `spec`.
+    fn norm(&self, spec: &NormSpec, dims: &BlockDims, i: usize) -> Result<Vec<f32>, ModelError> {
+        self.vector(&tensors::weight_name(i, spec.name), dims.get(spec.len))
+    }
+
+    /// Block `i`'s ternary projection `spec`.
+    fn linear(&self, spec: &TernarySpec, d: &BlockDims, i: usize) -> Result<BitLinear, ModelError> {
+        let (weight, scale) = (
+            tensors::weight_name(i, spec.name),
+            tensors::scale_name(i, spec.name),
+        );
+        self.bitlinear(&weight, &scale, d.get(spec.rows), d.get(spec.cols))
+    }
+
+    /// Fields in `tensors::LAYER_TENSORS` order, so the first bad tensor in the file is the
+    /// one reported.
     fn block(&self, c: &Config, i: usize) -> Result<Block, ModelError> {
-        let p = |w: &str| format!("blk.{i}.{w}");
-        let n = |w: &str| format!("blk.{i}.{w}.weight");
-        let (dim, q_dim, kv_dim, n_ff) = (c.dim, c.q_dim(), c.kv_dim(), c.n_ff);
+        let d = &BlockDims::of(c);
         Ok(Block {
-            attn_norm: self.vector(&n("attn_norm"), dim)?,
-            wq: self.bitlinear(&p("attn_q"), q_dim, dim)?,
-            wk: self.bitlinear(&p("attn_k"), kv_dim, dim)?,
-            wv: self.bitlinear(&p("attn_v"), kv_dim, dim)?,
-            attn_sub_norm: self.vector(&n("attn_sub_norm"), q_dim)?,
-            wo: self.bitlinear(&p("attn_output"), dim, q_dim)?,
-            ffn_norm: self.vector(&n("ffn_norm"), dim)?,
-            w_gate: self.bitlinear(&p("ffn_gate"), n_ff, dim)?,
-            w_up: self.bitlinear(&p("ffn_up"), n_ff, dim)?,
-            ffn_sub_norm: self.vector(&n("ffn_sub_norm"), n_ff)?,
-            w_down: self.bitlinear(&p("ffn_down"), dim, n_ff)?,
+            attn_norm: self.norm(&tensors::ATTN_NORM, d, i)?,
+            wq: self.linear(&tensors::ATTN_Q, d, i)?,
+            wk: self.linear(&tensors::ATTN_K, d, i)?,
+            wv: self.linear(&tensors::ATTN_V, d, i)?,
+            attn_sub_norm: self.norm(&tensors::ATTN_SUB_NORM, d, i)?,
+            wo: self.linear(&tensors::ATTN_OUTPUT, d, i)?,
+            ffn_norm: self.norm(&tensors::FFN_NORM, d, i)?,
+            w_gate: self.linear(&tensors::FFN_GATE, d, i)?,
+            w_up: self.linear(&tensors::FFN_UP, d, i)?,
+            ffn_sub_norm: self.norm(&tensors::FFN_SUB_NORM, d, i)?,
+            w_down: self.linear(&tensors::FFN_DOWN, d, i)?,
         })
     }
 }
@@ -145,11 +161,11 @@ impl Model {
                 }
             }
         }
-        let token_embd = l.dense("token_embd.weight", config.vocab, config.dim)?;
-        let output_norm = l.vector("output_norm.weight", config.dim)?;
-        let output = match g.tensor("output.weight") {
+        let token_embd = l.dense(tensors::TOKEN_EMBD, config.vocab, config.dim)?;
+        let output_norm = l.vector(tensors::OUTPUT_NORM, config.dim)?;
+        let output = match g.tensor(tensors::OUTPUT) {
             None => None,
-            Some(_) => Some(l.dense("output.weight", config.vocab, config.dim)?),
+            Some(_) => Some(l.dense(tensors::OUTPUT, config.vocab, config.dim)?),
         };
         Ok(Model {
             config,

@@ -6,6 +6,7 @@ mod forward;
 mod head;
 mod kv_cache;
 mod load;
+pub mod tensors;
 mod ties;
 pub use load::tensor_type_summary;
 

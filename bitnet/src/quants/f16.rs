@@ -7,10 +7,15 @@ use half::{bf16, f16};
 
 use super::{check_len, GgmlType, QuantError};
 
+/// Bytes per element of the unquantized types (each element is its own block).
+pub const F32_BYTES: usize = size_of::<f32>();
+pub const F16_BYTES: usize = size_of::<f16>();
+pub const BF16_BYTES: usize = size_of::<bf16>();
+
 /// Decodes `dst.len()` little-endian f32 values from `src`.
 pub fn dequantize_row_f32(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
-    check_len(GgmlType::F32, "src", dst.len() * 4, src.len())?;
-    for (y, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
+    check_len(GgmlType::F32, "src", dst.len() * F32_BYTES, src.len())?;
+    for (y, b) in dst.iter_mut().zip(src.chunks_exact(F32_BYTES)) {
         *y = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     }
     Ok(())
@@ -18,8 +23,8 @@ pub fn dequantize_row_f32(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError>
 
 /// Encodes `src` as little-endian f32 bytes (for writing fixtures).
 pub fn quantize_row_f32_ref(src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
-    check_len(GgmlType::F32, "dst", src.len() * 4, dst.len())?;
-    for (b, x) in dst.chunks_exact_mut(4).zip(src) {
+    check_len(GgmlType::F32, "dst", src.len() * F32_BYTES, dst.len())?;
+    for (b, x) in dst.chunks_exact_mut(F32_BYTES).zip(src) {
         b.copy_from_slice(&x.to_le_bytes());
     }
     Ok(())
@@ -27,8 +32,8 @@ pub fn quantize_row_f32_ref(src: &[f32], dst: &mut [u8]) -> Result<(), QuantErro
 
 /// Decodes `dst.len()` little-endian IEEE half values from `src` (exact).
 pub fn dequantize_row_f16(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
-    check_len(GgmlType::F16, "src", dst.len() * 2, src.len())?;
-    for (y, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+    check_len(GgmlType::F16, "src", dst.len() * F16_BYTES, src.len())?;
+    for (y, b) in dst.iter_mut().zip(src.chunks_exact(F16_BYTES)) {
         *y = f16::from_le_bytes([b[0], b[1]]).to_f32();
     }
     Ok(())
@@ -36,8 +41,8 @@ pub fn dequantize_row_f16(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError>
 
 /// Encodes `src` as little-endian IEEE half, rounding to nearest even; overflow gives ±inf.
 pub fn quantize_row_f16_ref(src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
-    check_len(GgmlType::F16, "dst", src.len() * 2, dst.len())?;
-    for (b, x) in dst.chunks_exact_mut(2).zip(src) {
+    check_len(GgmlType::F16, "dst", src.len() * F16_BYTES, dst.len())?;
+    for (b, x) in dst.chunks_exact_mut(F16_BYTES).zip(src) {
         b.copy_from_slice(&f16::from_f32(*x).to_le_bytes());
     }
     Ok(())
@@ -45,8 +50,8 @@ pub fn quantize_row_f16_ref(src: &[f32], dst: &mut [u8]) -> Result<(), QuantErro
 
 /// Decodes `dst.len()` little-endian bfloat16 values from `src` (exact).
 pub fn dequantize_row_bf16(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
-    check_len(GgmlType::BF16, "src", dst.len() * 2, src.len())?;
-    for (y, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+    check_len(GgmlType::BF16, "src", dst.len() * BF16_BYTES, src.len())?;
+    for (y, b) in dst.iter_mut().zip(src.chunks_exact(BF16_BYTES)) {
         *y = bf16::from_le_bytes([b[0], b[1]]).to_f32();
     }
     Ok(())
@@ -54,8 +59,8 @@ pub fn dequantize_row_bf16(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError
 
 /// Encodes `src` as little-endian bfloat16, rounding to nearest even.
 pub fn quantize_row_bf16_ref(src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
-    check_len(GgmlType::BF16, "dst", src.len() * 2, dst.len())?;
-    for (b, x) in dst.chunks_exact_mut(2).zip(src) {
+    check_len(GgmlType::BF16, "dst", src.len() * BF16_BYTES, dst.len())?;
+    for (b, x) in dst.chunks_exact_mut(BF16_BYTES).zip(src) {
         b.copy_from_slice(&bf16::from_f32(*x).to_le_bytes());
     }
     Ok(())

@@ -72,25 +72,28 @@ impl GgmlType {
     /// Elements per block: a tensor's element count must be a multiple of it.
     /// For I2_S this is the packing granularity (128 weights in 32 bytes).
     pub const fn block_elems(self) -> u64 {
-        match self {
+        (match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
-            GgmlType::Q8_0 => 32,
-            GgmlType::Q6_K | GgmlType::TQ1_0 | GgmlType::TQ2_0 => 256,
-            GgmlType::I2_S => 128,
-        }
+            GgmlType::Q8_0 => q8_0::BLOCK_ELEMS,
+            GgmlType::Q6_K => q6_k::BLOCK_ELEMS,
+            GgmlType::TQ1_0 => tq1_0::BLOCK_ELEMS,
+            GgmlType::TQ2_0 => tq2_0::BLOCK_ELEMS,
+            GgmlType::I2_S => i2_s::BLOCK_ELEMS,
+        }) as u64
     }
 
     /// Bytes per block (for I2_S: per 128 weights, excluding the 32-byte per-tensor tail).
     pub const fn block_bytes(self) -> u64 {
-        match self {
-            GgmlType::F32 => 4,
-            GgmlType::F16 | GgmlType::BF16 => 2,
-            GgmlType::Q8_0 => 34,
-            GgmlType::Q6_K => 210,
-            GgmlType::TQ1_0 => 54,
-            GgmlType::TQ2_0 => 66,
-            GgmlType::I2_S => 32,
-        }
+        (match self {
+            GgmlType::F32 => f16::F32_BYTES,
+            GgmlType::F16 => f16::F16_BYTES,
+            GgmlType::BF16 => f16::BF16_BYTES,
+            GgmlType::Q8_0 => q8_0::BLOCK_BYTES,
+            GgmlType::Q6_K => q6_k::BLOCK_BYTES,
+            GgmlType::TQ1_0 => tq1_0::BLOCK_BYTES,
+            GgmlType::TQ2_0 => tq2_0::BLOCK_BYTES,
+            GgmlType::I2_S => i2_s::BLOCK_BYTES,
+        }) as u64
     }
 
     pub const fn is_ternary(self) -> bool {
@@ -105,7 +108,7 @@ impl GgmlType {
         }
         let body = (n_elems / self.block_elems()).checked_mul(self.block_bytes())?;
         match self {
-            GgmlType::I2_S => body.checked_add(I2_S_TAIL_BYTES as u64),
+            GgmlType::I2_S => body.checked_add(i2_s::TAIL_BYTES as u64),
             _ => Some(body),
         }
     }
@@ -117,15 +120,14 @@ impl core::fmt::Display for GgmlType {
     }
 }
 
-/// Bytes after the packed I2_S codes; the first four are the per-tensor scale (f32 LE).
-pub const I2_S_TAIL_BYTES: usize = 32;
-
-mod f16;
-mod i2_s;
-mod q6_k;
-mod q8_0;
-mod tq1_0;
-mod tq2_0;
+// One module per format: each owns its block layout (`BLOCK_ELEMS`, `BLOCK_BYTES`) and, for
+// the ternary types, its repacking into `crate::ternary::TernaryMatrix` (`repack_<type>`).
+pub mod f16;
+pub mod i2_s;
+pub mod q6_k;
+pub mod q8_0;
+pub mod tq1_0;
+pub mod tq2_0;
 
 pub use self::f16::{
     dequantize_row_bf16, dequantize_row_f16, dequantize_row_f32, quantize_row_bf16_ref,
@@ -137,8 +139,9 @@ pub use q8_0::{dequantize_row_q8_0, quantize_row_q8_0_ref};
 pub use tq1_0::{dequantize_row_tq1_0, pack_row_tq1_0, quantize_row_tq1_0_ref};
 pub use tq2_0::{dequantize_row_tq2_0, pack_row_tq2_0, quantize_row_tq2_0_ref};
 
-pub(crate) use i2_s::{pack_block_128, I2_S_BLOCK_BYTES, I2_S_BLOCK_ELEMS};
-pub(crate) use tq1_0::tq1_0_block_codes;
+pub use i2_s::repack_i2_s;
+pub use tq1_0::repack_tq1_0;
+pub use tq2_0::repack_tq2_0;
 
 /// Decodes `dst.len()` elements of type `ty` from `src`, which must be exactly their bytes.
 /// I2_S has one scale per tensor, so for it `src` must be the whole tensor including its tail.

@@ -8,11 +8,16 @@ use half::f16;
 
 use super::{check_blocks, read_f16, GgmlType, QuantError};
 
-const QK: usize = 256;
-const BLOCK_BYTES: usize = 210;
-const QH: usize = 128;
-const SCALES: usize = 192;
-const D: usize = 208;
+/// Weights per super-block (16 sub-blocks of 16, one i8 scale each).
+pub const BLOCK_ELEMS: usize = 256;
+/// Bytes per super-block: `ql`, `qh`, `scales`, then `d`.
+pub const BLOCK_BYTES: usize = 210;
+/// Offsets of `qh` (after four low bits per weight), `scales` (after two high bits per
+/// weight) and `d` (after one scale per 16 weights).
+const QH: usize = BLOCK_ELEMS / 2;
+const SCALES: usize = QH + BLOCK_ELEMS / 4;
+const D: usize = SCALES + BLOCK_ELEMS / 16;
+const _: () = assert!(D + size_of::<f16>() == BLOCK_BYTES);
 
 /// Byte positions of element `e`'s low nibble (index, shift) and high bits (index, shift).
 fn positions(e: usize) -> ((usize, u32), (usize, u32)) {
@@ -26,7 +31,10 @@ fn positions(e: usize) -> ((usize, u32), (usize, u32)) {
 /// (which evaluates `(d * scale) * q` in f32).
 pub fn dequantize_row_q6_k(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
     check_blocks(GgmlType::Q6_K, dst.len(), src.len(), "src")?;
-    for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(QK)) {
+    for (b, y) in src
+        .chunks_exact(BLOCK_BYTES)
+        .zip(dst.chunks_exact_mut(BLOCK_ELEMS))
+    {
         let d = read_f16(b, D);
         for (e, y) in y.iter_mut().enumerate() {
             let ((li, ls), (hi, hs)) = positions(e);
@@ -45,7 +53,10 @@ pub fn dequantize_row_q6_k(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError
 /// then rounds each weight against its final scale.
 pub fn quantize_row_q6_k(src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
     check_blocks(GgmlType::Q6_K, src.len(), dst.len(), "dst")?;
-    for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+    for (x, y) in src
+        .chunks_exact(BLOCK_ELEMS)
+        .zip(dst.chunks_exact_mut(BLOCK_BYTES))
+    {
         y.fill(0);
         let mut sub_scales = [0.0f32; 16];
         for (s, xs) in sub_scales.iter_mut().zip(x.chunks_exact(16)) {
@@ -104,23 +115,23 @@ mod tests {
     /// (i.e. -32 after the offset).
     #[test]
     fn dequantize_known_answer() {
-        let mut b = [0u8; 210];
+        let mut b = [0u8; BLOCK_BYTES];
         b[0] = 0x21; // element 0: low nibble 1; element 64: low nibble 2
         b[32] = 0x43; // element 32: low nibble 3; element 96: low nibble 4
-        b[128] = 0b11_10_01_00; // high bits of elements 0, 32, 64, 96: 0, 1, 2, 3
+        b[QH] = 0b11_10_01_00; // high bits of elements 0, 32, 64, 96: 0, 1, 2, 3
         b[64 + 5] = 0x0f; // element 128 + 5: low nibble 15
-        b[128 + 32 + 5] = 0x03; // element 133: high bits 3
+        b[QH + 32 + 5] = 0x03; // element 133: high bits 3
         for j in 0..16 {
-            b[192 + j] = 1;
+            b[SCALES + j] = 1;
         }
-        b[192 + 2] = (-2i8) as u8; // elements 32..47
-        b[192 + 4] = 3; // elements 64..79
-        b[192 + 6] = 4; // elements 96..111
-        b[192 + 8] = 5; // elements 128..143
-        b[192 + 15] = (-128i8) as u8; // elements 240..255
-        b[208..].copy_from_slice(&[0x00, 0x38]); // d = 0.5
+        b[SCALES + 2] = (-2i8) as u8; // elements 32..47
+        b[SCALES + 4] = 3; // elements 64..79
+        b[SCALES + 6] = 4; // elements 96..111
+        b[SCALES + 8] = 5; // elements 128..143
+        b[SCALES + 15] = (-128i8) as u8; // elements 240..255
+        b[D..].copy_from_slice(&[0x00, 0x38]); // d = 0.5
 
-        let mut y = [0.0f32; 256];
+        let mut y = [0.0f32; BLOCK_ELEMS];
         dequantize_row_q6_k(&b, &mut y).unwrap();
         assert_eq!(y[0], 0.5 * 1.0 * -31.0); // q = 1
         assert_eq!(y[32], 0.5 * -2.0 * -13.0); // q = 3 | 1 << 4 = 19
@@ -136,14 +147,14 @@ mod tests {
     #[test]
     fn every_element_has_its_own_bits() {
         // Setting one element's q to 63 must change that element only.
-        for e in 0..256 {
-            let mut b = [0u8; 210];
-            b[192..208].fill(1);
-            b[208..].copy_from_slice(&[0x00, 0x3c]);
+        for e in 0..BLOCK_ELEMS {
+            let mut b = [0u8; BLOCK_BYTES];
+            b[SCALES..D].fill(1);
+            b[D..].copy_from_slice(&[0x00, 0x3c]);
             let ((li, ls), (hi, hs)) = positions(e);
             b[li] |= 0xf << ls;
             b[hi] |= 3 << hs;
-            let mut y = [0.0f32; 256];
+            let mut y = [0.0f32; BLOCK_ELEMS];
             dequantize_row_q6_k(&b, &mut y).unwrap();
             for (i, v) in y.iter().enumerate() {
                 assert_eq!(*v, if i == e { 31.0 } else { -32.0 }, "set {e}, read {i}");
@@ -154,8 +165,8 @@ mod tests {
     #[test]
     fn quantize_round_trip_random() {
         let mut rng = XorShift::new(6);
-        let x = rng.f32s(256 * 8, 2.0);
-        let mut b = vec![0u8; 210 * 8];
+        let x = rng.f32s(BLOCK_ELEMS * 8, 2.0);
+        let mut b = vec![0u8; BLOCK_BYTES * 8];
         quantize_row_q6_k(&x, &mut b).unwrap();
         let mut y = vec![0.0f32; x.len()];
         dequantize_row_q6_k(&b, &mut y).unwrap();
@@ -172,13 +183,13 @@ mod tests {
 
     #[test]
     fn quantize_zero_block_and_exact_grid() {
-        let mut b = [0xffu8; 210];
-        quantize_row_q6_k(&[0.0; 256], &mut b).unwrap();
-        assert_eq!(b, [0u8; 210]);
+        let mut b = [0xffu8; BLOCK_BYTES];
+        quantize_row_q6_k(&[0.0; BLOCK_ELEMS], &mut b).unwrap();
+        assert_eq!(b, [0u8; BLOCK_BYTES]);
 
         // Each sub-block starts with -32, so every sub-block scale is 1 and integers in
         // -32..=31 come back exactly (d = -1/128, scales -128).
-        let x: vec::Vec<f32> = (0..256)
+        let x: vec::Vec<f32> = (0..BLOCK_ELEMS)
             .map(|i| {
                 if i % 16 == 0 {
                     -32.0
@@ -188,15 +199,15 @@ mod tests {
             })
             .collect();
         quantize_row_q6_k(&x, &mut b).unwrap();
-        let mut y = [0.0f32; 256];
+        let mut y = [0.0f32; BLOCK_ELEMS];
         dequantize_row_q6_k(&b, &mut y).unwrap();
         assert_eq!(&y[..], &x[..]);
     }
 
     #[test]
     fn lengths_are_checked() {
-        assert!(dequantize_row_q6_k(&[0u8; 210], &mut [0.0; 128]).is_err());
-        assert!(dequantize_row_q6_k(&[0u8; 209], &mut [0.0; 256]).is_err());
-        assert!(quantize_row_q6_k(&[0.0; 256], &mut [0u8; 211]).is_err());
+        assert!(dequantize_row_q6_k(&[0u8; BLOCK_BYTES], &mut [0.0; 128]).is_err());
+        assert!(dequantize_row_q6_k(&[0u8; 209], &mut [0.0; BLOCK_ELEMS]).is_err());
+        assert!(quantize_row_q6_k(&[0.0; BLOCK_ELEMS], &mut [0u8; 211]).is_err());
     }
 }

@@ -10,14 +10,22 @@
 
 use half::f16;
 
+use super::i2_s;
 use super::{
     check_blocks, check_len, check_trits, ggml_amax, read_f16, ternary_code, GgmlType, QuantError,
 };
+use crate::ternary::{check_scale, TernaryError};
 
-const QK: usize = 256;
-const BLOCK_BYTES: usize = 54;
+/// Weights per block, all sharing the block's scale `d`.
+pub const BLOCK_ELEMS: usize = 256;
+/// Bytes per block: `qs`, `qh`, then `d`.
+pub const BLOCK_BYTES: usize = 54;
+/// Offset of `qh`: 48 bytes of five codes each cover elements 0..240.
 const QH: usize = 48;
-const D: usize = 52;
+/// Offset of `d`, after the four `qh` bytes that hold the last 16 codes.
+const D: usize = QH + 4;
+const _: () = assert!(5 * QH + 4 * (D - QH) == BLOCK_ELEMS);
+const _: () = assert!(D + size_of::<f16>() == BLOCK_BYTES);
 
 /// `DIGITS[b][n]`: digit n of byte b, by ggml's extraction (always 0..=2, for every byte).
 const DIGITS: [[u8; 5]; 256] = {
@@ -45,7 +53,7 @@ fn encode(c: [u8; 5]) -> u8 {
 }
 
 /// Writes one block from its 256 codes and scale.
-fn write_block(codes: &[u8; QK], d: f32, out: &mut [u8]) {
+fn write_block(codes: &[u8; BLOCK_ELEMS], d: f32, out: &mut [u8]) {
     for m in 0..32 {
         out[m] = encode(core::array::from_fn(|n| codes[m + 32 * n]));
     }
@@ -64,12 +72,12 @@ fn write_block(codes: &[u8; QK], d: f32, out: &mut [u8]) {
     out[D..].copy_from_slice(&f16::from_f32(d).to_le_bytes());
 }
 
-/// Decodes the 256 codes of one 54-byte block into `codes`.
+/// Decodes the 256 codes of one block into `codes`.
 ///
 /// Every byte decodes to digits 0..=2, but a `qh` byte whose unused fifth digit is not 0 cannot
 /// come from a conforming writer: the offset of the first such byte is returned as the error
 /// (after all codes have been written; ggml itself ignores that digit).
-pub(crate) fn tq1_0_block_codes(block: &[u8], codes: &mut [u8; QK]) -> Result<(), usize> {
+fn tq1_0_block_codes(block: &[u8], codes: &mut [u8; BLOCK_ELEMS]) -> Result<(), usize> {
     for m in 0..32 {
         let digits = &DIGITS[usize::from(block[m])];
         for (n, &c) in digits.iter().enumerate() {
@@ -100,10 +108,13 @@ pub(crate) fn tq1_0_block_codes(block: &[u8], codes: &mut [u8; QK]) -> Result<()
 /// `d = 0` and codes 1.
 pub fn quantize_row_tq1_0_ref(src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
     check_blocks(GgmlType::TQ1_0, src.len(), dst.len(), "dst")?;
-    for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(BLOCK_BYTES)) {
+    for (x, y) in src
+        .chunks_exact(BLOCK_ELEMS)
+        .zip(dst.chunks_exact_mut(BLOCK_BYTES))
+    {
         let d = ggml_amax(x);
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let mut codes = [0u8; QK];
+        let mut codes = [0u8; BLOCK_ELEMS];
         for (c, &v) in codes.iter_mut().zip(x) {
             *c = ternary_code(v * id);
         }
@@ -116,14 +127,14 @@ pub fn quantize_row_tq1_0_ref(src: &[f32], dst: &mut [u8]) -> Result<(), QuantEr
 /// block in `d` (rounded to f16 on the way).
 pub fn pack_row_tq1_0(trits: &[i8], d: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
     check_blocks(GgmlType::TQ1_0, trits.len(), dst.len(), "dst")?;
-    check_len(GgmlType::TQ1_0, "d", trits.len() / QK, d.len())?;
+    check_len(GgmlType::TQ1_0, "d", trits.len() / BLOCK_ELEMS, d.len())?;
     check_trits(GgmlType::TQ1_0, trits)?;
     for ((t, &d), y) in trits
-        .chunks_exact(QK)
+        .chunks_exact(BLOCK_ELEMS)
         .zip(d)
         .zip(dst.chunks_exact_mut(BLOCK_BYTES))
     {
-        let mut codes = [0u8; QK];
+        let mut codes = [0u8; BLOCK_ELEMS];
         for (c, &t) in codes.iter_mut().zip(t) {
             *c = (t + 1) as u8;
         }
@@ -136,14 +147,51 @@ pub fn pack_row_tq1_0(trits: &[i8], d: &[f32], dst: &mut [u8]) -> Result<(), Qua
 /// `dequantize_row_tq1_0` (which, like this, ignores the fifth digit of `qh` bytes).
 pub fn dequantize_row_tq1_0(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
     check_blocks(GgmlType::TQ1_0, dst.len(), src.len(), "src")?;
-    let mut codes = [0u8; QK];
-    for (b, y) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(QK)) {
+    let mut codes = [0u8; BLOCK_ELEMS];
+    for (b, y) in src
+        .chunks_exact(BLOCK_BYTES)
+        .zip(dst.chunks_exact_mut(BLOCK_ELEMS))
+    {
         // A nonzero fifth qh digit only matters to the validating repacker.
         let _ = tq1_0_block_codes(b, &mut codes);
         let d = read_f16(b, D);
         for (y, &c) in y.iter_mut().zip(&codes) {
             *y = f32::from(c as i8 - 1) * d;
         }
+    }
+    Ok(())
+}
+
+/// Repacks a whole TQ1_0 tensor of `cols` columns into [`crate::ternary::TernaryMatrix`]'s
+/// canonical layout: `codes` (`n / 4` bytes) and one scale per block in `scales`. The caller has
+/// checked the shape and every length. A `qh` byte with a nonzero fifth digit and non-finite
+/// scales are rejected, the first in file order winning.
+pub fn repack_tq1_0(
+    src: &[u8],
+    cols: usize,
+    codes: &mut [u8],
+    scales: &mut [f32],
+) -> Result<(), TernaryError> {
+    let blocks_per_row = cols / BLOCK_ELEMS;
+    let mut block_codes = [0u8; BLOCK_ELEMS];
+    for (b, ((src, dst), scale)) in src
+        .chunks_exact(BLOCK_BYTES)
+        .zip(codes.chunks_exact_mut(BLOCK_ELEMS / 4))
+        .zip(scales.iter_mut())
+        .enumerate()
+    {
+        let (row, block) = (b / blocks_per_row, b % blocks_per_row);
+        if let Err(at) = tq1_0_block_codes(src, &mut block_codes) {
+            let byte = src[at];
+            return Err(TernaryError::InvalidTq1Byte { row, block, byte });
+        }
+        for (codes, out) in block_codes
+            .chunks_exact(i2_s::BLOCK_ELEMS)
+            .zip(dst.chunks_exact_mut(i2_s::BLOCK_BYTES))
+        {
+            i2_s::pack_block_128(codes, out);
+        }
+        *scale = check_scale(read_f16(src, D), row, block)?;
     }
     Ok(())
 }
@@ -169,17 +217,20 @@ mod tests {
     /// search: the first rounds to code 2 only through the reciprocal, the second to code 1.
     #[test]
     fn scales_by_the_reciprocal_like_ggml() {
-        let mut x = [0.0f32; 512];
+        let mut x = [0.0f32; 2 * BLOCK_ELEMS];
         x[0] = f32::from_bits(0x3ef2_99aa); // x / d = 0.49999997, x * (1/d) = 0.5
         x[1] = f32::from_bits(0x3f72_99ab); // d
         x[256] = f32::from_bits(0x407c_7586); // x / d = 0.5, x * (1/d) = 0.49999997
         x[257] = f32::from_bits(0x40fc_7586); // d
         assert_eq!(x[0] / x[1], 0.49999997);
         assert_eq!(x[256] / x[257], 0.5);
-        let mut b = [0u8; 108];
+        let mut b = [0u8; 2 * BLOCK_BYTES];
         quantize_row_tq1_0_ref(&x, &mut b).unwrap();
         assert_eq!(
-            (DIGITS[usize::from(b[0])][0], DIGITS[usize::from(b[54])][0]),
+            (
+                DIGITS[usize::from(b[0])][0],
+                DIGITS[usize::from(b[BLOCK_BYTES])][0]
+            ),
             (2, 1)
         );
     }
@@ -187,35 +238,35 @@ mod tests {
     #[test]
     fn all_zero_block() {
         // Codes all 1: v = 121 -> ceil(121 * 256 / 243) = 128; qh: v = 40 * 3 = 120 -> 127.
-        let mut b = [0u8; 54];
-        quantize_row_tq1_0_ref(&[0.0; 256], &mut b).unwrap();
-        let mut want = [0x80u8; 54];
-        want[48..52].fill(0x7f);
-        want[52..].fill(0);
+        let mut b = [0u8; BLOCK_BYTES];
+        quantize_row_tq1_0_ref(&[0.0; BLOCK_ELEMS], &mut b).unwrap();
+        let mut want = [0x80u8; BLOCK_BYTES];
+        want[QH..D].fill(0x7f);
+        want[D..].fill(0);
         assert_eq!(b, want);
     }
 
     #[test]
     fn known_answer() {
-        let mut x = [0.0f32; 256];
+        let mut x = [0.0f32; BLOCK_ELEMS];
         x[0] = 1.0; // qs[0] digit 0: v = 2*81 + 27 + 9 + 3 + 1 = 202 -> 213
         x[32 * 4 + 7] = -1.0; // qs[7] digit 4: v = 81 + 27 + 9 + 3 + 0 = 120 -> 127
         x[160 + 16 * 2 + 3] = 0.5; // qs[35] digit 2: v = 81 + 27 + 18 + 3 + 1 = 130 -> 137
         x[240 + 4 + 2] = -0.5; // qh[2] digit 1: v = (27 + 0 + 3 + 1) * 3 = 93 -> 98
-        let mut b = [0u8; 54];
+        let mut b = [0u8; BLOCK_BYTES];
         quantize_row_tq1_0_ref(&x, &mut b).unwrap();
-        let mut want = [0x80u8; 54];
-        want[48..52].fill(0x7f);
+        let mut want = [0x80u8; BLOCK_BYTES];
+        want[QH..D].fill(0x7f);
         want[0] = 213;
         want[7] = 127;
         want[35] = 137;
         want[50] = 98;
-        want[52..].copy_from_slice(&[0x00, 0x3c]);
+        want[D..].copy_from_slice(&[0x00, 0x3c]);
         assert_eq!(b, want);
 
-        let mut y = [0.0f32; 256];
+        let mut y = [0.0f32; BLOCK_ELEMS];
         dequantize_row_tq1_0(&b, &mut y).unwrap();
-        let mut expect = [0.0f32; 256];
+        let mut expect = [0.0f32; BLOCK_ELEMS];
         expect[0] = 1.0;
         expect[135] = -1.0;
         expect[195] = 1.0;
@@ -225,27 +276,27 @@ mod tests {
 
     #[test]
     fn halves_round_away_from_zero() {
-        let mut x = [0.0f32; 256];
+        let mut x = [0.0f32; BLOCK_ELEMS];
         x[0] = -1.0; // d = 1
         x[32] = 0.5;
         x[64] = -0.5;
         x[96] = 0.49999997;
         x[128] = -0.49999997;
-        let mut b = [0u8; 54];
+        let mut b = [0u8; BLOCK_BYTES];
         quantize_row_tq1_0_ref(&x, &mut b).unwrap();
         assert_eq!(DIGITS[usize::from(b[0])], [0, 2, 0, 1, 1]);
     }
 
     #[test]
     fn phantom_qh_digit_is_reported_but_ignored_by_dequantize() {
-        let mut b = [0u8; 54];
-        quantize_row_tq1_0_ref(&[0.0; 256], &mut b).unwrap();
+        let mut b = [0u8; BLOCK_BYTES];
+        quantize_row_tq1_0_ref(&[0.0; BLOCK_ELEMS], &mut b).unwrap();
         // 128 decodes to 1,1,1,1,1: the fifth digit of a qh byte must be 0.
         b[49] = 128;
-        let mut codes = [0u8; 256];
+        let mut codes = [0u8; BLOCK_ELEMS];
         assert_eq!(tq1_0_block_codes(&b, &mut codes), Err(49));
         assert!(codes.iter().all(|&c| c == 1));
-        let mut y = [1.0f32; 256];
+        let mut y = [1.0f32; BLOCK_ELEMS];
         dequantize_row_tq1_0(&b, &mut y).unwrap();
         assert!(y.iter().all(|&v| v == 0.0));
     }
@@ -253,13 +304,13 @@ mod tests {
     #[test]
     fn round_trip_random() {
         let mut rng = XorShift::new(1);
-        let n = 256 * 6;
+        let n = BLOCK_ELEMS * 6;
         let x = rng.f32s(n, 0.1);
-        let mut b = vec![0u8; 54 * 6];
+        let mut b = vec![0u8; BLOCK_BYTES * 6];
         quantize_row_tq1_0_ref(&x, &mut b).unwrap();
         let mut y = vec![0.0f32; n];
         dequantize_row_tq1_0(&b, &mut y).unwrap();
-        for (xs, ys) in x.chunks(256).zip(y.chunks(256)) {
+        for (xs, ys) in x.chunks(BLOCK_ELEMS).zip(y.chunks(BLOCK_ELEMS)) {
             let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let d = f16::from_f32(amax).to_f32();
             for (&a, &v) in xs.iter().zip(ys) {
@@ -271,27 +322,27 @@ mod tests {
     #[test]
     fn pack_matches_quantize_on_ternary_input() {
         let mut rng = XorShift::new(4);
-        let trits = rng.trits(512);
+        let trits = rng.trits(2 * BLOCK_ELEMS);
         let d = [0.125f32, 3.0];
         let x: vec::Vec<f32> = trits
             .iter()
             .enumerate()
-            .map(|(i, &t)| f32::from(t) * d[i / 256])
+            .map(|(i, &t)| f32::from(t) * d[i / BLOCK_ELEMS])
             .collect();
-        let (mut a, mut b) = ([0u8; 108], [0u8; 108]);
+        let (mut a, mut b) = ([0u8; 2 * BLOCK_BYTES], [0u8; 2 * BLOCK_BYTES]);
         pack_row_tq1_0(&trits, &d, &mut a).unwrap();
         quantize_row_tq1_0_ref(&x, &mut b).unwrap();
         assert_eq!(a, b);
-        let mut y = [0.0f32; 512];
+        let mut y = [0.0f32; 2 * BLOCK_ELEMS];
         dequantize_row_tq1_0(&a, &mut y).unwrap();
         assert_eq!(&y[..], &x[..]);
     }
 
     #[test]
     fn errors() {
-        assert!(quantize_row_tq1_0_ref(&[0.0; 256], &mut [0u8; 53]).is_err());
-        assert!(dequantize_row_tq1_0(&[0u8; 54], &mut [0.0; 128]).is_err());
-        assert!(pack_row_tq1_0(&[0; 256], &[1.0, 1.0], &mut [0u8; 54]).is_err());
-        assert!(pack_row_tq1_0(&[-2; 256], &[1.0], &mut [0u8; 54]).is_err());
+        assert!(quantize_row_tq1_0_ref(&[0.0; BLOCK_ELEMS], &mut [0u8; 53]).is_err());
+        assert!(dequantize_row_tq1_0(&[0u8; BLOCK_BYTES], &mut [0.0; 128]).is_err());
+        assert!(pack_row_tq1_0(&[0; BLOCK_ELEMS], &[1.0, 1.0], &mut [0u8; BLOCK_BYTES]).is_err());
+        assert!(pack_row_tq1_0(&[-2; BLOCK_ELEMS], &[1.0], &mut [0u8; BLOCK_BYTES]).is_err());
     }
 }
