@@ -9,6 +9,7 @@
 extern crate alloc;
 
 pub mod cpu;
+pub mod generate;
 pub mod gguf;
 pub mod kernels;
 pub mod model;

@@ -1,5 +1,12 @@
 //! The float operations of the forward pass. All transcendental math goes through `libm`
 //! so every target (and `no_std`) computes bit-identical results from identical inputs.
+//! Each keeps its summation order: changing one changes the logits.
+
+use alloc::vec::Vec;
+
+use crate::kernels::act::{quantize_row_i8_ref, rmsnorm_quantize};
+use crate::kernels::ActBatch;
+use crate::parallel::Exec;
 
 /// `out = x / sqrt(mean(x^2) + eps) * w`. The sum of squares is accumulated in f64, as ggml
 /// does, so long rows do not lose precision.
@@ -42,7 +49,7 @@ pub fn relu2(x: f32) -> f32 {
 }
 
 /// Inverse frequencies of NEOX RoPE: `theta^(-2i/n_rot)` for i in 0..n_rot/2.
-pub fn rope_inv_freq(n_rot: usize, theta: f32) -> alloc::vec::Vec<f32> {
+pub fn rope_inv_freq(n_rot: usize, theta: f32) -> Vec<f32> {
     (0..n_rot / 2)
         .map(|i| libm::powf(theta, -2.0 * i as f32 / n_rot as f32))
         .collect()
@@ -61,8 +68,74 @@ pub fn rope_neox(head: &mut [f32], pos: usize, inv_freq: &[f32]) {
     }
 }
 
+/// [`rope_neox`] with the sines and cosines of the angles already computed (same
+/// arithmetic): the forward pass computes them once per token for every head.
+pub fn rope_neox_with(head: &mut [f32], rot: &[(f32, f32)]) {
+    let half = rot.len();
+    for (i, &(sin, cos)) in rot.iter().enumerate() {
+        let (a, b) = (head[i], head[i + half]);
+        head[i] = a * cos - b * sin;
+        head[i + half] = a * sin + b * cos;
+    }
+}
+
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// A dot product in eight independent lanes, which the compiler vectorises. Sums in a
+/// different order than [`dot`]: the two are not interchangeable bit for bit.
+pub fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (xa, xb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = xa
+        .remainder()
+        .iter()
+        .zip(xb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in xa.zip(xb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `x += y`.
+pub fn add(x: &mut [f32], y: &[f32]) {
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+pub fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// [`rmsnorm_quantize`] of every token of `x` (n, cols), the tokens spread over the threads
+/// (prefill and batches): `out` gets each token's int8 row and scale.
+pub fn norm_quantize(exec: &dyn Exec, x: &[f32], w: &[f32], eps: f32, out: &mut ActBatch) {
+    let cols = w.len();
+    let n = x.len() / cols;
+    if n == 1 || exec.threads() == 1 {
+        return rmsnorm_quantize(x, w, eps, out);
+    }
+    out.resize(n, cols);
+    // (n,) one task per token: its int8 row and its scale.
+    let mut rows: Vec<(&mut [i8], &mut f32)> =
+        out.q.chunks_exact_mut(cols).zip(&mut out.scale).collect();
+    exec.for_each_chunk(&mut rows, 1, &|t, task| {
+        let (q, scale) = &mut task[0];
+        let row = &x[t * cols..(t + 1) * cols];
+        let inv = rms_inv(row, eps);
+        **scale = quantize_row_i8_ref(row, |i, v| v * inv * w[i], q);
+    });
+    out.update_block_sums();
 }
 
 #[cfg(test)]

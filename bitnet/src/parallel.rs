@@ -1,47 +1,69 @@
 //! How the forward pass spreads independent work over threads. The core only sees the
 //! `Exec` trait, so it stays `no_std`; the thread pool lives at the `std` edge.
 
-/// Runs `f(i, chunk)` for each `chunk_len`-sized chunk `i` of `out` (the last may be
-/// shorter), possibly in parallel.
-pub trait Exec: Sync {
+/// Runs independent tasks, possibly in parallel. One object-safe primitive, so the core can
+/// take `&dyn Exec`; the chunked form every caller uses is built on it once, for any
+/// element type (`for_each_chunk` on `dyn Exec`).
+///
+/// # Safety
+///
+/// `run(n, f)` must call `f(i)` exactly once for each i in 0..n and return only after every
+/// call has returned: `for_each_chunk` hands task i a `&mut` to chunk i on that promise.
+pub unsafe trait Exec: Sync {
     fn threads(&self) -> usize;
-    fn for_each_chunk(
-        &self,
-        out: &mut [f32],
-        chunk_len: usize,
-        f: &(dyn Fn(usize, &mut [f32]) + Sync),
-    );
+    /// Runs `f(i)` for i in 0..n; returns when all are done.
+    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync));
+}
 
-    /// [`Exec::for_each_chunk`] over bytes (load-time work such as quantizing the head).
-    fn for_each_chunk_u8(
+impl dyn Exec + '_ {
+    /// Runs `f(i, chunk)` for each `chunk_len`-sized chunk `i` of `out` (the last may be
+    /// shorter), possibly in parallel.
+    pub fn for_each_chunk<T: Send>(
         &self,
-        out: &mut [u8],
+        out: &mut [T],
         chunk_len: usize,
-        f: &(dyn Fn(usize, &mut [u8]) + Sync),
+        f: &(dyn Fn(usize, &mut [T]) + Sync),
     ) {
-        for (i, chunk) in out.chunks_mut(chunk_len.max(1)).enumerate() {
-            f(i, chunk);
-        }
+        let (len, chunk) = (out.len(), chunk_len.max(1));
+        let base = SendPtr(out.as_mut_ptr());
+        self.run(len.div_ceil(chunk), &|i| {
+            let start = i * chunk;
+            // SAFETY: `run` calls each i in 0..ceil(len / chunk) once and returns after the
+            // last call (the trait's contract), so task i alone gets elements
+            // start..start + chunk (clipped to len) of `out`, whose borrow outlives `run`.
+            let part = unsafe {
+                core::slice::from_raw_parts_mut(base.get().add(start), chunk.min(len - start))
+            };
+            f(i, part)
+        });
     }
 }
+
+/// A pointer tasks write disjoint parts through.
+struct SendPtr<T>(*mut T);
+
+impl<T> SendPtr<T> {
+    // A method, not the field: closures then capture the whole (Sync) wrapper.
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
+// SAFETY: only used to hand disjoint sub-slices of one `&mut [T]` to the tasks of one
+// `run`; sending those to other threads needs `T: Send`.
+unsafe impl<T: Send> Sync for SendPtr<T> {}
 
 /// Everything on the calling thread.
 pub struct Serial;
 
-impl Exec for Serial {
+// SAFETY: a plain loop over 0..n on the calling thread.
+unsafe impl Exec for Serial {
     fn threads(&self) -> usize {
         1
     }
 
-    fn for_each_chunk(
-        &self,
-        out: &mut [f32],
-        chunk_len: usize,
-        f: &(dyn Fn(usize, &mut [f32]) + Sync),
-    ) {
-        for (i, chunk) in out.chunks_mut(chunk_len.max(1)).enumerate() {
-            f(i, chunk);
-        }
+    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        (0..n).for_each(f);
     }
 }
 
@@ -71,15 +93,6 @@ impl Pool {
         }
         Ok(Pool { shared, workers })
     }
-
-    /// Runs `f(i)` for i in 0..n over the pool's threads; returns when all are done.
-    pub fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
-        if self.workers.is_empty() || n <= 1 {
-            (0..n).for_each(f);
-            return;
-        }
-        self.shared.run(self.workers.len(), n, f);
-    }
 }
 
 #[cfg(feature = "std")]
@@ -92,46 +105,20 @@ impl Drop for Pool {
     }
 }
 
+// SAFETY: `Shared::run` hands out each index once from an atomic counter and returns only
+// after every worker has left the section.
 #[cfg(feature = "std")]
-impl Pool {
-    /// Runs `f(i, chunk)` for each `chunk_len`-sized chunk of `out` on the pool.
-    fn split<T>(&self, out: &mut [T], chunk_len: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
-        let (len, chunk) = (out.len(), chunk_len.max(1));
-        let base = pool::SendPtr(out.as_mut_ptr());
-        self.run(len.div_ceil(chunk), &|i| {
-            let start = i * chunk;
-            // SAFETY: task i alone gets elements start..start + chunk of `out`, which
-            // outlives `run`.
-            let part = unsafe {
-                core::slice::from_raw_parts_mut(base.get().add(start), chunk.min(len - start))
-            };
-            f(i, part)
-        });
-    }
-}
-
-#[cfg(feature = "std")]
-impl Exec for Pool {
+unsafe impl Exec for Pool {
     fn threads(&self) -> usize {
         self.workers.len() + 1
     }
 
-    fn for_each_chunk(
-        &self,
-        out: &mut [f32],
-        chunk_len: usize,
-        f: &(dyn Fn(usize, &mut [f32]) + Sync),
-    ) {
-        self.split(out, chunk_len, f)
-    }
-
-    fn for_each_chunk_u8(
-        &self,
-        out: &mut [u8],
-        chunk_len: usize,
-        f: &(dyn Fn(usize, &mut [u8]) + Sync),
-    ) {
-        self.split(out, chunk_len, f)
+    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        if self.workers.is_empty() || n <= 1 {
+            (0..n).for_each(f);
+            return;
+        }
+        self.shared.run(self.workers.len(), n, f);
     }
 }
 
@@ -140,18 +127,6 @@ mod pool {
     use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
     use std::sync::{Condvar, Mutex};
     use std::time::{Duration, Instant};
-
-    /// A pointer tasks write disjoint parts through.
-    pub struct SendPtr<T>(pub *mut T);
-
-    impl<T> SendPtr<T> {
-        pub fn get(&self) -> *mut T {
-            self.0
-        }
-    }
-
-    // SAFETY: only used to hand disjoint sub-slices to tasks of one `run`.
-    unsafe impl<T> Sync for SendPtr<T> {}
 
     /// The section being run; the borrow is erased, `run` outlives every use of it.
     type Job = *const (dyn Fn(usize) + Sync);
@@ -294,8 +269,9 @@ mod tests {
             assert_eq!(pool.threads(), threads);
             for len in [0, 1, 7, 1000] {
                 let mut out = vec![0.0f32; len];
+                let exec: &dyn Exec = &pool;
                 for _ in 0..50 {
-                    pool.for_each_chunk(&mut out, 3, &|i, c| {
+                    exec.for_each_chunk(&mut out, 3, &|i, c| {
                         for (k, v) in c.iter_mut().enumerate() {
                             *v += (i * 3 + k) as f32;
                         }
@@ -315,7 +291,7 @@ mod tests {
         assert!(r.is_err());
         // The pool still works afterwards.
         let mut out = vec![0.0f32; 4];
-        pool.for_each_chunk(&mut out, 1, &|i, c| c[0] = i as f32);
+        (&pool as &dyn Exec).for_each_chunk(&mut out, 1, &|i, c| c[0] = i as f32);
         assert_eq!(out, [0.0, 1.0, 2.0, 3.0]);
     }
 }

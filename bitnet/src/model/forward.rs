@@ -8,24 +8,11 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{ties, Activation, BitLinear, Config, KvCache, KvType, Model, ModelError};
-use crate::kernels::act::{quantize_row_i8_ref, rmsnorm_quantize};
-use crate::kernels::{ActBatch, HeadActs, Kernel};
+use super::linear::{linear, Matmul};
+use super::{ties, Activation, Config, KvCache, KvType, Model, ModelError};
+use crate::kernels::{ActBatch, HeadActs};
 use crate::ops;
 use crate::parallel::Exec;
-use crate::ternary::TernaryMatrix;
-
-/// What computes `W x` for a ternary W: a kernel, or (in tests) an f64 reference.
-pub(crate) trait Matmul: Sync {
-    /// Same contract as [`Kernel::bitmatmul`].
-    fn bitmatmul(&self, w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &mut [f32]);
-}
-
-impl Matmul for Kernel {
-    fn bitmatmul(&self, w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &mut [f32]) {
-        Kernel::bitmatmul(*self, w, x, row0, out)
-    }
-}
 
 /// Scratch buffers of one forward call (n = tokens in the call).
 #[derive(Default)]
@@ -72,12 +59,7 @@ impl State {
         // A hostile file can claim any context length: size the cache before allocating.
         let bytes = KvCache::bytes_needed(kv_type, c.n_layer, ctx, c.kv_dim());
         if bytes.is_none_or(|b| b > MAX_KV_BYTES) {
-            return Err(ModelError::Unsupported(format!(
-                "a KV cache of {ctx} positions x {} layers x {} would exceed {} GiB; lower --ctx",
-                c.n_layer,
-                c.kv_dim(),
-                MAX_KV_BYTES >> 30
-            )));
+            return Err(kv_too_large(c, 1, ctx));
         }
         Ok(State {
             kv: KvCache::new(kv_type, c.n_layer, ctx, c.kv_dim()),
@@ -100,10 +82,7 @@ impl Batch {
         let bytes = KvCache::bytes_needed(kv_type, c.n_layer, ctx, c.kv_dim())
             .and_then(|b| b.checked_mul(n));
         if bytes.is_none_or(|b| b > MAX_KV_BYTES) {
-            return Err(ModelError::Unsupported(format!(
-                "{n} KV caches of {ctx} positions would exceed {} GiB; lower --ctx or --batch-size",
-                MAX_KV_BYTES >> 30
-            )));
+            return Err(kv_too_large(c, n, ctx));
         }
         let seqs = (0..n)
             .map(|_| State::new(c, ctx, kv_type))
@@ -115,72 +94,30 @@ impl Batch {
     }
 }
 
+impl From<State> for Batch {
+    /// A batch of one sequence, going on from `s`.
+    fn from(s: State) -> Batch {
+        Batch {
+            seqs: vec![s],
+            buf: Buffers::default(),
+        }
+    }
+}
+
 const MAX_KV_BYTES: usize = if usize::BITS >= 64 { 64 << 30 } else { 1 << 30 };
+
+fn kv_too_large(c: &Config, seqs: usize, ctx: usize) -> ModelError {
+    ModelError::KvCacheTooLarge {
+        seqs,
+        ctx,
+        layers: c.n_layer,
+        kv_dim: c.kv_dim(),
+        limit: MAX_KV_BYTES,
+    }
+}
 
 /// Where each token of a call goes: (sequence, position).
 type Placement = [(usize, usize)];
-
-/// Rows per chunk when the matrices `rows` are computed in one parallel section: many
-/// chunks per thread, so a thread the OS preempts holds up at most a small one; a divisor of
-/// every row count, so no chunk straddles two matrices; a multiple of 16 where possible, so
-/// chunks split no row group of the Rows16 layout.
-fn chunk_rows(exec: &dyn Exec, rows: &[usize]) -> usize {
-    let g = rows.iter().fold(0, |g, &r| gcd(g, r));
-    if exec.threads() == 1 {
-        return g.max(1);
-    }
-    let total: usize = rows.iter().sum();
-    let target = total.div_ceil(exec.threads() * 16).max(1);
-    let divisors = || (1..=g.min(target)).rev().filter(move |d| g % d == 0);
-    divisors()
-        .find(|d| d % 16 == 0)
-        .or_else(|| divisors().next())
-        .unwrap_or(1)
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
-/// `outs[i]` (n, rows_i) = `ls[i]` applied to every token of `x`, all matrices in one
-/// parallel section (q, k, v share their input; so do gate and up).
-fn linear(
-    mm: &dyn Matmul,
-    exec: &dyn Exec,
-    ls: &[&BitLinear],
-    x: &ActBatch,
-    tmp: &mut Vec<f32>,
-    outs: &mut [&mut Vec<f32>],
-) {
-    let n = x.n_tokens;
-    let rows: Vec<usize> = ls.iter().map(|l| l.w.rows).collect();
-    let total: usize = rows.iter().sum();
-    let chunk = chunk_rows(exec, &rows);
-    tmp.resize(total * n, 0.0);
-    exec.for_each_chunk(&mut tmp[..total * n], chunk * n, &|i, out| {
-        let (mut m, mut r) = (0, i * chunk);
-        while r >= rows[m] {
-            r -= rows[m];
-            m += 1;
-        }
-        mm.bitmatmul(&ls[m].w, x, r, out)
-    });
-    // (rows, n) -> (n, rows), one token per task: for a prompt this is a sizeable copy.
-    let mut off = 0;
-    for ((l, out), &rows) in ls.iter().zip(outs.iter_mut()).zip(&rows) {
-        let tmp = &tmp[off * n..(off + rows) * n];
-        exec.for_each_chunk(&mut out[..n * rows], rows, &|t, o| {
-            for (r, y) in o.iter_mut().enumerate() {
-                *y = tmp[r * n + t] * l.out_scale;
-            }
-        });
-        off += rows;
-    }
-}
 
 impl Model {
     /// Evaluates `tokens` at positions `state.pos..`, appends them to the cache and returns
@@ -260,10 +197,11 @@ impl Model {
         let n = tokens.len();
         for &(seq, pos) in at {
             if pos >= kvs[seq].ctx {
-                return Err(ModelError::Input(format!(
-                    "context full: position {pos} is past the context of {} (raise --ctx, up to the model's {})",
-                    kvs[seq].ctx, c.ctx_len
-                )));
+                return Err(ModelError::ContextFull {
+                    pos,
+                    ctx: kvs[seq].ctx,
+                    model_ctx: c.ctx_len,
+                });
             }
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
@@ -300,7 +238,7 @@ impl Model {
                 ties::record(layer, norm, x, w, eps, acts, at)
             };
             // Attention: a = rmsnorm(x) * attn_norm; q, k, v = BitLinear(a)
-            norm_quantize(exec, &b.x, &blk.attn_norm, eps, &mut b.acts);
+            ops::norm_quantize(exec, &b.x, &blk.attn_norm, eps, &mut b.acts);
             dump_ties("attn_norm", &b.x, &blk.attn_norm, &b.acts)?;
             linear(
                 mm,
@@ -313,11 +251,11 @@ impl Model {
             for (t, &(seq, pos)) in at.iter().enumerate() {
                 let rot = &rope[t * half..(t + 1) * half];
                 for head in b.q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(c.head_dim) {
-                    rope_neox_with(head, rot);
+                    ops::rope_neox_with(head, rot);
                 }
                 let k = &mut b.k[t * kv_dim..(t + 1) * kv_dim];
                 for head in k.chunks_exact_mut(c.head_dim) {
-                    rope_neox_with(head, rot);
+                    ops::rope_neox_with(head, rot);
                 }
                 let v = &b.v[t * kv_dim..(t + 1) * kv_dim];
                 kvs[seq].write(layer, pos, k, v);
@@ -328,7 +266,7 @@ impl Model {
             }
             attention(c, exec, kvs, layer, at, &b.q, &mut b.o);
             // o = rmsnorm(o) * attn_sub_norm; x = x + BitLinear_o(o)
-            norm_quantize(exec, &b.o, &blk.attn_sub_norm, eps, &mut b.acts);
+            ops::norm_quantize(exec, &b.o, &blk.attn_sub_norm, eps, &mut b.acts);
             dump_ties("attn_sub_norm", &b.o, &blk.attn_sub_norm, &b.acts)?;
             linear(
                 mm,
@@ -338,10 +276,10 @@ impl Model {
                 &mut b.tmp,
                 &mut [&mut b.proj],
             );
-            add(&mut b.x, &b.proj);
+            ops::add(&mut b.x, &b.proj);
 
             // FFN: g = act(BitLinear_gate(f)) * BitLinear_up(f), f = rmsnorm(x) * ffn_norm
-            norm_quantize(exec, &b.x, &blk.ffn_norm, eps, &mut b.acts);
+            ops::norm_quantize(exec, &b.x, &blk.ffn_norm, eps, &mut b.acts);
             dump_ties("ffn_norm", &b.x, &blk.ffn_norm, &b.acts)?;
             linear(
                 mm,
@@ -359,7 +297,7 @@ impl Model {
                 *g = act(*g) * u;
             }
             // g = rmsnorm(g) * ffn_sub_norm; x = x + BitLinear_down(g)
-            norm_quantize(exec, &b.gate, &blk.ffn_sub_norm, eps, &mut b.acts);
+            ops::norm_quantize(exec, &b.gate, &blk.ffn_sub_norm, eps, &mut b.acts);
             dump_ties("ffn_sub_norm", &b.gate, &blk.ffn_sub_norm, &b.acts)?;
             linear(
                 mm,
@@ -369,7 +307,7 @@ impl Model {
                 &mut b.tmp,
                 &mut [&mut b.proj],
             );
-            add(&mut b.x, &b.proj);
+            ops::add(&mut b.x, &b.proj);
         }
 
         // logits = head . (rmsnorm(x) * output_norm)
@@ -422,7 +360,7 @@ fn attention(
         for j in 0..len {
             kv.read_k(layer, j, kvh * hd, &mut row);
             for (g, qh) in qs.chunks_exact(hd).enumerate() {
-                att[g * len + j] = dot_lanes(qh, &row) * scale;
+                att[g * len + j] = ops::dot_lanes(qh, &row) * scale;
             }
         }
         for a in att.chunks_exact_mut(len) {
@@ -439,74 +377,4 @@ fn attention(
             }
         }
     });
-}
-
-/// A dot product in eight independent lanes, which the compiler vectorises.
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (xa, xb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = xa
-        .remainder()
-        .iter()
-        .zip(xb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in xa.zip(xb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// [`rmsnorm_quantize`] with the tokens spread over the threads (prefill and batches).
-fn norm_quantize(exec: &dyn Exec, x: &[f32], w: &[f32], eps: f32, out: &mut ActBatch) {
-    let cols = w.len();
-    let n = x.len() / cols;
-    if n == 1 || exec.threads() == 1 {
-        return rmsnorm_quantize(x, w, eps, out);
-    }
-    out.resize(n, cols);
-    let scales = SyncPtr(out.scale.as_mut_ptr());
-    // SAFETY: i8 and u8 have the same layout; the slice is only borrowed for this call.
-    let bytes =
-        unsafe { core::slice::from_raw_parts_mut(out.q.as_mut_ptr().cast::<u8>(), n * cols) };
-    exec.for_each_chunk_u8(bytes, cols, &|t, chunk| {
-        // SAFETY: as above, back to i8.
-        let q = unsafe { core::slice::from_raw_parts_mut(chunk.as_mut_ptr().cast::<i8>(), cols) };
-        let row = &x[t * cols..(t + 1) * cols];
-        let inv = ops::rms_inv(row, eps);
-        let s = quantize_row_i8_ref(row, |i, v| v * inv * w[i], q);
-        // SAFETY: task t alone writes scale t, inside the n-long buffer.
-        unsafe { *scales.get().add(t) = s };
-    });
-    out.update_block_sums();
-}
-
-/// A pointer tasks write disjoint elements through.
-struct SyncPtr(*mut f32);
-
-impl SyncPtr {
-    fn get(&self) -> *mut f32 {
-        self.0
-    }
-}
-
-// SAFETY: only used for writes to disjoint elements by parallel tasks.
-unsafe impl Sync for SyncPtr {}
-
-/// [`ops::rope_neox`] with the sines and cosines already computed (same arithmetic).
-fn rope_neox_with(head: &mut [f32], rot: &[(f32, f32)]) {
-    let half = rot.len();
-    for (i, &(sin, cos)) in rot.iter().enumerate() {
-        let (a, b) = (head[i], head[i + half]);
-        head[i] = a * cos - b * sin;
-        head[i + half] = a * sin + b * cos;
-    }
-}
-
-fn add(x: &mut [f32], y: &[f32]) {
-    for (a, &b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
 }

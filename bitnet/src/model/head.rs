@@ -1,8 +1,7 @@
 //! The output head: logits = head (vocab, dim) . x, with the kernel's F16 or Q8_0 head
-//! matvec, and the load-time option to quantize an F16 head to Q8_0 (`--head q8_0`: ~47%
-//! fewer bytes per token, the largest single decode lever on the 2B4T shape).
+//! matvec, and the load-time option to quantize an F16 head to Q8_0 (~47% fewer bytes per
+//! token, the largest single decode lever on the 2B4T shape).
 
-use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -22,16 +21,12 @@ impl Model {
         match head.ty {
             GgmlType::Q8_0 => return Ok(()),
             GgmlType::F16 | GgmlType::BF16 | GgmlType::F32 if cols % 32 == 0 => {}
-            ty => {
-                return Err(ModelError::Unsupported(format!(
-                    "--head q8_0 needs an F32/F16/BF16 head with a multiple of 32 columns; this head is {ty} with {cols}"
-                )))
-            }
+            ty => return Err(ModelError::HeadNotQuantizable { ty, cols }),
         }
         let row_bytes = cols / 32 * Q8_0_BLOCK_BYTES;
         let mut bytes = vec![0u8; rows * row_bytes]; // (vocab, dim / 32) Q8_0 blocks
         let per_chunk = rows.div_ceil(exec.threads() * 8).max(1);
-        exec.for_each_chunk_u8(&mut bytes, per_chunk * row_bytes, &|i, out| {
+        exec.for_each_chunk(&mut bytes, per_chunk * row_bytes, &|i, out| {
             let mut row = vec![0.0f32; cols]; // (dim,) one head row
             for (j, dst) in out.chunks_exact_mut(row_bytes).enumerate() {
                 head.dequantize_row(i * per_chunk + j, &mut row);

@@ -5,6 +5,7 @@ mod dense;
 mod forward;
 mod head;
 mod kv_cache;
+mod linear;
 mod load;
 pub mod tensors;
 mod ties;
@@ -20,6 +21,7 @@ use alloc::vec::Vec;
 
 use crate::gguf::GgufError;
 use crate::kernels::Kernel;
+use crate::quants::GgmlType;
 use crate::ternary::TernaryMatrix;
 
 /// A ternary projection `y = W x` (W1.58A8) with its optional output scale tensor.
@@ -74,7 +76,8 @@ impl Model {
     }
 }
 
-/// Why a model could not be loaded. Messages name the tensor or key and what was expected.
+/// Why a model could not be loaded or run. Messages name the tensor or key and what was
+/// expected; they name no command-line flag (front ends add their own advice).
 #[derive(Debug)]
 pub enum ModelError {
     Gguf(GgufError),
@@ -82,8 +85,29 @@ pub enum ModelError {
     MissingTensor(String),
     Shape(String),
     Unsupported(String),
-    /// Bad input to the forward pass (token id, context length).
+    /// Bad input to the forward pass (token id, token count).
     Input(String),
+    /// A token would go to position `pos`, past the `ctx` positions of its cache; the model
+    /// was trained for `model_ctx`.
+    ContextFull {
+        pos: usize,
+        ctx: usize,
+        model_ctx: usize,
+    },
+    /// `seqs` KV caches of `ctx` positions x `layers` layers x `kv_dim` would take more than
+    /// `limit` bytes.
+    KvCacheTooLarge {
+        seqs: usize,
+        ctx: usize,
+        layers: usize,
+        kv_dim: usize,
+        limit: usize,
+    },
+    /// Only an F32/F16/BF16 head with a multiple of 32 columns quantizes to Q8_0.
+    HeadNotQuantizable {
+        ty: GgmlType,
+        cols: usize,
+    },
 }
 
 impl From<GgufError> for ModelError {
@@ -100,6 +124,36 @@ impl core::fmt::Display for ModelError {
             ModelError::MissingTensor(name) => write!(f, "tensor '{name}' is missing"),
             ModelError::Unsupported(m) => write!(f, "unsupported: {m}"),
             ModelError::Input(m) => f.write_str(m),
+            ModelError::ContextFull {
+                pos,
+                ctx,
+                model_ctx,
+            } => write!(
+                f,
+                "context full: position {pos} is past the context of {ctx} (the model's is {model_ctx})"
+            ),
+            ModelError::KvCacheTooLarge {
+                seqs: 1,
+                ctx,
+                layers,
+                kv_dim,
+                limit,
+            } => write!(
+                f,
+                "unsupported: a KV cache of {ctx} positions x {layers} layers x {kv_dim} would exceed {} GiB",
+                limit >> 30
+            ),
+            ModelError::KvCacheTooLarge {
+                seqs, ctx, limit, ..
+            } => write!(
+                f,
+                "unsupported: {seqs} KV caches of {ctx} positions would exceed {} GiB",
+                limit >> 30
+            ),
+            ModelError::HeadNotQuantizable { ty, cols } => write!(
+                f,
+                "unsupported: a Q8_0 head needs an F32/F16/BF16 head with a multiple of 32 columns; this head is {ty} with {cols}"
+            ),
         }
     }
 }

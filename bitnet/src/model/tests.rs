@@ -5,7 +5,7 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::forward::Matmul;
+use super::linear::Matmul;
 use super::{KvType, Model, State};
 use crate::gguf::Gguf;
 use crate::kernels::{ActBatch, Kernel};
@@ -109,5 +109,17 @@ fn bad_tokens_and_full_context_are_errors() {
         .forward(&Serial, &mut state, &[1, 2, 3, 4, 5], false)
         .err()
         .unwrap();
+    assert!(
+        matches!(e, super::ModelError::ContextFull { pos: 4, ctx: 4, .. }),
+        "{e}"
+    );
     assert!(alloc::format!("{e}").contains("context full"), "{e}");
+    let e = State::new(&model.config, usize::MAX / 2, KvType::F32)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, super::ModelError::KvCacheTooLarge { seqs: 1, .. }),
+        "{e}"
+    );
+    assert!(!alloc::format!("{e}").contains("--"), "{e}");
 }

@@ -117,11 +117,11 @@ pub fn main(a: &BenchArgs) -> Result<(), String> {
 
 /// Seconds to evaluate `prompt` as one batch into a fresh cache (logits of the last token).
 fn prefill_once(model: &Model, pool: &Pool, prompt: &[u32], ctx: usize) -> Result<f64, String> {
-    let mut state = State::new(&model.config, ctx, KvType::F16).map_err(|e| e.to_string())?;
+    let mut state = State::new(&model.config, ctx, KvType::F16).map_err(crate::errors::model)?;
     let t = Instant::now();
     model
         .forward(pool, &mut state, prompt, false)
-        .map_err(|e| e.to_string())?;
+        .map_err(crate::errors::model)?;
     Ok(t.elapsed().as_secs_f64())
 }
 
@@ -136,16 +136,16 @@ fn decode_once(
 ) -> Result<f64, String> {
     let c = &model.config;
     if batch == 1 {
-        let mut state = State::new(c, ctx, KvType::F16).map_err(|e| e.to_string())?;
+        let mut state = State::new(c, ctx, KvType::F16).map_err(crate::errors::model)?;
         let t = Instant::now();
         for &tok in tokens {
             model
                 .forward(pool, &mut state, &[tok], false)
-                .map_err(|e| e.to_string())?;
+                .map_err(crate::errors::model)?;
         }
         return Ok(t.elapsed().as_secs_f64());
     }
-    let mut b = Batch::new(c, batch, ctx, KvType::F16).map_err(|e| e.to_string())?;
+    let mut b = Batch::new(c, batch, ctx, KvType::F16).map_err(crate::errors::model)?;
     let t = Instant::now();
     for (i, &tok) in tokens.iter().enumerate() {
         let step: Vec<u32> = (0..batch)
@@ -153,7 +153,7 @@ fn decode_once(
             .collect();
         model
             .forward_batch(pool, &mut b, &step)
-            .map_err(|e| e.to_string())?;
+            .map_err(crate::errors::model)?;
     }
     Ok(t.elapsed().as_secs_f64())
 }

@@ -3,7 +3,8 @@
 
 use std::io::{BufRead, Write};
 
-use bitnet::model::{KvType, Model, State};
+use bitnet::generate::{Event, Generator, Options};
+use bitnet::model::{Batch, KvType, Model, State};
 use bitnet::parallel::Pool;
 use bitnet::sampler::{Sampler, SamplerConfig};
 use bitnet::tokenizer::{Role, StreamDecoder, Tokenizer};
@@ -15,18 +16,28 @@ pub fn interactive(a: &RunArgs, model: &Model, pool: &Pool, tok: &Tokenizer) -> 
     let c = &model.config;
     let ctx = a.ctx.map_or(c.ctx_len, |n| n.min(c.ctx_len));
     let kv_type = KvType::from_name(&a.kv_type).ok_or("--kv-type must be f16 or f32")?;
-    let mut state = State::new(c, ctx, kv_type).map_err(|e| e.to_string())?;
+    let state = State::new(c, ctx, kv_type).map_err(crate::errors::model)?;
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
     });
-    let mut sampler = Sampler::new(SamplerConfig {
+    let sampler = Sampler::new(SamplerConfig {
         temperature: a.temperature,
         top_k: a.top_k,
         top_p: a.top_p,
         seed,
     });
+    let mut gen = Generator::new(model, pool, Batch::from(state), vec![sampler])
+        .map_err(crate::errors::model)?;
+    // A turn's reply and its end token join the cache: the next turn follows a closed one.
+    let is_end = |id| tok.is_end(id);
+    let options = Options {
+        max_tokens: a.max_tokens,
+        is_end: &is_end,
+        continues: true,
+        forced: None,
+    };
     let end_of_turn = format.end_of_turn();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -49,56 +60,44 @@ pub fn interactive(a: &RunArgs, model: &Model, pool: &Pool, tok: &Tokenizer) -> 
         // BOS once, at the start of the conversation.
         let ids = tok.encode_with(&text, first, true);
         first = false;
-        if state.pos + ids.len() + 1 >= ctx {
+        if gen.state(0).pos + ids.len() + 1 >= ctx {
             return Err(format!(
                 "the conversation no longer fits the context of {ctx} tokens"
             ));
         }
-        let logits = model
-            .forward(pool, &mut state, &ids, false)
-            .map_err(|e| e.to_string())?;
-        let mut next = sampler.sample(&logits[logits.len() - c.vocab..]);
+        gen.prefill(&ids, false, &mut |_| {})
+            .map_err(crate::errors::model)?;
         let mut decoder = StreamDecoder::default();
-        let mut closed = false;
-        for _ in 0..a.max_tokens {
-            if tok.is_end(next) {
-                // The end token joins the cache, so the next turn follows a closed one.
-                model
-                    .forward(pool, &mut state, &[next], false)
-                    .map_err(|e| e.to_string())?;
-                closed = true;
-                break;
+        // The end token the model closed its turn with, if it did.
+        let mut closed = None;
+        gen.generate(&options, &mut |e| match e {
+            Event::Token { id, .. } => {
+                let mut bytes = Vec::new();
+                tok.token_bytes(id, a.show_special, &mut bytes);
+                let _ = out.write_all(decoder.push(&bytes).as_bytes());
+                let _ = out.flush();
             }
-            let mut bytes = Vec::new();
-            tok.token_bytes(next, a.show_special, &mut bytes);
-            let _ = out.write_all(decoder.push(&bytes).as_bytes());
-            let _ = out.flush();
-            if state.pos + 1 >= ctx {
-                break;
-            }
-            let logits = model
-                .forward(pool, &mut state, &[next], false)
-                .map_err(|e| e.to_string())?;
-            next = sampler.sample(logits);
-        }
+            Event::End { id, .. } => closed = Some(id),
+            Event::Logits(_) => {}
+        })
+        .map_err(crate::errors::model)?;
         let _ = writeln!(out, "{}", decoder.finish());
         // Whatever of the end-of-turn text the model did not write itself.
-        let rest = if closed {
-            let eog = tok.piece(next).unwrap_or("");
-            end_of_turn.strip_prefix(eog).unwrap_or(end_of_turn)
-        } else {
-            end_of_turn
+        let rest = match closed {
+            Some(eog) => {
+                let eog = tok.piece(eog).unwrap_or("");
+                end_of_turn.strip_prefix(eog).unwrap_or(end_of_turn)
+            }
+            None => end_of_turn,
         };
         if !rest.is_empty() {
             let ids = tok.encode_with(rest, false, true);
-            if state.pos + ids.len() >= ctx {
+            if gen.state(0).pos + ids.len() >= ctx {
                 return Err(format!(
                     "the conversation no longer fits the context of {ctx} tokens"
                 ));
             }
-            model
-                .forward(pool, &mut state, &ids, false)
-                .map_err(|e| e.to_string())?;
+            gen.feed(0, &ids).map_err(crate::errors::model)?;
         }
         eprint!("> ");
     }

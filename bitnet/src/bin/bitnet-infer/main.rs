@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod chat;
 mod cpu_check;
+mod errors;
 mod info;
 mod membw;
 mod run;

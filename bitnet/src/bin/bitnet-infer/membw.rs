@@ -16,9 +16,10 @@ pub fn measure(pool: &Pool, mib: usize, reps: usize) -> Vec<f64> {
     let mut buf: Vec<f32> = (0..len).map(|i| (i % 7) as f32).collect(); // (len,)
     let chunk = len.div_ceil(pool.threads());
     let sink = std::sync::atomic::AtomicU32::new(0);
+    let exec: &dyn Exec = pool;
     let mut pass = || {
         let t = Instant::now();
-        pool.for_each_chunk(&mut buf, chunk, &|_, part| {
+        exec.for_each_chunk(&mut buf, chunk, &|_, part| {
             let s = sum(part);
             sink.fetch_add(s.to_bits() & 1, std::sync::atomic::Ordering::Relaxed);
         });

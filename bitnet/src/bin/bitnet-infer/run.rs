@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::time::Instant;
 
+use bitnet::generate::{Event, Generator, Options};
 use bitnet::gguf::GgufFile;
 use bitnet::model::{Batch, KvType, Model, State};
 use bitnet::npy;
@@ -52,7 +53,7 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
         ));
     }
     let kv_type = KvType::from_name(&a.kv_type).ok_or("--kv-type must be f16 or f32")?;
-    let mut state = State::new(c, ctx, kv_type).map_err(|e| e.to_string())?;
+    let state = State::new(c, ctx, kv_type).map_err(crate::errors::model)?;
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -81,7 +82,7 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
         let t = tokenizer.as_ref().ok();
         return run_batch(a, &model, &pool, t, &prompt, ctx, kv_type, seed);
     }
-    let mut sampler = Sampler::new(SamplerConfig {
+    let sampler = Sampler::new(SamplerConfig {
         temperature: a.temperature,
         top_k: a.top_k,
         top_p: a.top_p,
@@ -110,50 +111,35 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
         let _ = write!(out, "{text}");
     }
 
+    let is_end = |id| tokenizer.as_ref().is_ok_and(|t| t.is_end(id));
+    let mut gen = Generator::new(&model, &pool, Batch::from(state), vec![sampler])
+        .map_err(crate::errors::model)?;
     let t_prefill = Instant::now();
-    let logits = model
-        .forward(&pool, &mut state, &prompt, keep_logits)
-        .map_err(|e| e.to_string())?;
-    if keep_logits {
-        all_logits.extend_from_slice(logits);
-    }
-    let mut next = sampler.sample(&logits[logits.len() - c.vocab..]);
+    gen.prefill(&prompt, keep_logits, &mut |e| {
+        if let (Event::Logits(logits), true) = (e, keep_logits) {
+            all_logits.extend_from_slice(logits);
+        }
+    })
+    .map_err(crate::errors::model)?;
     let prefill_ms = ms(t_prefill);
 
     let t_decode = Instant::now();
-    let mut generated = 0usize;
-    // Teacher forcing: the fed tokens are given, so nothing is sampled and neither
-    // end-of-text nor --max-tokens stops the run; each is evaluated, then printed.
-    for &id in forced.unwrap_or(&[]) {
-        let logits = model
-            .forward(&pool, &mut state, &[id], false)
-            .map_err(|e| e.to_string())?;
-        if keep_logits {
-            all_logits.extend_from_slice(logits);
-        }
-        emit(id, &mut out);
-        generated += 1;
-    }
-    while forced.is_none() && generated < a.max_tokens {
-        generated += 1;
-        if tokenizer.as_ref().is_ok_and(|t| t.is_end(next)) {
-            if a.show_special {
-                emit(next, &mut out);
-            }
-            break;
-        }
-        emit(next, &mut out);
-        if generated == a.max_tokens || state.pos >= ctx {
-            break;
-        }
-        let logits = model
-            .forward(&pool, &mut state, &[next], false)
-            .map_err(|e| e.to_string())?;
-        if keep_logits {
-            all_logits.extend_from_slice(logits);
-        }
-        next = sampler.sample(logits);
-    }
+    let options = Options {
+        max_tokens: a.max_tokens,
+        is_end: &is_end,
+        continues: false,
+        forced,
+    };
+    let outcome = gen
+        .generate(&options, &mut |e| match e {
+            Event::Logits(logits) if keep_logits => all_logits.extend_from_slice(logits),
+            Event::Logits(_) => {}
+            Event::Token { id, .. } => emit(id, &mut out),
+            Event::End { id, .. } if a.show_special => emit(id, &mut out),
+            Event::End { .. } => {}
+        })
+        .map_err(crate::errors::model)?;
+    let (generated, decode_steps) = (outcome.tokens, outcome.steps.max(1));
     let decode_ms = ms(t_decode);
     let _ = out.write_all(decoder.finish().as_bytes());
     let _ = writeln!(out);
@@ -165,12 +151,6 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
             .map_err(|e| format!("{}: cannot write logits: {e}", p.display()))?;
     }
 
-    // Sampling evaluates every generated token but the last; forcing evaluates all of them.
-    let decode_steps = match forced {
-        Some(f) => f.len(),
-        None => generated.saturating_sub(1),
-    }
-    .max(1);
     eprintln!();
     eprintln!(
         "model        {shown} ({}, {} layers)",
@@ -220,8 +200,8 @@ fn run_batch(
 ) -> Result<(), String> {
     let c = &model.config;
     let n = a.batch_size;
-    let mut batch = Batch::new(c, n, ctx, kv_type).map_err(|e| e.to_string())?;
-    let mut samplers: Vec<Sampler> = (0..n as u64)
+    let batch = Batch::new(c, n, ctx, kv_type).map_err(crate::errors::model)?;
+    let samplers: Vec<Sampler> = (0..n as u64)
         .map(|i| {
             Sampler::new(SamplerConfig {
                 temperature: a.temperature,
@@ -231,43 +211,27 @@ fn run_batch(
             })
         })
         .collect();
+    let mut gen = Generator::new(model, pool, batch, samplers).map_err(crate::errors::model)?;
     let t_prefill = Instant::now();
-    let mut next = Vec::with_capacity(n);
-    for (s, sampler) in batch.seqs.iter_mut().zip(&mut samplers) {
-        let logits = model
-            .forward(pool, s, prompt, false)
-            .map_err(|e| e.to_string())?;
-        next.push(sampler.sample(logits));
-    }
+    gen.prefill(prompt, false, &mut |_| {})
+        .map_err(crate::errors::model)?;
     let prefill_ms = ms(t_prefill);
     let t_decode = Instant::now();
     let mut outputs: Vec<Vec<u32>> = vec![Vec::new(); n];
-    let mut done = vec![false; n];
-    let mut steps = 0usize;
-    loop {
-        for (i, &id) in next.iter().enumerate() {
-            if done[i] {
-                continue;
+    let options = Options {
+        max_tokens: a.max_tokens,
+        is_end: &|id| tokenizer.is_some_and(|t| t.is_end(id)),
+        continues: false,
+        forced: None,
+    };
+    let steps = gen
+        .generate(&options, &mut |e| {
+            if let Event::Token { seq, id } = e {
+                outputs[seq].push(id);
             }
-            if tokenizer.is_some_and(|t| t.is_end(id)) {
-                done[i] = true;
-            } else {
-                outputs[i].push(id);
-                done[i] = outputs[i].len() >= a.max_tokens;
-            }
-        }
-        if done.iter().all(|&d| d) || batch.seqs[0].pos >= ctx {
-            break;
-        }
-        // Finished sequences keep stepping (their output is ignored): the batch shape stays.
-        let logits = model
-            .forward_batch(pool, &mut batch, &next)
-            .map_err(|e| e.to_string())?;
-        steps += 1;
-        for (i, sampler) in samplers.iter_mut().enumerate() {
-            next[i] = sampler.sample(&logits[i * c.vocab..(i + 1) * c.vocab]);
-        }
-    }
+        })
+        .map_err(crate::errors::model)?
+        .steps;
     let decode_ms = ms(t_decode);
     let out = std::io::stdout();
     let mut out = out.lock();

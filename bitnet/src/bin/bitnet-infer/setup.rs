@@ -42,7 +42,7 @@ pub fn load(file: &GgufFile, shown: &str, a: &KernelArgs, pool: &Pool) -> Result
     if a.head == "q8_0" {
         model
             .quantize_head_q8_0(pool)
-            .map_err(|e| format!("{shown}: {e}"))?;
+            .map_err(|e| format!("{shown}: {}", crate::errors::model(e)))?;
     }
     Ok(model)
 }
