@@ -197,7 +197,7 @@ mod tests {
     fn model() -> Model {
         let bytes = synth::build(&synth::fixture_specs()[0]).unwrap();
         let g = Gguf::parse(&bytes).unwrap();
-        Model::load(&g, Arc::new(bytes), Kernel::Scalar).unwrap()
+        Model::load(&g, Arc::new(bytes), Kernel::SCALAR).unwrap()
     }
 
     fn sampler(seed: u64) -> Sampler {

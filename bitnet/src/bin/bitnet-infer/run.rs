@@ -26,6 +26,9 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
     let c = &model.config;
     // The vocabulary is optional when raw ids are given: generated ids are printed instead.
     let tokenizer = Tokenizer::from_gguf(g).map_err(|e| format!("{shown}: {e}"));
+    if let Ok(t) = &tokenizer {
+        t.notes.iter().for_each(|n| eprintln!("{shown}: {n}"));
+    }
     let load_ms = ms(t_load);
 
     let prompt: Vec<u32> = match (&a.prompt_tokens, &a.prompt) {

@@ -13,6 +13,7 @@ pub fn main(a: &TokenizeArgs) -> Result<(), String> {
     let file = GgufFile::open(&a.model).map_err(|e| e.to_string())?;
     let path = a.model.display();
     let tok = Tokenizer::from_gguf(file.gguf()).map_err(|e| format!("{path}: {e}"))?;
+    tok.notes.iter().for_each(|n| eprintln!("{path}: {n}"));
     if a.bench {
         return bench(&tok, &path.to_string());
     }
