@@ -723,6 +723,7 @@ pub static KERNELS: &[KernelDesc] = &[
 
 #[cfg(test)]
 mod tests {
+    use super::super::head::Q8_0_BLOCK_BYTES;
     use super::super::scalar::bitmatmul_scalar;
     use super::super::tally::Tally;
     use super::super::tests::{case, ref_acc};
@@ -862,8 +863,8 @@ mod tests {
         let mut tally = Tally::new("q8_0_block_sums_exact");
         let mut rng = XorShift::new(0xa66);
         let nb = 12;
-        let mut row = vec![0u8; nb * 34];
-        for (k, b) in row.chunks_exact_mut(34).enumerate() {
+        let mut row = vec![0u8; nb * Q8_0_BLOCK_BYTES];
+        for (k, b) in row.chunks_exact_mut(Q8_0_BLOCK_BYTES).enumerate() {
             b[..2].copy_from_slice(&half::f16::from_f32(0.25).to_le_bytes());
             for q in b[2..].iter_mut() {
                 *q = if k < 4 { 0x80 } else { rng.next_u64() as u8 };

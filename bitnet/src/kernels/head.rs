@@ -7,8 +7,8 @@ use alloc::vec::Vec;
 
 use crate::quants::dequantize_row_f16;
 
-/// Bytes of a Q8_0 block: f16 scale, then 32 signed bytes.
-pub const Q8_0_BLOCK_BYTES: usize = 34;
+/// Bytes of a Q8_0 block: f16 scale, then 32 signed bytes (owned by `quants::q8_0`).
+pub use crate::quants::q8_0::BLOCK_BYTES as Q8_0_BLOCK_BYTES;
 
 /// Activations of a batch of tokens for a Q8_0 head: per 32-element block, `x ~= q * d`.
 #[derive(Clone, Debug, Default)]

@@ -7,7 +7,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::head::{self, HeadActs};
+use super::head::{self, HeadActs, Q8_0_BLOCK_BYTES};
 use super::scalar::{epilogue, vec_dot_ternary_i8_ref};
 use super::tally::Tally;
 use super::{quantize_acts_ref, ActBatch, Kernel};
@@ -283,7 +283,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 fn q8_0_rows(rng: &mut XorShift, rows: usize, cols: usize) -> Vec<u8> {
     let w = rng.f32s(rows * cols, 0.5);
-    let mut b = vec![0u8; rows * cols / 32 * 34];
+    let mut b = vec![0u8; rows * cols / 32 * Q8_0_BLOCK_BYTES];
     quantize_row_q8_0_ref(&w, &mut b).unwrap();
     b
 }
@@ -293,7 +293,7 @@ fn q8_0_rows(rng: &mut XorShift, rows: usize, cols: usize) -> Vec<u8> {
 /// float order.
 fn check_head_q8_0(k: Kernel, w: &[u8], a: &HeadActs) {
     let (n, cols) = (a.n_tokens, a.cols);
-    let row_bytes = cols / 32 * 34;
+    let row_bytes = cols / 32 * Q8_0_BLOCK_BYTES;
     let rows = w.len() / row_bytes;
     let mut out = vec![f32::NAN; rows * n];
     k.head_q8_0(w, a, &mut out);
@@ -314,7 +314,7 @@ fn check_head_q8_0(k: Kernel, w: &[u8], a: &HeadActs) {
             head::q8_0_block_sums_ref(row, q, &mut isums);
             let mag: f32 = isums
                 .iter()
-                .zip(row.chunks_exact(34))
+                .zip(row.chunks_exact(Q8_0_BLOCK_BYTES))
                 .zip(d)
                 .map(|((&s, b), &dx)| {
                     (s as f32 * half::f16::from_le_bytes([b[0], b[1]]).to_f32() * dx).abs()
@@ -349,8 +349,8 @@ fn head_q8_0_extremes() {
     // activations of +-127: the largest pair sums the sign trick produces.
     let mut tally = Tally::all_kernels("head_q8_0_extremes");
     let cols = 256;
-    let mut w = vec![0u8; 3 * cols / 32 * 34];
-    for (i, b) in w.chunks_exact_mut(34).enumerate() {
+    let mut w = vec![0u8; 3 * cols / 32 * Q8_0_BLOCK_BYTES];
+    for (i, b) in w.chunks_exact_mut(Q8_0_BLOCK_BYTES).enumerate() {
         b[..2].copy_from_slice(&half::f16::from_f32(0.5).to_le_bytes());
         for (j, q) in b[2..].iter_mut().enumerate() {
             *q = if (i + j) % 3 == 0 { 0x80 } else { 127 };

@@ -14,7 +14,7 @@
 
 use core::arch::x86_64::*;
 
-use super::head::HeadActs;
+use super::head::{HeadActs, Q8_0_BLOCK_BYTES};
 use super::{ActBatch, KernelDesc};
 use crate::ternary::{CodeLayout, TernaryMatrix};
 
@@ -174,7 +174,7 @@ fn q8_block_avx512vnni(w: __m256i, x: __m256i) -> __m256i {
 #[target_feature(enable = "f16c")]
 unsafe fn q8_scale(row: *const u8, k: usize) -> f32 {
     // SAFETY: the first two bytes of block k, readable by the caller's guarantee.
-    let bits = unsafe { row.add(34 * k).cast::<u16>().read_unaligned() };
+    let bits = unsafe { row.add(Q8_0_BLOCK_BYTES * k).cast::<u16>().read_unaligned() };
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
@@ -195,7 +195,7 @@ macro_rules! q8_row {
             // elements 32k..32k + 32 of the token, both in bounds by the guarantee above.
             let (wv, xv, dw) = unsafe {
                 (
-                    _mm256_loadu_si256(row.add(34 * k + 2).cast()),
+                    _mm256_loadu_si256(row.add(Q8_0_BLOCK_BYTES * k + 2).cast()),
                     _mm256_loadu_si256(xq.as_ptr().add(32 * k).cast()),
                     q8_scale(row, k),
                 )
@@ -780,10 +780,10 @@ pub mod avx512vnni {
 #[cfg(test)]
 #[target_feature(enable = "avx2")]
 pub unsafe fn q8_0_block_sums(name: &str, row: &[u8], xq: &[i8], isums: &mut [i32]) {
-    assert_eq!(row.len(), isums.len() * 34);
+    assert_eq!(row.len(), isums.len() * Q8_0_BLOCK_BYTES);
     assert_eq!(xq.len(), isums.len() * 32);
     for (k, s) in isums.iter_mut().enumerate() {
-        let (w, x) = (&row[34 * k + 2..][..32], &xq[32 * k..][..32]);
+        let (w, x) = (&row[Q8_0_BLOCK_BYTES * k + 2..][..32], &xq[32 * k..][..32]);
         // SAFETY: `w` and `x` hold the 32 bytes loaded.
         let (w, x) = unsafe {
             (
