@@ -16,6 +16,7 @@ pub mod model;
 pub mod npy;
 pub mod ops;
 pub mod parallel;
+pub mod perplexity;
 pub mod quants;
 pub mod rng;
 pub mod sampler;

@@ -27,6 +27,48 @@ pub enum Command {
     Bench(BenchArgs),
     /// Show the token ids and pieces of a text (works on vocabulary-only GGUF files).
     Tokenize(TokenizeArgs),
+    /// Perplexity of a text as llama.cpp's llama-perplexity computes it, and the KL
+    /// divergence against a saved base run.
+    Perplexity(PerplexityArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PerplexityArgs {
+    /// GGUF model file.
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// Text file to score (UTF-8).
+    #[arg(long, short)]
+    pub file: PathBuf,
+    /// Tokens per chunk (capped by the model's context); the second half of each is scored.
+    #[arg(long, default_value_t = 512)]
+    pub ctx: usize,
+    /// Score at most this many chunks (0: every whole chunk of the text).
+    #[arg(long, default_value_t = 0)]
+    pub chunks: usize,
+    /// Tokens evaluated per forward pass.
+    #[arg(long, short, default_value_t = 512)]
+    pub batch_size: usize,
+    /// Worker threads (default: physical cores).
+    #[arg(long, short)]
+    pub threads: Option<usize>,
+    /// KV cache element type.
+    #[arg(long, default_value = "f16", value_parser = ["f16", "f32"])]
+    pub kv_type: String,
+    /// Save every scored position's log-probabilities here, as the base of a later
+    /// --kl-divergence run.
+    #[arg(long, conflicts_with = "kl_divergence")]
+    pub kl_divergence_base: Option<PathBuf>,
+    /// Compare with a base saved by --kl-divergence-base (same text, vocabulary, --ctx and
+    /// --chunks): mean KL divergence and top-1 agreement.
+    #[arg(long)]
+    pub kl_divergence: Option<PathBuf>,
+    /// Print one JSON object: ppl, ppl_stderr, nll_sum, n_scored, ctx, chunks (and the KL
+    /// figures when comparing).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
 }
 
 #[derive(Args, Debug)]

@@ -7,6 +7,7 @@ mod cpu_check;
 mod errors;
 mod info;
 mod membw;
+mod perplexity;
 mod run;
 mod setup;
 mod stats;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Some(args::Command::Info(a)) => info::main(&a),
         Some(args::Command::Bench(a)) => bench::main(&a),
         Some(args::Command::Tokenize(a)) => tokenize::main(&a),
+        Some(args::Command::Perplexity(a)) => perplexity::main(&a),
         None => run::main(&cli.run),
     };
     match result {
