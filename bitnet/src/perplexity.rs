@@ -222,7 +222,8 @@ mod tests {
     fn log_prob_is_normalised() {
         let logits = [1.0f32, 2.0, 3.0, -1.0];
         let total: f64 = (0..4).map(|t| libm::exp(log_prob(&logits, t))).sum();
-        assert!((total - 1.0).abs() < 1e-12);
+        // The exponentials are f32 (as llama.cpp): normalised to f32 precision.
+        assert!((total - 1.0).abs() < 1e-6, "{total}");
         let mut lp = [0.0f32; 4];
         log_softmax(&logits, &mut lp);
         assert!((f64::from(lp[2]) - log_prob(&logits, 2)).abs() < 1e-6);
