@@ -21,6 +21,8 @@ pub use error::{GgufError, Result};
 pub use file::GgufFile;
 pub use value::{Array, Metadata, Value, ValueType, MAX_ARRAY_DEPTH};
 pub use writer::GgufWriter;
+#[cfg(feature = "std")]
+pub use writer::GgufStream;
 
 use crate::quants::GgmlType;
 
