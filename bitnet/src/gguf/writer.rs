@@ -142,13 +142,16 @@ impl<'a> GgufWriter<'a> {
             .sum();
         out.reserve(data_len as usize);
         for t in &self.tensors {
-            let data = t.data.as_deref().ok_or_else(|| GgufError::DataSizeMismatch {
-                tensor: t.name.clone(),
-                ty: t.ty,
-                n_elems: t.dims.iter().product(),
-                expected: t.n_bytes,
-                got: 0,
-            })?;
+            let data = t
+                .data
+                .as_deref()
+                .ok_or_else(|| GgufError::DataSizeMismatch {
+                    tensor: t.name.clone(),
+                    ty: t.ty,
+                    n_elems: t.dims.iter().product(),
+                    expected: t.n_bytes,
+                    got: 0,
+                })?;
             out.extend_from_slice(data);
             pad(&mut out, alignment);
         }

@@ -86,7 +86,10 @@ pub fn read(dir: &Path) -> Result<HfConfig, String> {
         (None, Some(v)) => f32_of("rope_parameters.rope_theta", v)?,
         (None, None) => 500_000.0,
     };
-    if let Some(t) = j.pointer("/rope_parameters/rope_type").and_then(Json::as_str) {
+    if let Some(t) = j
+        .pointer("/rope_parameters/rope_type")
+        .and_then(Json::as_str)
+    {
         if t != "default" {
             return Err(format!(
                 "{p}: field 'rope_parameters.rope_type' is '{t}'; only 'default' RoPE is supported"

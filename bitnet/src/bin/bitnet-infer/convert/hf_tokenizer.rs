@@ -103,9 +103,13 @@ pub fn read(dir: &Path, config: &HfConfig) -> Result<Vec<(&'static str, Value)>,
             Json::String(s) => Ok(s.clone()),
             Json::Array(pair) => match pair.as_slice() {
                 [Json::String(a), Json::String(b)] => Ok(format!("{a} {b}")),
-                _ => Err(format!("{p}: field 'model.merges': entry {m} is not a pair")),
+                _ => Err(format!(
+                    "{p}: field 'model.merges': entry {m} is not a pair"
+                )),
             },
-            _ => Err(format!("{p}: field 'model.merges': entry {m} is not a merge")),
+            _ => Err(format!(
+                "{p}: field 'model.merges': entry {m} is not a merge"
+            )),
         })
         .collect::<Result<Vec<String>, String>>()?;
 
@@ -195,7 +199,8 @@ fn pre_tokenizer(tj: &Json) -> Result<&'static str, String> {
     let prefix_space = |j: &Json| j.get("add_prefix_space").and_then(Json::as_bool) == Some(true);
     match ty(pre) {
         "ByteLevel"
-            if pre.get("use_regex").and_then(Json::as_bool) != Some(false) && !prefix_space(pre) =>
+            if pre.get("use_regex").and_then(Json::as_bool) != Some(false)
+                && !prefix_space(pre) =>
         {
             Ok("gpt-2")
         }

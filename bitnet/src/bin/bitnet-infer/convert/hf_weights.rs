@@ -71,7 +71,8 @@ impl Checkpoint {
             // SAFETY: the map is read-only and only ever handed out as `&[u8]`. As with every
             // mmap-based reader, another process truncating or rewriting the file while it is
             // mapped is undefined behaviour; checkpoints are not modified while converted.
-            let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("{}: {e}", path.display()))?;
+            let map =
+                unsafe { Mmap::map(&file) }.map_err(|e| format!("{}: {e}", path.display()))?;
             let st = SafeTensors::deserialize(&map)
                 .map_err(|e| format!("{}: not a valid safetensors file: {e}", path.display()))?;
             for name in st.names() {
@@ -119,10 +120,7 @@ impl Tensor<'_> {
 
     pub fn expect_shape(&self, shape: &[usize]) -> Result<(), String> {
         if self.shape != shape {
-            return Err(self.error(format_args!(
-                "shape {:?}, expected {shape:?}",
-                self.shape
-            )));
+            return Err(self.error(format_args!("shape {:?}, expected {shape:?}", self.shape)));
         }
         Ok(())
     }
@@ -163,9 +161,7 @@ impl Tensor<'_> {
                 }
             }
             other => {
-                return Err(self.error(format_args!(
-                    "dtype {other:?}, expected BF16, F16 or F32"
-                )))
+                return Err(self.error(format_args!("dtype {other:?}, expected BF16, F16 or F32")))
             }
         }
         Ok(())

@@ -68,7 +68,12 @@ pub(crate) fn read_json(path: &Path) -> Result<Json, String> {
     serde_json::from_str(&text).map_err(|e| format!("{}: not valid JSON: {e}", path.display()))
 }
 
-fn convert(dir: &Path, tmp: &Path, weight_type: GgmlType, head_type: GgmlType) -> Result<(), String> {
+fn convert(
+    dir: &Path,
+    tmp: &Path,
+    weight_type: GgmlType,
+    head_type: GgmlType,
+) -> Result<(), String> {
     let config = hf_config::read(dir)?;
     let tokenizer = hf_tokenizer::read(dir, &config)?;
     let ckpt = Checkpoint::open(dir)?;
@@ -85,7 +90,8 @@ fn convert(dir: &Path, tmp: &Path, weight_type: GgmlType, head_type: GgmlType) -
     let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
     let mut out = w.stream(BufWriter::new(file)).map_err(io)?;
     for name in names {
-        plan.write(&mut out, &name).map_err(|e| e.unwrap_or_else(|e| io(e)))?;
+        plan.write(&mut out, &name)
+            .map_err(|e| e.unwrap_or_else(io))?;
     }
     let file = out.finish().map_err(io)?;
     file.into_inner()
@@ -194,7 +200,8 @@ impl Plan {
         }
         entries.extend(tokenizer.into_iter().map(|(k, v)| (k.to_string(), v)));
         for (k, v) in entries {
-            w.add_metadata(k.clone(), v).map_err(|e| format!("{k}: {e}"))?;
+            w.add_metadata(k.clone(), v)
+                .map_err(|e| format!("{k}: {e}"))?;
         }
         Ok(())
     }
@@ -317,7 +324,7 @@ impl Plan {
         let ty = self.head_type;
         let row_bytes = ty
             .tensor_bytes(cols as u64)
-            .filter(|_| cols as u64 % ty.block_elems() == 0)
+            .filter(|_| (cols as u64).is_multiple_of(ty.block_elems()))
             .ok_or_else(|| t.error(format_args!("{cols} columns cannot be stored as {ty}")))?
             as usize;
         let mut out = vec![0u8; rows * row_bytes];
@@ -335,7 +342,12 @@ impl Plan {
     }
 
     /// Projection `spec` of layer `l`, encoded as the output type, and its beta.
-    fn ternary(&self, l: usize, spec: &TernarySpec, d: &BlockDims) -> Result<(Vec<u8>, f32), String> {
+    fn ternary(
+        &self,
+        l: usize,
+        spec: &TernarySpec,
+        d: &BlockDims,
+    ) -> Result<(Vec<u8>, f32), String> {
         let (rows, cols) = (d.get(spec.rows), d.get(spec.cols));
         let src = hf_name(l, spec.name);
         let t = self.ckpt.tensor(&src)?;
@@ -343,9 +355,7 @@ impl Plan {
             Dtype::U8 => {
                 t.expect_shape(&[rows.div_ceil(4), cols])?;
                 let trits = ternarize::unpack(t.data, rows, cols).map_err(|(r, c)| {
-                    t.error(format_args!(
-                        "code 3 (not a trit) for row {r}, column {c}"
-                    ))
+                    t.error(format_args!("code 3 (not a trit) for row {r}, column {c}"))
                 })?;
                 let scale_name = format!("{}_scale", src);
                 let s = self.float_tensor(&scale_name)?;
@@ -353,9 +363,8 @@ impl Plan {
                     return Err(s.error(format_args!("shape {:?}, expected [1]", s.shape)));
                 }
                 let ws = s.to_f32()?[0];
-                let beta = ternarize::beta_from_weight_scale(ws).ok_or_else(|| {
-                    s.error(format_args!("{ws} is not a positive finite scale"))
-                })?;
+                let beta = ternarize::beta_from_weight_scale(ws)
+                    .ok_or_else(|| s.error(format_args!("{ws} is not a positive finite scale")))?;
                 (trits, beta)
             }
             _ if t.is_float() => {
@@ -376,7 +385,9 @@ impl Plan {
         let mut out = vec![0u8; bytes as usize];
         match ty {
             GgmlType::I2_S => quants::pack_i2_s(&trits, beta, &mut out),
-            GgmlType::TQ2_0 => quants::pack_row_tq2_0(&trits, &vec![1.0; n / tq2_0::BLOCK_ELEMS], &mut out),
+            GgmlType::TQ2_0 => {
+                quants::pack_row_tq2_0(&trits, &vec![1.0; n / tq2_0::BLOCK_ELEMS], &mut out)
+            }
             _ => quants::pack_row_tq1_0(&trits, &vec![1.0; n / tq1_0::BLOCK_ELEMS], &mut out),
         }
         .map_err(|e| t.error(format_args!("as {ty}: {e}")))?;

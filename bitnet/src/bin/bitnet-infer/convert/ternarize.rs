@@ -28,7 +28,11 @@ pub fn unpack(packed: &[u8], rows: usize, cols: usize) -> Result<Vec<i8>, (usize
     for r in 0..rows {
         let (j, i) = (r / packed_rows, r % packed_rows);
         let src = &packed[i * cols..(i + 1) * cols];
-        for (c, (t, &b)) in trits[r * cols..(r + 1) * cols].iter_mut().zip(src).enumerate() {
+        for (c, (t, &b)) in trits[r * cols..(r + 1) * cols]
+            .iter_mut()
+            .zip(src)
+            .enumerate()
+        {
             let code = (b >> (2 * j)) & 3;
             if code == 3 {
                 return Err((r, c));
