@@ -20,6 +20,8 @@ pub use error::{GgufError, Result};
 #[cfg(feature = "std")]
 pub use file::GgufFile;
 pub use value::{Array, Metadata, Value, ValueType, MAX_ARRAY_DEPTH};
+#[cfg(feature = "std")]
+pub use writer::GgufStream;
 pub use writer::GgufWriter;
 
 use crate::quants::GgmlType;

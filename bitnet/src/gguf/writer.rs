@@ -6,7 +6,11 @@
 
 use alloc::borrow::Cow;
 use alloc::collections::BTreeSet;
+#[cfg(feature = "std")]
+use alloc::format;
 use alloc::string::String;
+#[cfg(feature = "std")]
+use alloc::vec;
 use alloc::vec::Vec;
 
 use super::value::{Array, Metadata, Value, MAX_ARRAY_DEPTH};
@@ -30,7 +34,10 @@ struct PendingTensor<'a> {
     name: String,
     dims: Vec<u64>,
     ty: GgmlType,
-    data: Cow<'a, [u8]>,
+    n_bytes: u64,
+    /// `None` for a tensor declared by [`GgufWriter::declare_tensor`], whose data is
+    /// streamed later.
+    data: Option<Cow<'a, [u8]>>,
 }
 
 impl<'a> GgufWriter<'a> {
@@ -81,6 +88,30 @@ impl<'a> GgufWriter<'a> {
                 got: data.len() as u64,
             });
         }
+        self.push(name, dims, ty, n_bytes, Some(data))
+    }
+
+    /// Declares a tensor whose data is supplied later through [`GgufWriter::stream`]: the
+    /// header only needs its shape and type, so a converter never holds the whole model.
+    pub fn declare_tensor(
+        &mut self,
+        name: impl Into<String>,
+        dims: &[u64],
+        ty: GgmlType,
+    ) -> Result<()> {
+        let name = name.into();
+        let (_, n_bytes) = tensor_size(&name, dims, ty)?;
+        self.push(name, dims, ty, n_bytes, None)
+    }
+
+    fn push(
+        &mut self,
+        name: String,
+        dims: &[u64],
+        ty: GgmlType,
+        n_bytes: u64,
+        data: Option<Cow<'a, [u8]>>,
+    ) -> Result<()> {
         if self.names.contains(&name) {
             return Err(GgufError::DuplicateTensor { tensor: name });
         }
@@ -89,6 +120,7 @@ impl<'a> GgufWriter<'a> {
             name,
             dims: dims.into(),
             ty,
+            n_bytes,
             data,
         });
         Ok(())
@@ -99,8 +131,36 @@ impl<'a> GgufWriter<'a> {
     }
 
     /// Serializes the file. Fails if a tensor type is not valid under the file's
-    /// architecture (I2_S outside the bitnet architectures), which the parser would reject.
+    /// architecture (I2_S outside the bitnet architectures), which the parser would reject,
+    /// or if a tensor was only declared.
     pub fn finish(&self) -> Result<Vec<u8>> {
+        let (mut out, alignment) = self.header()?;
+        let data_len: u64 = self
+            .tensors
+            .iter()
+            .map(|t| t.n_bytes.next_multiple_of(alignment))
+            .sum();
+        out.reserve(data_len as usize);
+        for t in &self.tensors {
+            let data = t
+                .data
+                .as_deref()
+                .ok_or_else(|| GgufError::DataSizeMismatch {
+                    tensor: t.name.clone(),
+                    ty: t.ty,
+                    n_elems: t.dims.iter().product(),
+                    expected: t.n_bytes,
+                    got: 0,
+                })?;
+            out.extend_from_slice(data);
+            pad(&mut out, alignment);
+        }
+        Ok(out)
+    }
+
+    /// Everything before the first tensor's data, padded to the alignment, and the
+    /// alignment. Offsets follow from the declared sizes alone.
+    fn header(&self) -> Result<(Vec<u8>, u64)> {
         let alignment = match self.metadata.get(ALIGNMENT_KEY) {
             Some(v) => alignment_from(v)?,
             None => DEFAULT_ALIGNMENT,
@@ -117,7 +177,7 @@ impl<'a> GgufWriter<'a> {
         let mut data_len = 0u64;
         for t in &self.tensors {
             offsets.push(data_len);
-            data_len = (data_len + t.data.len() as u64).next_multiple_of(alignment);
+            data_len = (data_len + t.n_bytes).next_multiple_of(alignment);
         }
 
         let mut out = Vec::new();
@@ -140,12 +200,93 @@ impl<'a> GgufWriter<'a> {
             put_u64(&mut out, offset);
         }
         pad(&mut out, alignment);
-        out.reserve(data_len as usize);
-        for t in &self.tensors {
-            out.extend_from_slice(&t.data);
-            pad(&mut out, alignment);
+        Ok((out, alignment))
+    }
+
+    /// Writes the header to `out` and returns a [`GgufStream`] that takes each tensor's
+    /// data in declaration order: the bytes equal [`GgufWriter::finish`]'s, but only one
+    /// tensor need be in memory at a time. Tensors added with data are written as they
+    /// come up.
+    #[cfg(feature = "std")]
+    pub fn stream<W: std::io::Write>(self, mut out: W) -> std::io::Result<GgufStream<'a, W>> {
+        let (header, alignment) = self.header().map_err(std::io::Error::other)?;
+        out.write_all(&header)?;
+        let mut s = GgufStream {
+            out,
+            tensors: self.tensors,
+            next: 0,
+            alignment,
+        };
+        s.write_ready()?;
+        Ok(s)
+    }
+}
+
+/// The data half of a streamed GGUF file: see [`GgufWriter::stream`].
+#[cfg(feature = "std")]
+pub struct GgufStream<'a, W: std::io::Write> {
+    out: W,
+    tensors: Vec<PendingTensor<'a>>,
+    next: usize,
+    alignment: u64,
+}
+
+#[cfg(feature = "std")]
+impl<W: std::io::Write> GgufStream<'_, W> {
+    /// The name of the next tensor whose data is expected, if any.
+    pub fn next_tensor(&self) -> Option<&str> {
+        self.tensors.get(self.next).map(|t| t.name.as_str())
+    }
+
+    /// Writes the data of the next declared tensor, which must be `name`, with its padding.
+    pub fn write_tensor(&mut self, name: &str, data: &[u8]) -> std::io::Result<()> {
+        let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+        let Some(t) = self.tensors.get(self.next) else {
+            return Err(invalid(format!("tensor '{name}': every tensor is written")));
+        };
+        if t.name != name {
+            return Err(invalid(format!(
+                "tensor '{name}' written where '{}' is next",
+                t.name
+            )));
         }
-        Ok(out)
+        if data.len() as u64 != t.n_bytes {
+            return Err(invalid(format!(
+                "tensor '{name}': {} data bytes, expected {}",
+                data.len(),
+                t.n_bytes
+            )));
+        }
+        self.put(data)?;
+        self.next += 1;
+        self.write_ready()
+    }
+
+    /// Checks every tensor was written and returns the output.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        if let Some(name) = self.next_tensor() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("tensor '{name}': data never written"),
+            ));
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    fn put(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(data)?;
+        let padding = (data.len() as u64).next_multiple_of(self.alignment) - data.len() as u64;
+        self.out.write_all(&vec![0u8; padding as usize])
+    }
+
+    /// Tensors added with their data need no call: write them when their turn comes.
+    fn write_ready(&mut self) -> std::io::Result<()> {
+        while let Some(data) = self.tensors.get_mut(self.next).and_then(|t| t.data.take()) {
+            self.put(&data)?;
+            self.next += 1;
+        }
+        Ok(())
     }
 }
 
@@ -309,6 +450,42 @@ mod tests {
         assert_eq!(g.tensor_data(&bytes, b), [0x55; 64]);
         assert_eq!(g.tensor_data(&bytes, g.tensor("c").unwrap()), [1, 2]);
         assert!(g.data_offset.is_multiple_of(32) && bytes.len().is_multiple_of(32));
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn streaming_equals_finish() {
+        let values = every_value();
+        let full = build(&values).finish().unwrap();
+        // The same file with "a" and "c" declared and streamed, "b" given up front.
+        let mut w = GgufWriter::new();
+        for (k, v) in &values {
+            w.add_metadata(*k, v.clone()).unwrap();
+        }
+        let whole = build(&values);
+        let data = |name: &str| whole.tensors.iter().find(|t| t.name == name).unwrap();
+        w.declare_tensor("a", &[3, 4], GgmlType::F32).unwrap();
+        let b = data("b");
+        w.add_tensor("b", &b.dims, b.ty, b.data.clone().unwrap())
+            .unwrap();
+        w.declare_tensor("c", &[1], GgmlType::F16).unwrap();
+        let mut s = w.stream(Vec::new()).unwrap();
+        assert_eq!(s.next_tensor(), Some("a"));
+        let e = s.write_tensor("c", &[1, 2]).unwrap_err().to_string();
+        assert_eq!(e, "tensor 'c' written where 'a' is next");
+        s.write_tensor("a", data("a").data.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(s.next_tensor(), Some("c"), "'b' had its data");
+        let e = s.write_tensor("c", &[1]).unwrap_err().to_string();
+        assert_eq!(e, "tensor 'c': 1 data bytes, expected 2");
+        s.write_tensor("c", &[1, 2]).unwrap();
+        assert_eq!(s.finish().unwrap(), full);
+
+        let mut w = GgufWriter::new();
+        w.declare_tensor("x", &[1], GgmlType::F32).unwrap();
+        assert!(w.finish().is_err(), "finish needs every tensor's data");
+        let e = w.stream(Vec::new()).unwrap().finish().unwrap_err();
+        assert_eq!(e.to_string(), "tensor 'x': data never written");
     }
 
     #[test]

@@ -30,6 +30,25 @@ pub enum Command {
     /// Perplexity of a text as llama.cpp's llama-perplexity computes it, and the KL
     /// divergence against a saved base run.
     Perplexity(PerplexityArgs),
+    /// Convert a Hugging Face BitNetForCausalLM checkpoint (packed or bf16 master weights)
+    /// to GGUF.
+    Convert(ConvertArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// Hugging Face model directory: config.json, model.safetensors (or sharded with
+    /// model.safetensors.index.json), tokenizer.json, tokenizer_config.json.
+    pub dir: PathBuf,
+    /// Output GGUF file (written as OUT.tmp, renamed when complete).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Ternary weight type.
+    #[arg(long = "type", default_value = "i2_s", value_parser = ["i2_s", "tq2_0", "tq1_0"])]
+    pub r#type: String,
+    /// Type of the embedding (and untied head).
+    #[arg(long, default_value = "f16", value_parser = ["f16", "q8_0", "f32"])]
+    pub head: String,
 }
 
 #[derive(Args, Debug)]

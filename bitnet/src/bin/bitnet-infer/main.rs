@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod chat;
+mod convert;
 mod cpu_check;
 mod errors;
 mod info;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         Some(args::Command::Bench(a)) => bench::main(&a),
         Some(args::Command::Tokenize(a)) => tokenize::main(&a),
         Some(args::Command::Perplexity(a)) => perplexity::main(&a),
+        Some(args::Command::Convert(a)) => convert::main(&a),
         None => run::main(&cli.run),
     };
     match result {
