@@ -44,14 +44,7 @@ impl Ctx {
 
     pub fn inputs(&self, e: &EvalArgs) -> Result<Inputs, String> {
         let models = if e.model.is_empty() {
-            let dir = self.root.join("fixtures");
-            let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .map_err(|err| format!("{}: {err}", dir.display()))?
-                .filter_map(|d| d.ok().map(|d| d.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
-                .collect();
-            v.sort();
-            v
+            fixture_models(&self.root.join("fixtures"))?
         } else {
             e.model.iter().map(|m| self.root.join(m)).collect()
         };
@@ -73,4 +66,28 @@ impl Ctx {
             scratch: self.scratch.join("logits"),
         })
     }
+}
+
+/// The models the matrix validates by default: every `fixtures/*.gguf` (tiny, random, with
+/// numpy goldens), then every trained `fixtures/<dir>/model.gguf` (with transformers'
+/// expected logits), each group sorted.
+fn fixture_models(dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|err| format!("{}: {err}", dir.display()))?
+        .filter_map(|d| d.ok().map(|d| d.path()))
+        .collect();
+    let mut tiny: Vec<PathBuf> = entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .cloned()
+        .collect();
+    let mut trained: Vec<PathBuf> = entries
+        .iter()
+        .map(|p| p.join("model.gguf"))
+        .filter(|p| p.is_file())
+        .collect();
+    tiny.sort();
+    trained.sort();
+    tiny.extend(trained);
+    Ok(tiny)
 }

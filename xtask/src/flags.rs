@@ -86,7 +86,8 @@ pub struct Select {
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// Models to evaluate (default: every fixtures/*.gguf).
+    /// Models to evaluate (default: every fixtures/*.gguf, then every trained
+    /// fixtures/<dir>/model.gguf).
     #[arg(long)]
     pub model: Vec<PathBuf>,
     /// Prompt token ids (default: the fixtures' prompt).
@@ -96,7 +97,8 @@ pub struct EvalArgs {
     /// tokens); fixtures use the decode tokens of their reference.
     #[arg(long, default_value_t = 8)]
     pub decode_steps: usize,
-    /// Largest allowed |logit difference| from the host scalar run and the numpy reference.
+    /// Largest allowed |logit difference| from the host scalar run and the independent
+    /// reference (numpy for fixtures, transformers for trained models).
     #[arg(long, default_value_t = 1e-3)]
     pub tolerance: f32,
     /// Seconds before an emulated run is declared hung and killed.

@@ -46,7 +46,7 @@ pub fn run(ctx: &Ctx, a: &ValidateArgs) -> Result<(), String> {
                     .join(", ")
             });
             progress.done(format!(
-                "{} {:<22} {:<5} kernels [{}] max |diff| host {} numpy {} bit-identical {} exactness cases {tests}",
+                "{} {:<22} {:<5} kernels [{}] max |diff| host {} reference {} bit-identical {} exactness cases {tests}",
                 t.triple,
                 p.name,
                 p.status.word(),

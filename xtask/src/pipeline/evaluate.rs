@@ -1,6 +1,6 @@
 //! One target through the pipeline: readiness, build, size and symbol checks, then on
 //! each board profile: the kernels the engine detects, every kernel's teacher-forced
-//! logits against the host scalar run and the numpy reference, and the exactness tests'
+//! logits against the host scalar run and the independent reference (numpy or transformers), and the exactness tests'
 //! own per-kernel counts.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,7 +82,7 @@ pub fn expected_kernels(t: &Target, p: &Profile) -> Option<Vec<String>> {
 
 /// Every kernel x model x KV type x thread count: teacher-forced logits compared with
 /// the host scalar run (tolerance, and bit for bit where the engine declares it) and with
-/// the numpy reference.
+/// the independent reference (numpy for fixtures, transformers for trained models).
 fn logits_runs(
     b: &Board,
     d: &Detected,
@@ -136,10 +136,19 @@ fn logits_runs(
                         }
                     };
                     kl.runs += 1;
-                    judge_logits(&what, &got, &h.logits[kv], inputs, &mut kl, rep, true);
+                    judge_logits(
+                        &what,
+                        &got,
+                        &h.logits[kv],
+                        inputs,
+                        &mut kl,
+                        rep,
+                        Against::Host,
+                    );
                     if let Some(o) = case.oracle.get(kv) {
                         let before = kl.max_abs_vs_host;
-                        judge_logits(&what, &got, o, inputs, &mut kl, rep, false);
+                        let against = Against::Oracle(case.oracle_source);
+                        judge_logits(&what, &got, o, inputs, &mut kl, rep, against);
                         kl.max_abs_vs_host = before;
                     }
                 }
@@ -163,7 +172,16 @@ fn logits_runs(
         Some(!rep.kernels.is_empty() && rep.kernels.values().all(|k| k.logits_bit_identical));
 }
 
-/// One comparison, `host` true against the host scalar run, false against numpy.
+/// What a run's logits are judged against.
+#[derive(Clone, Copy)]
+enum Against {
+    /// The host scalar run: the product's promise.
+    Host,
+    /// An independent reference, named (the numpy reference, transformers).
+    Oracle(&'static str),
+}
+
+/// One comparison of a run's logits.
 #[allow(clippy::too_many_arguments)]
 fn judge_logits(
     what: &str,
@@ -172,12 +190,12 @@ fn judge_logits(
     inputs: &Inputs,
     kl: &mut KernelLogits,
     rep: &mut ProfileReport,
-    host: bool,
+    against: Against,
 ) {
-    let (kind, against) = if host {
-        (FailureKind::LogitsVsHost, "the host scalar run")
-    } else {
-        (FailureKind::LogitsVsOracle, "the numpy reference")
+    let host = matches!(against, Against::Host);
+    let (kind, against) = match against {
+        Against::Host => (FailureKind::LogitsVsHost, "the host scalar run"),
+        Against::Oracle(source) => (FailureKind::LogitsVsOracle, source),
     };
     let d = match logits::compare(reference, got, inputs.tolerance) {
         Ok(d) => d,

@@ -54,7 +54,7 @@ pub enum FailureKind {
     IllegalInstruction,
     /// Logits beyond tolerance from the host's scalar run.
     LogitsVsHost,
-    /// Logits beyond tolerance from the independent numpy reference.
+    /// Logits beyond tolerance from the independent reference (numpy, or transformers for a trained model).
     LogitsVsOracle,
     /// Argmax differs where the reference's top-2 margin is clear.
     Argmax,
@@ -102,7 +102,7 @@ pub struct KernelLogits {
     /// Every run's logits equal the host scalar run's bit for bit.
     pub logits_bit_identical: bool,
     pub max_abs_vs_host: f32,
-    /// Max |diff| from the numpy reference (None: no reference for these models).
+    /// Max |diff| from the independent references (numpy, transformers) (None: no reference for these models).
     pub max_abs_vs_oracle: Option<f32>,
 }
 

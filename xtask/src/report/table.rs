@@ -10,7 +10,7 @@ const HEAD: [&str; 9] = [
     "kernels: exactness cases passed/ran",
     "positions (prefill+decode)",
     "max |diff| host",
-    "max |diff| numpy",
+    "max |diff| reference",
     "logits bit-identical",
     "verdict",
 ];
