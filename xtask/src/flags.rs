@@ -40,6 +40,9 @@ pub enum Command {
     Test(TestArgs),
     /// Write the synthetic 2B4T-shape benchmark model under target/bench/.
     BenchModel(BenchModelArgs),
+    /// Write a synthetic 2B4T-shape Hugging Face checkpoint under target/bench/ and time
+    /// `bitnet-infer convert` on it (time and peak RSS).
+    BenchConvert(BenchConvertArgs),
     /// The README's two commands in a fresh Debian 12 root (debootstrap + rustup): proves
     /// that the project's own files install everything. Needs root; takes a while.
     CleanRoom(CleanRoomArgs),
@@ -172,6 +175,20 @@ pub struct BenchModelArgs {
     #[arg(long, default_value = "f16", value_parser = ["f16", "q8_0"])]
     pub head: String,
     /// Rewrite the file even if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchConvertArgs {
+    /// Checkpoint format: bf16 master weights in two shards (as the -bf16 repository), or
+    /// packed uint8 codes with weight_scale (as microsoft/bitnet-b1.58-2B-4T).
+    #[arg(long, default_value = "bf16", value_parser = ["bf16", "packed"])]
+    pub form: String,
+    /// Ternary type of the converted file.
+    #[arg(long, default_value = "i2_s", value_parser = ["i2_s", "tq2_0", "tq1_0"])]
+    pub r#type: String,
+    /// Rewrite the checkpoint even if it exists.
     #[arg(long)]
     pub force: bool,
 }

@@ -7,6 +7,7 @@
 //! report. `flags.rs` declares the command line; `targets.toml` and `qemu/profiles.toml`
 //! say what to build and where it runs.
 
+mod bench_convert;
 mod bench_model;
 mod checks;
 mod clean_room;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
     let result = match &x.command {
         Command::Fixtures(a) => fixtures::run(a),
         Command::BenchModel(a) => bench_model::run(a),
+        Command::BenchConvert(a) => bench_convert::run(a),
         Command::CleanRoom(a) => clean_room::run(a),
         Command::Summary(a) => summary::run(a),
         command => ctx::Ctx::new(&x).and_then(|ctx| {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
                 Command::Test(a) => test::run(&ctx, a),
                 Command::Fixtures(_)
                 | Command::BenchModel(_)
+                | Command::BenchConvert(_)
                 | Command::CleanRoom(_)
                 | Command::Summary(_) => {
                     unreachable!("handled above")

@@ -172,7 +172,10 @@ mod tests {
         assert_eq!(c.decode.as_deref(), Some(&[][..]));
         let l = &c.oracle["f32"];
         assert_eq!(l.shape[0], c.prompt.len());
-        assert!(!c.oracle.contains_key("f16"), "transformers ran an f32 cache only");
+        assert!(
+            !c.oracle.contains_key("f16"),
+            "transformers ran an f32 cache only"
+        );
     }
 
     #[test]

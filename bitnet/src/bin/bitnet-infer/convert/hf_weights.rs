@@ -24,12 +24,38 @@ struct Shard {
 }
 
 /// One tensor as stored: its file, for error messages, and its raw little-endian bytes.
+/// Dropping it hands its pages back to the page cache (see [`Drop`] below).
 pub struct Tensor<'a> {
     pub file: &'a Path,
     pub name: String,
     pub dtype: Dtype,
     pub shape: Vec<usize>,
     pub data: &'a [u8],
+    map: &'a Mmap,
+}
+
+impl Drop for Tensor<'_> {
+    /// Pages of a file mapping that were read stay in the process's resident set until
+    /// unmapped: without this, converting a 4.8 GB checkpoint would end with all of it
+    /// resident, although each tensor is needed once.
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        {
+            let offset = self.data.as_ptr() as usize - self.map.as_ptr() as usize;
+            // SAFETY: the range lies inside `map` (`data` was sliced from it). The map is a
+            // read-only MAP_SHARED file mapping: MADV_DONTNEED only drops its resident pages,
+            // and the next read of any byte (by a tensor still borrowed, whose pages may share
+            // the range's first or last page) faults it in again from the file, with the
+            // same contents. No byte any reference can observe changes.
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    offset,
+                    self.data.len(),
+                )
+            };
+        }
+    }
 }
 
 impl Checkpoint {
@@ -108,6 +134,7 @@ impl Checkpoint {
             dtype: view.dtype(),
             shape: view.shape().to_vec(),
             data: view.data(),
+            map: &shard.map,
         })
     }
 }

@@ -41,6 +41,7 @@ pub fn main(a: &ConvertArgs) -> Result<(), String> {
         other => return Err(format!("--head {other}: expected f16, q8_0 or f32")),
     };
     let tmp = tmp_path(&a.output);
+    let started = std::time::Instant::now();
     let result = convert(&a.dir, &tmp, weight_type, head_type);
     match result {
         Ok(()) => std::fs::rename(&tmp, &a.output).map_err(|e| {
@@ -52,7 +53,16 @@ pub fn main(a: &ConvertArgs) -> Result<(), String> {
             return Err(e);
         }
     }
-    eprintln!("wrote {}", a.output.display());
+    // Time and peak memory: the figures that show conversion streams tensor by tensor.
+    let size = std::fs::metadata(&a.output).map_or(0, |m| m.len());
+    let rss = crate::stats::peak_rss_bytes()
+        .map_or_else(String::new, |b| format!(", peak RSS {} MiB", b >> 20));
+    eprintln!(
+        "wrote {} ({:.1} MB) in {:.1} s{rss}",
+        a.output.display(),
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
