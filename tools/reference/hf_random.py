@@ -7,8 +7,9 @@ Hugging Face transformers itself, for `cargo test` (bitnet/tests/hf_random.rs) t
 
 Seeded and deterministic (CPU, one thread). Writes, into OUT/bf16 and OUT/packed:
   config.json, model.safetensors, tokenizer.json, tokenizer_config.json
-      bf16: master weights as `microsoft/bitnet-b1.58-2B-4T-bf16` (save_pretrained,
-            quantization_config autobitlinear/online: transformers ternarises at run time);
+      bf16: master weights as `microsoft/bitnet-b1.58-2B-4T-bf16` (save_pretrained, which
+            also writes generation_config.json; quantization_config autobitlinear/online:
+            transformers ternarises at run time);
       packed: the same model as `microsoft/bitnet-b1.58-2B-4T` (uint8 `[out/4, in]` from
             transformers' `pack_weights` of the trits transformers' `WeightQuant` gives, a bf16
             `weight_scale` = 1/beta that `BitLinear` divides by, quantization_config
