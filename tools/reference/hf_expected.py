@@ -34,8 +34,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import tempfile
 
 os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
 
@@ -43,75 +41,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
-from transformers.integrations.bitnet import AutoBitLinear, WeightQuant  # noqa: E402
+
+# The tie hook, the engine's tie dump and the token-by-token paths (shared with hf_random.py).
+from hf_ties import Ties, engine_ties, greedy_incremental, incremental_logits  # noqa: E402
 
 PROBE = "ROMEO.\nBut soft, what light through yonder window breaks?\n"
 GREEDY_PROMPT = "KING.\nWhat say you, my lord?\n\n"
 N_GREEDY = 64
 PPL_CTX = 256
 PPL_CHUNKS = 8
-TIE_WINDOW = 5e-4  # as tools/reference/bitnet_ref.py
-# The engine's name of the norm whose output each projection quantizes.
-SITE = {"q_proj": "attn_norm", "k_proj": "attn_norm", "v_proj": "attn_norm",
-        "o_proj": "attn_sub_norm", "gate_proj": "ffn_norm", "up_proj": "ffn_norm",
-        "down_proj": "ffn_sub_norm"}
-
-
-class Ties:
-    """The engine's near-tie codes, applied to transformers' int8 activations one token at a
-    time (`pos` is set by the caller before each token)."""
-
-    def __init__(self):
-        self.codes, self.pos, self.taken, self.seen = {}, 0, set(), set()
-
-    def load(self, path):
-        self.codes = {}
-        with open(path) as f:
-            for line in f:
-                site, pos, elem, _, code = line.split()
-                self.codes[(site, int(pos), int(elem))] = int(code)
-
-    def install(self, model):
-        for name, mod in model.named_modules():
-            if isinstance(mod, AutoBitLinear):
-                layer = int(name.split(".layers.")[1].split(".")[0])
-                site = f"blk.{layer}.{SITE[name.rsplit('.', 1)[1]]}"
-                mod.forward = self.forward_for(mod, site)
-
-    def forward_for(self, mod, site):
-        def forward(x):
-            # transformers' ActQuant and AutoBitLinear (online), with the engine's codes at
-            # its near-ties: one token per call.
-            x = x.float()
-            s = 127 / x.abs().max(dim=-1, keepdim=True).values.clamp_(min=1e-5)
-            xs = x * s
-            q = xs.round().clamp(-128, 127)
-            flat_q, flat_xs = q.view(-1, q.shape[-1]), xs.view(-1, xs.shape[-1])
-            assert flat_q.shape[0] == 1, "one token per call"
-            for e in torch.nonzero((flat_xs[0] - flat_xs[0].floor() - 0.5).abs() < TIE_WINDOW):
-                e = int(e)
-                code = self.codes.get((site, self.pos, e))
-                if code is not None:
-                    self.seen.add((site, self.pos, e))
-                    if code != int(flat_q[0, e]):
-                        self.taken.add((site, self.pos, e))
-                        flat_q[0, e] = code
-            return torch.nn.functional.linear(q / s, WeightQuant.apply(mod.weight), mod.bias)
-        return forward
-
-
-def engine_ties(binary, gguf, prompt, n):
-    """Runs the engine greedily (scalar kernel, one thread, f32 KV) on `prompt` for `n` tokens
-    with BITNET_DUMP_TIES; returns the dump's path (in a temporary directory kept alive by
-    the caller) and the engine's generated ids."""
-    tmp = tempfile.mkdtemp()
-    ties, out = os.path.join(tmp, "ties.txt"), os.path.join(tmp, "l.npy")
-    subprocess.run([binary, "--model", gguf, "--prompt-tokens", ",".join(map(str, prompt)),
-                    "-n", str(n), "--temperature", "0", "--kernel", "scalar", "--threads", "1",
-                    "--kv-type", "f32", "--logits-out", out],
-                   check=True, capture_output=True, env=dict(os.environ, BITNET_DUMP_TIES=ties))
-    open(ties, "a").close()
-    return ties
 
 
 def ppl_llama_cpp(model, ids, bos, ctx, chunks):
@@ -135,32 +73,6 @@ def ppl_llama_cpp(model, ids, bos, ctx, chunks):
     ppl = math.exp(mean)
     return {"ctx": ctx, "chunks": n, "n_scored": count, "nll_sum": nll, "ppl": ppl,
             "ppl_stderr": ppl * math.sqrt(var / (count - 1))}
-
-
-def incremental_logits(model, ids, ties):
-    """Logits of every position, feeding one token at a time through the KV cache."""
-    rows, past = [], None
-    with torch.no_grad():
-        for p, t in enumerate(ids):
-            ties.pos = p
-            out = model(input_ids=torch.tensor([[t]]), past_key_values=past, use_cache=True)
-            past = out.past_key_values
-            rows.append(out.logits[0, -1].float().numpy())
-    return np.stack(rows), past
-
-
-def greedy_incremental(model, prompt, n, ties):
-    """Greedy continuation, every token (prompt included) fed one at a time."""
-    logits, past = incremental_logits(model, prompt, ties)
-    tok, out = int(logits[-1].argmax()), []
-    with torch.no_grad():
-        for i in range(n):
-            out.append(tok)
-            ties.pos = len(prompt) + i
-            step = model(input_ids=torch.tensor([[tok]]), past_key_values=past, use_cache=True)
-            past = step.past_key_values
-            tok = int(step.logits[0, -1].argmax())
-    return out
 
 
 def main():
