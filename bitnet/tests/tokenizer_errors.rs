@@ -166,3 +166,31 @@ fn the_llama3_vocabulary_without_pre_tokenizer_is_recognised() {
     );
     assert_eq!(tok.eot, Some(128009), "found by its text");
 }
+
+#[test]
+fn an_older_bitnet_chat_template_loads_and_chats_in_the_2b4t_format() {
+    let mut tokens: Vec<String> = (0..=255u8).map(|b| byte_to_char(b).to_string()).collect();
+    tokens.push("ab".into());
+    tokens.push("<|eot_id|>".into());
+    let eot = tokens.len() as u32 - 1;
+    let mut e = published(tokens);
+    e.push((
+        "tokenizer.chat_template",
+        Value::String(
+            "{% for message in messages %}{{ message['role'] | capitalize + ': ' + message['content'] + eos_token }}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}".into(),
+        ),
+    ));
+    let tok = load(e).expect("loads");
+    assert!(
+        tok.notes
+            .iter()
+            .any(|n| n.contains("older BitNet template")),
+        "{:?}",
+        tok.notes
+    );
+    let ids = tok.chat_prompt(None, "Hi").unwrap();
+    let text: Vec<u32> = "User: Hi".bytes().map(u32::from).collect();
+    let tail: Vec<u32> = "Assistant: ".bytes().map(u32::from).collect();
+    let want: Vec<u32> = text.into_iter().chain([eot]).chain(tail).collect();
+    assert!(ids.ends_with(&want), "{ids:?}");
+}

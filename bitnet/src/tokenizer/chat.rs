@@ -65,6 +65,7 @@ impl ChatFormat {
             _ if has("<|start_header_id|>") && has("<|end_header_id|>") => ChatFormat::Llama3,
             _ if has("<|im_start|>") => ChatFormat::ChatMl,
             _ if has("Assistant: ") && has("<|eot_id|>") => ChatFormat::Bitnet,
+            _ if Self::is_older_bitnet(template) => ChatFormat::Bitnet,
             _ => {
                 let head: String = template.chars().take(120).collect();
                 return Err(format!(
@@ -74,6 +75,17 @@ impl ChatFormat {
             }
         };
         Ok(format)
+    }
+
+    /// A BitNet b1.58 template that names roles as `Role: ` (capitalised role name, or the
+    /// literal prefixes) but does not close turns with `<|eot_id|>`, as templates written
+    /// before the 2B4T release did. The model was tuned on `Role: text<|eot_id|>` (the
+    /// example transformers' BitNet documentation gives), so that is what chat renders.
+    pub fn is_older_bitnet(template: &str) -> bool {
+        let has = |s: &str| template.contains(s);
+        let role_prefix = (has("capitalize") && has("': '"))
+            || (has("'User: '") || has("\"User: \"")) && has("Assistant: ");
+        role_prefix && !has("<|eot_id|>") && !has("<|start_header_id|>") && !has("<|im_start|>")
     }
 
     /// Appends one message, in the format's words.
@@ -148,6 +160,26 @@ mod tests {
             f.prompt(Some("Be brief."), "  What is 2+2?\n"),
             "System: Be brief.<|eot_id|>User: What is 2+2?<|eot_id|>Assistant: "
         );
+    }
+
+    #[test]
+    fn an_older_bitnet_template_renders_the_2b4t_format() {
+        // Role prefixes, turns closed by eos_token rather than <|eot_id|>.
+        for t in [
+            "{% for message in messages %}{{ message['role'] | capitalize + ': ' + message['content'] + eos_token }}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}",
+            "{% for m in messages %}{% if m['role'] == 'user' %}{{ 'User: ' + m['content'] + '\\n' }}{% else %}{{ 'Assistant: ' + m['content'] + eos_token }}{% endif %}{% endfor %}",
+        ] {
+            assert!(ChatFormat::is_older_bitnet(t), "{t}");
+            let f = ChatFormat::detect(t).unwrap();
+            assert_eq!(f.prompt(None, "Hi"), "User: Hi<|eot_id|>Assistant: ");
+        }
+        assert!(
+            !ChatFormat::is_older_bitnet(BITNET_TEMPLATE),
+            "the current one is no quirk"
+        );
+        assert!(!ChatFormat::is_older_bitnet(
+            "{{ message['role'] | capitalize }}"
+        ));
     }
 
     #[test]

@@ -395,6 +395,16 @@ impl Tokenizer {
             )),
             None => None,
         };
+        if chat_template
+            .as_deref()
+            .is_some_and(ChatFormat::is_older_bitnet)
+        {
+            notes.push(String::from(
+                "note: tokenizer.chat_template is an older BitNet template (turns not closed by \
+                 <|eot_id|>); chat uses the format BitNet b1.58 2B4T was tuned on: \
+                 'User: text<|eot_id|>Assistant: '",
+            ));
+        }
         Ok(Tokenizer {
             model,
             tokens,
