@@ -815,12 +815,14 @@ fn llama_packed_replica_converts_to_a_ternary_llama_that_runs() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+type ConfigEdit = fn(&mut serde_json::Value);
+
 /// Llama configs the engine cannot run faithfully: exit 1, config.json and the key named,
 /// no output.
 #[test]
 fn llama_bad_configs_are_named_and_leave_no_output() {
     let dir = temp_dir("llama-bad");
-    let cases: [(&str, fn(&mut serde_json::Value), &[&str]); 7] = [
+    let cases: [(&str, ConfigEdit, &[&str]); 7] = [
         (
             "rope-scaling",
             |c| c["rope_scaling"] = json!({"rope_type": "llama3", "factor": 8.0}),
