@@ -740,14 +740,21 @@ fn llama_packed_replica_converts_to_a_ternary_llama_that_runs() {
         g.get("llama.attention.layer_norm_rms_epsilon"),
         Some(&Value::F32(1e-6))
     );
-    // token_embd, output_norm, output, and 9 tensors per block: no sub-norms, no `.scale`.
-    assert_eq!(g.tensors.len(), 3 + LAYERS * 9);
+    // token_embd, output_norm, output, and 9 tensors per block (no sub-norms), each of the
+    // 7 projections with its exact F32 `.scale`.
+    assert_eq!(g.tensors.len(), 3 + LAYERS * (9 + 7));
     assert!(g.tensor("output.weight").is_some(), "untied head");
     assert!(g.tensors.iter().all(|t| !t.name.contains("sub_norm")));
-    assert!(g.tensors.iter().all(|t| !t.name.ends_with(".scale")));
 
-    // Trits: the replica's, q/k rows in llama.cpp's NORM order; d = beta folded in, 0 for
-    // an all-zero block.
+    // `--fold-scale`: beta folded into each block's d as llama.cpp's converter does, 0 for an
+    // all-zero block, and no `.scale` tensors.
+    let folded_path = dir.join("folded.gguf");
+    let folded = convert_ok(&src, &folded_path, &["--fold-scale"]);
+    let gf = Gguf::parse(&folded).unwrap();
+    assert_eq!(gf.tensors.len(), 3 + LAYERS * 9);
+    assert!(gf.tensors.iter().all(|t| !t.name.ends_with(".scale")));
+
+    // Trits: the replica's, q/k rows in llama.cpp's NORM order.
     let mut zero_blocks = 0;
     for l in 0..LAYERS {
         for (k, (_, name, rows, cols)) in PROJ.iter().enumerate() {
@@ -760,6 +767,13 @@ fn llama_packed_replica_converts_to_a_ternary_llama_that_runs() {
             assert_eq!(t.ty.name(), "TQ2_0", "blk.{l}.{name}");
             let (got, d) = decode_tq2_0(g.tensor_data(&bytes, t), rows * cols);
             assert!(got == want, "blk.{l}.{name}: trits differ");
+            assert!(d.iter().all(|&d| d == 1.0));
+            let s = g.tensor(&format!("blk.{l}.{name}.scale")).unwrap();
+            assert_eq!(g.tensor_data(&bytes, s), a.to_le_bytes());
+
+            let t = gf.tensor(&format!("blk.{l}.{name}.weight")).unwrap();
+            let (got, d) = decode_tq2_0(gf.tensor_data(&folded, t), rows * cols);
+            assert!(got == want, "blk.{l}.{name}: folded trits differ");
             for (b, &d) in d.iter().enumerate() {
                 let nonzero = want[b * 256..(b + 1) * 256].iter().any(|&t| t != 0);
                 // a = 2^-n is exact in f16.
@@ -769,6 +783,35 @@ fn llama_packed_replica_converts_to_a_ternary_llama_that_runs() {
         }
     }
     assert_eq!(zero_blocks, LAYERS, "one all-zero block per o_proj");
+
+    // Both forms compute the same model: a = 2^-n makes the folded d exact.
+    let logits_of = |model: &Path, tag: &str| {
+        let npy = dir.join(format!("{tag}.npy"));
+        let o = bin()
+            .arg("-m")
+            .arg(model)
+            .args([
+                "--prompt-tokens",
+                "261,259,260,111",
+                "-n",
+                "0",
+                "--logits-out",
+            ])
+            .arg(&npy)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        bitnet::npy::read_f32(&std::fs::read(&npy).unwrap())
+            .unwrap()
+            .1
+    };
+    let (exact, fold) = (logits_of(&out, "exact"), logits_of(&folded_path, "fold"));
+    let worst = exact
+        .iter()
+        .zip(&fold)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-4, "exact vs folded scale: {worst}");
 
     // The permutation is not the identity on these weights, so the check above has teeth.
     let (hf_q, _) = llama_trits(0, 0, HIDDEN, HIDDEN);

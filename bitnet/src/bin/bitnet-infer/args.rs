@@ -49,6 +49,11 @@ pub struct ConvertArgs {
     /// Type of the embedding (and untied head).
     #[arg(long, default_value = "f16", value_parser = ["f16", "q8_0", "f32"])]
     pub head: String,
+    /// TQ types: fold each tensor's scale into the blocks' f16 `d` (0 for an all-zero block),
+    /// as llama.cpp's converter does, instead of an exact F32 `blk.N.<w>.scale` tensor. The
+    /// f16 rounding of the scale moves the logits (~1e-2 on tools/reference's check).
+    #[arg(long)]
+    pub fold_scale: bool,
 }
 
 #[derive(Args, Debug)]

@@ -35,7 +35,7 @@ pub fn main(a: &ConvertArgs) -> Result<(), String> {
         other => return Err(format!("--head {other}: expected f16, q8_0 or f32")),
     };
     let tmp = tmp_path(&a.output);
-    let result = convert(&a.dir, &tmp, a.r#type.as_deref(), head_type);
+    let result = convert(&a.dir, &tmp, a.r#type.as_deref(), head_type, a.fold_scale);
     match result {
         Ok(()) => std::fs::rename(&tmp, &a.output).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
@@ -88,15 +88,24 @@ fn convert(
     tmp: &Path,
     type_arg: Option<&str>,
     head_type: GgmlType,
+    fold_scale: bool,
 ) -> Result<(), String> {
     let config = hf_config::read(dir)?;
     let weight_type = weight_type(type_arg, config.arch)?;
+    if fold_scale && weight_type == GgmlType::I2_S {
+        return Err(
+            "--fold-scale: I2_S has one exact f32 scale per tensor already; the flag is for \
+             --type tq2_0 or tq1_0"
+                .into(),
+        );
+    }
     let tokenizer = hf_tokenizer::read(dir, &config)?;
     let ckpt = Checkpoint::open(dir)?;
     let plan = Plan {
         config,
         weight_type,
         head_type,
+        fold_scale,
         ckpt,
     };
     let mut w = GgufWriter::new();
@@ -120,6 +129,8 @@ struct Plan {
     config: HfConfig,
     weight_type: GgmlType,
     head_type: GgmlType,
+    /// TQ types: beta folded into each block's f16 `d` instead of a `.scale` tensor.
+    fold_scale: bool,
     ckpt: Checkpoint,
 }
 
@@ -165,12 +176,13 @@ impl Plan {
         }
     }
 
-    /// For BitNet the TQ types get beta as an F32 `.scale` tensor rather than folded into
-    /// each block's f16 `d`, which would round it to 11 bits. A llama file gets beta folded
-    /// into `d`, as llama.cpp's converter writes it: llama.cpp's llama architecture has no
-    /// `.scale` tensors.
+    /// The TQ types get beta as an F32 `.scale` tensor rather than folded into each
+    /// block's f16 `d`, which rounds it to 11 bits: on the llama proof against transformers
+    /// (fixtures/hf-random/llama-packed) that rounding flips int8 activation codes and moves
+    /// the logits by ~7e-2, against ~4e-6 with the exact scale. `--fold-scale` folds it as
+    /// llama.cpp's converter does, for files meant for llama.cpp.
     fn scale_tensors(&self) -> bool {
-        self.weight_type != GgmlType::I2_S && self.config.arch != Arch::Llama
+        self.weight_type != GgmlType::I2_S && !self.fold_scale
     }
 
     fn layer_tensors(&self) -> &'static [TensorSpec] {
