@@ -159,6 +159,22 @@ pub fn norm_quantize(exec: &dyn Exec, x: &[f32], w: &[f32], eps: f32, out: &mut 
     out.update_block_sums();
 }
 
+/// [`norm_quantize`] with norm weights `w`, or [`quantize`] of `x` as is without: a BitNet
+/// sub-norm, or a `llama` BitLinear's raw input.
+pub fn maybe_norm_quantize(
+    exec: &dyn Exec,
+    x: &[f32],
+    w: Option<&[f32]>,
+    cols: usize,
+    eps: f32,
+    out: &mut ActBatch,
+) {
+    match w {
+        Some(w) => norm_quantize(exec, x, w, eps, out),
+        None => quantize(exec, x, cols, out),
+    }
+}
+
 /// Per-token int8 quantization of `x` (n, cols) without a norm (a `llama` BitLinear's raw
 /// input), the tokens spread over the threads as in [`norm_quantize`].
 pub fn quantize(exec: &dyn Exec, x: &[f32], cols: usize, out: &mut ActBatch) {

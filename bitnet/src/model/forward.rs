@@ -266,12 +266,10 @@ impl Model {
             }
             attention(c, exec, kvs, layer, at, &b.q, &mut b.o);
             // o = rmsnorm(o) * attn_sub_norm (BitNet; llama has none); x = x + BitLinear_o(o)
-            match &blk.attn_sub_norm {
-                Some(w) => ops::norm_quantize(exec, &b.o, w, eps, &mut b.acts),
-                None => ops::quantize(exec, &b.o, q_dim, &mut b.acts),
-            }
-            let site = sub_norm_site(&blk.attn_sub_norm, "attn_sub_norm", "attn_output");
-            dump_ties(site, &b.o, blk.attn_sub_norm.as_deref(), &b.acts)?;
+            let sub_norm = blk.attn_sub_norm.as_deref();
+            ops::maybe_norm_quantize(exec, &b.o, sub_norm, q_dim, eps, &mut b.acts);
+            let site = sub_norm_site(sub_norm, "attn_sub_norm", "attn_output");
+            dump_ties(site, &b.o, sub_norm, &b.acts)?;
             linear(
                 mm,
                 exec,
@@ -301,12 +299,10 @@ impl Model {
                 *g = act(*g) * u;
             }
             // g = rmsnorm(g) * ffn_sub_norm (BitNet; llama has none); x = x + BitLinear_down(g)
-            match &blk.ffn_sub_norm {
-                Some(w) => ops::norm_quantize(exec, &b.gate, w, eps, &mut b.acts),
-                None => ops::quantize(exec, &b.gate, c.n_ff, &mut b.acts),
-            }
-            let site = sub_norm_site(&blk.ffn_sub_norm, "ffn_sub_norm", "ffn_down");
-            dump_ties(site, &b.gate, blk.ffn_sub_norm.as_deref(), &b.acts)?;
+            let sub_norm = blk.ffn_sub_norm.as_deref();
+            ops::maybe_norm_quantize(exec, &b.gate, sub_norm, c.n_ff, eps, &mut b.acts);
+            let site = sub_norm_site(sub_norm, "ffn_sub_norm", "ffn_down");
+            dump_ties(site, &b.gate, sub_norm, &b.acts)?;
             linear(
                 mm,
                 exec,
@@ -344,11 +340,7 @@ impl Model {
 
 /// The tie-dump site of a sub-norm's output: the norm's name, or without the norm the name
 /// of the projection whose raw input is quantized (`model/ties.rs`).
-fn sub_norm_site(
-    norm: &Option<Vec<f32>>,
-    with: &'static str,
-    without: &'static str,
-) -> &'static str {
+fn sub_norm_site(norm: Option<&[f32]>, with: &'static str, without: &'static str) -> &'static str {
     if norm.is_some() {
         with
     } else {

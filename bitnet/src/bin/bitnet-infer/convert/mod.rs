@@ -1,7 +1,8 @@
 //! `bitnet-infer convert`: a Hugging Face `BitNetForCausalLM` checkpoint (packed uint8
 //! weights as `microsoft/bitnet-b1.58-2B-4T`, or bf16/f16/f32 master weights as its `-bf16`
 //! sibling and `tools/train`) to a `bitnet-b1.58` GGUF, or a 1.58-bit `LlamaForCausalLM`
-//! (packed, as Falcon3-*-1.58bit) to a `llama` GGUF laid out as llama.cpp writes one.
+//! (packed, as Falcon3-*-1.58bit) to a `llama` GGUF: q/k rows in llama.cpp's order, and
+//! with `--fold-scale` its scales too (see `Plan::scale_tensors`).
 //!
 //! The header is written first (every tensor's size follows from the config), then each
 //! tensor is converted and written in turn, so memory holds one tensor, not the model.
