@@ -4,8 +4,9 @@
 
 use alloc::vec::Vec;
 
-use crate::kernels::act::{quantize_row_i8_ref, rmsnorm_quantize};
+use crate::kernels::act::{quantize_acts_ref, quantize_row_i8_ref, rmsnorm_quantize};
 use crate::kernels::ActBatch;
+use crate::model::RopeType;
 use crate::parallel::Exec;
 
 /// `out = x / sqrt(mean(x^2) + eps) * w`. The sum of squares is accumulated in f64, as ggml
@@ -48,7 +49,7 @@ pub fn relu2(x: f32) -> f32 {
     r * r
 }
 
-/// Inverse frequencies of NEOX RoPE: `theta^(-2i/n_rot)` for i in 0..n_rot/2.
+/// Inverse frequencies of RoPE (either pairing): `theta^(-2i/n_rot)` for i in 0..n_rot/2.
 pub fn rope_inv_freq(n_rot: usize, theta: f32) -> Vec<f32> {
     (0..n_rot / 2)
         .map(|i| libm::powf(theta, -2.0 * i as f32 / n_rot as f32))
@@ -76,6 +77,26 @@ pub fn rope_neox_with(head: &mut [f32], rot: &[(f32, f32)]) {
         let (a, b) = (head[i], head[i + half]);
         head[i] = a * cos - b * sin;
         head[i + half] = a * sin + b * cos;
+    }
+}
+
+/// NORM RoPE (ggml mode 0, llama.cpp's `llama`) with precomputed sines and cosines: pair
+/// i is the adjacent elements (2i, 2i + 1), rotated by angle i; dimensions past n_rot are
+/// left alone. On rows permuted as llama.cpp's converter permutes q/k (row 2i <- i, row
+/// 2i + 1 <- i + hd/2 of each head) it equals NEOX on the original rows.
+pub fn rope_norm_with(head: &mut [f32], rot: &[(f32, f32)]) {
+    for (i, &(sin, cos)) in rot.iter().enumerate() {
+        let (a, b) = (head[2 * i], head[2 * i + 1]);
+        head[2 * i] = a * cos - b * sin;
+        head[2 * i + 1] = a * sin + b * cos;
+    }
+}
+
+/// RoPE of `ty` on one head, with the angles' sines and cosines (n_rot / 2 of them).
+pub fn rope_with(ty: RopeType, head: &mut [f32], rot: &[(f32, f32)]) {
+    match ty {
+        RopeType::Neox => rope_neox_with(head, rot),
+        RopeType::Norm => rope_norm_with(head, rot),
     }
 }
 
@@ -138,6 +159,39 @@ pub fn norm_quantize(exec: &dyn Exec, x: &[f32], w: &[f32], eps: f32, out: &mut 
     out.update_block_sums();
 }
 
+/// [`norm_quantize`] with norm weights `w`, or [`quantize`] of `x` as is without: a BitNet
+/// sub-norm, or a `llama` BitLinear's raw input.
+pub fn maybe_norm_quantize(
+    exec: &dyn Exec,
+    x: &[f32],
+    w: Option<&[f32]>,
+    cols: usize,
+    eps: f32,
+    out: &mut ActBatch,
+) {
+    match w {
+        Some(w) => norm_quantize(exec, x, w, eps, out),
+        None => quantize(exec, x, cols, out),
+    }
+}
+
+/// Per-token int8 quantization of `x` (n, cols) without a norm (a `llama` BitLinear's raw
+/// input), the tokens spread over the threads as in [`norm_quantize`].
+pub fn quantize(exec: &dyn Exec, x: &[f32], cols: usize, out: &mut ActBatch) {
+    let n = x.len() / cols;
+    if n == 1 || exec.threads() == 1 {
+        return quantize_acts_ref(x, cols, out);
+    }
+    out.resize(n, cols);
+    let mut rows: Vec<(&mut [i8], &mut f32)> =
+        out.q.chunks_exact_mut(cols).zip(&mut out.scale).collect();
+    exec.for_each_chunk(&mut rows, 1, &|t, task| {
+        let (q, scale) = &mut task[0];
+        **scale = quantize_row_i8_ref(&x[t * cols..(t + 1) * cols], |_, v| v, q);
+    });
+    out.update_block_sums();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +227,30 @@ mod tests {
         let before = p0;
         rope_neox(&mut p0, 0, &inv);
         assert_eq!(p0, before);
+    }
+
+    #[test]
+    fn rope_norm_on_permuted_rows_equals_neox() {
+        // One head of 8 with n_rot 8: NORM on rows permuted as llama.cpp's converter does
+        // (new 2i <- i, new 2i + 1 <- i + 4) equals NEOX on the original rows, permuted.
+        let inv = rope_inv_freq(8, 10000.0);
+        let rot: Vec<(f32, f32)> = inv
+            .iter()
+            .map(|&f| (libm::sinf(3.0 * f), libm::cosf(3.0 * f)))
+            .collect();
+        let orig = [0.3f32, -0.7, 1.1, 2.0, -0.4, 0.9, 0.05, -1.3];
+        let perm = |h: &[f32]| -> Vec<f32> { (0..8).map(|r| h[r / 2 + 4 * (r % 2)]).collect() };
+        let mut neox = orig;
+        rope_neox_with(&mut neox, &rot);
+        let mut norm = perm(&orig);
+        rope_norm_with(&mut norm, &rot);
+        assert_eq!(norm, perm(&neox));
+        // And it rotates adjacent pairs: element 1 moved at position 3, element 4 did not
+        // pair with element 0.
+        let mut h = [1.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        rope_norm_with(&mut h, &rot);
+        assert!((h[1] - libm::sinf(3.0)).abs() < 1e-6);
+        assert_eq!(h[4], 0.0);
     }
 
     #[test]

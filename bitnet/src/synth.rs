@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use half::f16;
 
 use crate::gguf::{Array, GgufWriter, Value};
-use crate::model::tensors::{self, BlockDims, TensorSpec, LAYER_TENSORS};
+use crate::model::tensors::{self, BlockDims, TensorSpec};
 use crate::model::Arch;
 use crate::quants::{self, tq1_0, tq2_0, GgmlType};
 use crate::rng::Rng;
@@ -21,8 +21,10 @@ pub struct SynthSpec {
     pub arch: Arch,
     /// I2_S, TQ1_0 or TQ2_0.
     pub weight_type: GgmlType,
-    /// Type of the tied embedding / head: F16 or Q8_0.
+    /// Type of the embedding and head: F16 or Q8_0.
     pub embd_type: GgmlType,
+    /// Write a separate `output.weight` head (else the head is tied to the embedding).
+    pub untied_head: bool,
     pub n_layer: usize,
     pub dim: usize,
     pub n_ff: usize,
@@ -59,7 +61,8 @@ In 2025, models with 2 billion parameters ran on phones, laptops and small board
 /// raw token ids instead: tools/reference/golden.py.)
 pub const FIXTURE_PROMPT: &str = "Hello, BitNet!";
 
-/// One fixture per (architecture x ternary type): 4 layers, hidden 256, ffn 768.
+/// One fixture per (BitNet architecture x ternary type): 4 layers, hidden 256, ffn 768; and
+/// one `llama` (ternary Llama: no sub-norms, NORM RoPE) with GQA and an untied head.
 pub fn fixture_specs() -> Vec<SynthSpec> {
     let mut out = Vec::new();
     for (arch, tag, n_kv_head) in [(Arch::BitnetB158, "b158", 2), (Arch::Bitnet, "bitnet", 4)] {
@@ -72,6 +75,7 @@ pub fn fixture_specs() -> Vec<SynthSpec> {
                 arch,
                 weight_type: ty,
                 embd_type: GgmlType::F16,
+                untied_head: false,
                 n_layer: 4,
                 dim: 256,
                 n_ff: 768,
@@ -84,14 +88,24 @@ pub fn fixture_specs() -> Vec<SynthSpec> {
             });
         }
     }
+    // TQ2_0 only: llama.cpp's llama architecture has no I2_S (type 36 is something else
+    // there), and the TQ1_0 decoding is covered by the BitNet fixtures.
+    out.push(SynthSpec {
+        name: "tiny-llama-tq2_0".into(),
+        arch: Arch::Llama,
+        weight_type: GgmlType::TQ2_0,
+        embd_type: GgmlType::F16,
+        untied_head: true,
+        n_layer: 4,
+        dim: 256,
+        n_ff: 768,
+        n_head: 4,
+        n_kv_head: 2,
+        ctx_len: 256,
+        scale_tensors: false,
+        seed: 0xB17_0000 + 16 * Arch::Llama as u64,
+    });
     out
-}
-
-fn arch_name(arch: Arch) -> &'static str {
-    match arch {
-        Arch::BitnetB158 => "bitnet-b1.58",
-        Arch::Bitnet => "bitnet",
-    }
 }
 
 /// Serialises the model described by `spec` as a GGUF file.
@@ -111,6 +125,7 @@ pub fn bench_spec(weight_type: GgmlType, embd_type: GgmlType) -> SynthSpec {
         arch: Arch::BitnetB158,
         weight_type,
         embd_type,
+        untied_head: false,
         n_layer: 30,
         dim: 2560,
         n_ff: 6912,
@@ -135,7 +150,7 @@ pub fn build_with_vocab(spec: &SynthSpec, vocab: usize) -> Result<Vec<u8>, Strin
         ));
     }
     let mut rng = Rng::new(spec.seed);
-    let arch = arch_name(spec.arch);
+    let arch = spec.arch.name();
     let head_dim = spec.dim / spec.n_head;
     let dims = BlockDims {
         dim: spec.dim,
@@ -157,11 +172,10 @@ pub fn build_with_vocab(spec: &SynthSpec, vocab: usize) -> Result<Vec<u8>, Strin
     meta(&key("attention.head_count"), u32v(spec.n_head))?;
     meta(&key("attention.head_count_kv"), u32v(spec.n_kv_head))?;
     meta(&key("attention.layer_norm_rms_epsilon"), Value::F32(1e-5))?;
-    let theta = match spec.arch {
-        Arch::BitnetB158 => 500_000.0,
-        Arch::Bitnet => 10_000.0,
-    };
-    meta(&key("rope.freq_base"), Value::F32(theta))?;
+    meta(
+        &key("rope.freq_base"),
+        Value::F32(spec.arch.default_rope_theta()),
+    )?;
     meta(&key("rope.dimension_count"), u32v(head_dim))?;
     let tokenizer = if vocab == FIXTURE_VOCAB {
         tokenizer_metadata()
@@ -205,7 +219,7 @@ pub fn build_with_vocab(spec: &SynthSpec, vocab: usize) -> Result<Vec<u8>, Strin
             }
             Ok::<(), String>(())
         };
-        for t in LAYER_TENSORS {
+        for &t in tensors::layer_tensors(spec.arch) {
             match t {
                 TensorSpec::Norm(n) => norm(&mut w, &mut rng, n.name, dims.get(n.len))?,
                 TensorSpec::Ternary(t) => {
@@ -225,6 +239,18 @@ pub fn build_with_vocab(spec: &SynthSpec, vocab: usize) -> Result<Vec<u8>, Strin
         GgmlType::F32,
         out_norm,
     )?;
+    if spec.untied_head {
+        // Drawn after everything else, so the tied fixtures' bytes do not depend on it.
+        let head: Vec<f32> = (0..vocab * spec.dim).map(|_| 0.25 * rng.normal()).collect();
+        let head = encode_dense(spec.embd_type, &head)?;
+        add_tensor(
+            &mut w,
+            tensors::OUTPUT,
+            &[spec.dim, vocab],
+            spec.embd_type,
+            head,
+        )?;
+    }
     w.finish().map_err(|e| e.to_string())
 }
 

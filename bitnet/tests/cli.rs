@@ -113,7 +113,11 @@ fn teacher_forcing_with_own_greedy_tokens_reproduces_greedy_logits() {
     let vocab = synth::FIXTURE_VOCAB;
     let prompt = "376,72,101,108";
     let n_prompt = 4;
-    for name in ["tiny-b158-i2_s.gguf", "tiny-bitnet-tq1_0.gguf"] {
+    for name in [
+        "tiny-b158-i2_s.gguf",
+        "tiny-bitnet-tq1_0.gguf",
+        "tiny-llama-tq2_0.gguf",
+    ] {
         let model = fixture(name);
         for kv in ["f32", "f16"] {
             let greedy_args = [
@@ -172,14 +176,14 @@ fn teacher_forcing_ignores_end_of_text_and_max_tokens() {
     assert!(data.iter().all(|v| v.is_finite()));
 }
 
-/// Runs a teacher-forced f16-KV run of `threads` threads with both tie dumps; returns their
-/// contents (activations, KV).
-fn tie_dumps(threads: &str) -> (String, String) {
+/// Runs a teacher-forced f16-KV run of fixture `name` on `threads` threads with both tie
+/// dumps; returns their contents (activations, KV).
+fn tie_dumps(name: &str, threads: &str) -> (String, String) {
     let (acts, kv) = (
-        scratch(&format!("ties-{threads}.txt")),
-        scratch(&format!("kv-ties-{threads}.txt")),
+        scratch(&format!("ties-{name}-{threads}.txt")),
+        scratch(&format!("kv-ties-{name}-{threads}.txt")),
     );
-    let model = fixture("tiny-bitnet-i2_s.gguf");
+    let model = fixture(name);
     let out = Command::new(env!("CARGO_BIN_EXE_bitnet-infer"))
         .args([
             "--model",
@@ -204,7 +208,7 @@ fn tie_dumps(threads: &str) -> (String, String) {
 
 #[test]
 fn tie_dumps_cover_prefill_and_decode_and_match_the_codes() {
-    let (acts, kv) = tie_dumps("1");
+    let (acts, kv) = tie_dumps("tiny-bitnet-i2_s.gguf", "1");
     let sites = ["attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm"];
     let mut positions = std::collections::BTreeSet::new();
     for line in acts.lines() {
@@ -254,7 +258,23 @@ fn tie_dumps_cover_prefill_and_decode_and_match_the_codes() {
     }
     assert!(kv_lines > 0, "no KV near-ties in an f16 run");
     // Threads split the quantization, not what it computes: the same file.
-    assert_eq!(tie_dumps("2"), (acts, kv));
+    assert_eq!(tie_dumps("tiny-bitnet-i2_s.gguf", "2"), (acts, kv));
+}
+
+/// llama has no sub-norms: the inputs of `attn_output` and `ffn_down` are quantized raw,
+/// and their near-ties are dumped under the projection's name.
+#[test]
+fn llama_tie_dumps_name_the_unnormed_inputs_and_ignore_threads() {
+    let (acts, kv) = tie_dumps("tiny-llama-tq2_0.gguf", "1");
+    let mut seen = std::collections::BTreeSet::new();
+    for line in acts.lines() {
+        let site = line.split(' ').next().unwrap();
+        let (_, name) = site.strip_prefix("blk.").unwrap().split_once('.').unwrap();
+        seen.insert(name.to_string());
+    }
+    let want = ["attn_norm", "attn_output", "ffn_down", "ffn_norm"];
+    assert_eq!(seen, want.iter().map(|s| s.to_string()).collect());
+    assert_eq!(tie_dumps("tiny-llama-tq2_0.gguf", "2"), (acts, kv));
 }
 
 /// `x` through f16 and back (round to nearest even, normal range).

@@ -326,3 +326,30 @@ fn hostile_model_metadata_is_rejected() {
     );
     assert_rejected(&p, &[&key, "is missing"]);
 }
+
+/// A `llama` file whose block projection is a float matrix is an ordinary Llama, which this
+/// engine does not run: a clear error naming the tensor and the ternary types it needs.
+#[test]
+fn llama_with_a_float_projection_is_rejected() {
+    let dir = Scratch::new("llama-float");
+    let bytes = std::fs::read(fixture("tiny-llama-tq2_0.gguf")).unwrap();
+    let g = bitnet::gguf::Gguf::parse(&bytes).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in g.metadata.iter() {
+        w.add_metadata(k, v.clone()).unwrap();
+    }
+    for t in &g.tensors {
+        let (ty, data) = if t.name == "blk.0.attn_q.weight" {
+            let n: u64 = t.dims.iter().product();
+            (GgmlType::F16, vec![0u8; 2 * n as usize])
+        } else {
+            (t.ty, g.tensor_data(&bytes, t).to_vec())
+        };
+        w.add_tensor(t.name.clone(), &t.dims, ty, data).unwrap();
+    }
+    let p = dir.write("llama-f16-q.gguf", &w.finish().unwrap());
+    assert_rejected(
+        &p,
+        &["blk.0.attn_q.weight", "F16", "ternary llama", "TQ2_0"],
+    );
+}

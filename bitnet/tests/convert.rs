@@ -1,7 +1,9 @@
 //! `bitnet-infer convert` on small replicas of the published `BitNetForCausalLM`
 //! checkpoints, written here from their descriptions (tensor names, dtypes, layouts and
-//! config keys of `microsoft/bitnet-b1.58-2B-4T` and its `-bf16` sibling), never from the
-//! converter's own code.
+//! config keys of `microsoft/bitnet-b1.58-2B-4T` and its `-bf16` sibling), and of the
+//! published 1.58-bit `LlamaForCausalLM` ones (Falcon3-*-1.58bit, Llama3-8B-1.58: packed
+//! uint8 trits + `weight_scale`, `quantization_config.quant_method = "bitnet"`, no
+//! sub-norms, untied `lm_head`), never from the converter's own code.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +50,9 @@ enum Form {
     Packed,
     /// bf16 master weights in two shards with an index, GPT-2 pre-tokenizer, [a, b] merges.
     Bf16,
+    /// A 1.58-bit `LlamaForCausalLM`: packed as `Packed`, no sub-norms, SiLU, an untied
+    /// bf16 `lm_head`; row 0 of every `o_proj` is all zero (a TQ block of zeros).
+    Llama,
 }
 
 struct Entry {
@@ -91,6 +96,16 @@ fn projection(l: usize, k: usize, rows: usize, cols: usize) -> (Vec<f32>, Vec<i8
     (w, trits, a)
 }
 
+/// The trits of projection `k` of layer `l` in the `Llama` replica: [`projection`]'s, with
+/// row 0 of `o_proj` (k = 3; one 256-element block) zeroed.
+fn llama_trits(l: usize, k: usize, rows: usize, cols: usize) -> (Vec<i8>, f32) {
+    let (_, mut trits, a) = projection(l, k, rows, cols);
+    if k == 3 {
+        trits[..cols].fill(0);
+    }
+    (trits, a)
+}
+
 fn bf16_bytes(x: &[f32]) -> Vec<u8> {
     x.iter()
         .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
@@ -131,6 +146,9 @@ fn tensors(form: Form) -> Vec<Entry> {
     )];
     for l in 0..LAYERS {
         for (name, n) in NORMS {
+            if form == Form::Llama && name.contains("sub_norm") {
+                continue;
+            }
             let w = smooth(n, 1.0, 0.2);
             out.push(e(
                 format!("model.layers.{l}.{name}.weight"),
@@ -140,7 +158,10 @@ fn tensors(form: Form) -> Vec<Entry> {
             ));
         }
         for (k, (name, _, rows, cols)) in PROJ.iter().enumerate() {
-            let (w, trits, a) = projection(l, k, *rows, *cols);
+            let (w, mut trits, a) = projection(l, k, *rows, *cols);
+            if form == Form::Llama {
+                trits = llama_trits(l, k, *rows, *cols).0;
+            }
             let base = format!("model.layers.{l}.{name}");
             match form {
                 Form::Bf16 => out.push(e(
@@ -149,7 +170,7 @@ fn tensors(form: Form) -> Vec<Entry> {
                     vec![*rows, *cols],
                     bf16_bytes(&w),
                 )),
-                Form::Packed => {
+                Form::Packed | Form::Llama => {
                     out.push(e(
                         format!("{base}.weight"),
                         Dtype::U8,
@@ -172,6 +193,14 @@ fn tensors(form: Form) -> Vec<Entry> {
         vec![HIDDEN],
         bf16_bytes(&smooth(HIDDEN, 1.0, 0.2)),
     ));
+    if form == Form::Llama {
+        out.push(e(
+            "lm_head.weight".into(),
+            Dtype::BF16,
+            vec![VOCAB, HIDDEN],
+            bf16_bytes(&smooth(VOCAB * HIDDEN, 0.0, 0.5)),
+        ));
+    }
     out
 }
 
@@ -208,7 +237,7 @@ fn tokenizer_json(form: Form) -> serde_json::Value {
         vocab.insert(format!("{a}{b}"), json!(256 + i));
     }
     let (merges, pre) = match form {
-        Form::Packed => (
+        Form::Packed | Form::Llama => (
             merges
                 .iter()
                 .map(|(a, b)| json!(format!("{a} {b}")))
@@ -239,6 +268,34 @@ fn tokenizer_json(form: Form) -> serde_json::Value {
 }
 
 fn config_json(form: Form) -> serde_json::Value {
+    if form == Form::Llama {
+        // As Falcon3-*-1.58bit's config.json (sizes scaled down).
+        return json!({
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_size": HIDDEN,
+            "intermediate_size": FF,
+            "num_hidden_layers": LAYERS,
+            "num_attention_heads": HEADS,
+            "num_key_value_heads": KV_HEADS,
+            "head_dim": HEAD_DIM,
+            "hidden_act": "silu",
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 1000042.0,
+            "rope_scaling": null,
+            "attention_bias": false,
+            "mlp_bias": false,
+            "max_position_embeddings": 128,
+            "vocab_size": VOCAB,
+            "tie_word_embeddings": false,
+            "bos_token_id": BOS,
+            "eos_token_id": BOS + 1,
+            "torch_dtype": "bfloat16",
+            "quantization_config": {"quant_method": "bitnet", "linear_class": "bitlinear",
+                                    "quantization_mode": "offline", "use_rms_norm": false,
+                                    "modules_to_not_convert": null},
+        });
+    }
     let mut c = json!({
         "architectures": ["BitNetForCausalLM"],
         "model_type": "bitnet",
@@ -273,6 +330,7 @@ fn config_json(form: Form) -> serde_json::Value {
                 json!({"rope_theta": 500000.0, "rope_type": "default"}),
             );
         }
+        Form::Llama => unreachable!("returned above"),
     }
     c
 }
@@ -304,7 +362,7 @@ fn replica(dir: &Path, form: Form, edit: impl FnOnce(&mut Vec<Entry>)) {
     let mut entries = tensors(form);
     edit(&mut entries);
     match form {
-        Form::Packed => write_safetensors(&dir.join("model.safetensors"), &entries),
+        Form::Packed | Form::Llama => write_safetensors(&dir.join("model.safetensors"), &entries),
         Form::Bf16 => {
             let half = entries.len() / 2;
             let mut map = serde_json::Map::new();
@@ -647,6 +705,220 @@ fn bad_inputs_are_named_and_leave_no_output() {
             !dir.join(format!("{tag}.gguf.tmp")).exists(),
             "{tag}: temp file left behind"
         );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The GGUF row order llama.cpp's converter gives q/k for its NORM RoPE, from its
+/// description: within each head of `HEAD_DIM` rows, GGUF row 2i holds HF row i and GGUF
+/// row 2i + 1 holds HF row i + HEAD_DIM/2.
+fn norm_rope_order(hf: &[i8], rows: usize, cols: usize) -> Vec<i8> {
+    let mut out = Vec::with_capacity(rows * cols);
+    for h in 0..rows / HEAD_DIM {
+        for i in 0..HEAD_DIM / 2 {
+            for hf_row in [h * HEAD_DIM + i, h * HEAD_DIM + HEAD_DIM / 2 + i] {
+                out.extend_from_slice(&hf[hf_row * cols..(hf_row + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn llama_packed_replica_converts_to_a_ternary_llama_that_runs() {
+    let dir = temp_dir("llama");
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    replica(&src, Form::Llama, |_| {});
+    let out = dir.join("llama.gguf");
+    let bytes = convert_ok(&src, &out, &[]);
+    let g = Gguf::parse(&bytes).unwrap();
+    assert_eq!(g.get_str("general.architecture").unwrap(), "llama");
+    assert_eq!(g.get("llama.rope.freq_base"), Some(&Value::F32(1000042.0)));
+    assert_eq!(g.get("llama.attention.head_count_kv"), Some(&Value::U32(2)));
+    assert_eq!(
+        g.get("llama.attention.layer_norm_rms_epsilon"),
+        Some(&Value::F32(1e-6))
+    );
+    // token_embd, output_norm, output, and 9 tensors per block (no sub-norms), each of the
+    // 7 projections with its exact F32 `.scale`.
+    assert_eq!(g.tensors.len(), 3 + LAYERS * (9 + 7));
+    assert!(g.tensor("output.weight").is_some(), "untied head");
+    assert!(g.tensors.iter().all(|t| !t.name.contains("sub_norm")));
+
+    // `--fold-scale`: beta folded into each block's d as llama.cpp's converter does, 0 for an
+    // all-zero block, and no `.scale` tensors.
+    let folded_path = dir.join("folded.gguf");
+    let folded = convert_ok(&src, &folded_path, &["--fold-scale"]);
+    let gf = Gguf::parse(&folded).unwrap();
+    assert_eq!(gf.tensors.len(), 3 + LAYERS * 9);
+    assert!(gf.tensors.iter().all(|t| !t.name.ends_with(".scale")));
+
+    // Trits: the replica's, q/k rows in llama.cpp's NORM order.
+    let mut zero_blocks = 0;
+    for l in 0..LAYERS {
+        for (k, (_, name, rows, cols)) in PROJ.iter().enumerate() {
+            let (hf, a) = llama_trits(l, k, *rows, *cols);
+            let want = match *name {
+                "attn_q" | "attn_k" => norm_rope_order(&hf, *rows, *cols),
+                _ => hf,
+            };
+            let t = g.tensor(&format!("blk.{l}.{name}.weight")).unwrap();
+            assert_eq!(t.ty.name(), "TQ2_0", "blk.{l}.{name}");
+            let (got, d) = decode_tq2_0(g.tensor_data(&bytes, t), rows * cols);
+            assert!(got == want, "blk.{l}.{name}: trits differ");
+            assert!(d.iter().all(|&d| d == 1.0));
+            let s = g.tensor(&format!("blk.{l}.{name}.scale")).unwrap();
+            assert_eq!(g.tensor_data(&bytes, s), a.to_le_bytes());
+
+            let t = gf.tensor(&format!("blk.{l}.{name}.weight")).unwrap();
+            let (got, d) = decode_tq2_0(gf.tensor_data(&folded, t), rows * cols);
+            assert!(got == want, "blk.{l}.{name}: folded trits differ");
+            for (b, &d) in d.iter().enumerate() {
+                let nonzero = want[b * 256..(b + 1) * 256].iter().any(|&t| t != 0);
+                // a = 2^-n is exact in f16.
+                assert_eq!(d, if nonzero { a } else { 0.0 }, "blk.{l}.{name} block {b}");
+                zero_blocks += usize::from(!nonzero);
+            }
+        }
+    }
+    assert_eq!(zero_blocks, LAYERS, "one all-zero block per o_proj");
+
+    // Both forms compute the same model: a = 2^-n makes the folded d exact.
+    let logits_of = |model: &Path, tag: &str| {
+        let npy = dir.join(format!("{tag}.npy"));
+        let o = bin()
+            .arg("-m")
+            .arg(model)
+            .args([
+                "--prompt-tokens",
+                "261,259,260,111",
+                "-n",
+                "0",
+                "--logits-out",
+            ])
+            .arg(&npy)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        bitnet::npy::read_f32(&std::fs::read(&npy).unwrap())
+            .unwrap()
+            .1
+    };
+    let (exact, fold) = (logits_of(&out, "exact"), logits_of(&folded_path, "fold"));
+    let worst = exact
+        .iter()
+        .zip(&fold)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-4, "exact vs folded scale: {worst}");
+
+    // The permutation is not the identity on these weights, so the check above has teeth.
+    let (hf_q, _) = llama_trits(0, 0, HIDDEN, HIDDEN);
+    assert!(norm_rope_order(&hf_q, HIDDEN, HIDDEN) != hf_q);
+
+    let info = bin()
+        .args(["info", "--json", "-m"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("\"rope_type\": \"norm\""), "{info}");
+
+    for ty in ["tq1_0", "tq2_0"] {
+        let o = dir.join(format!("{ty}.gguf"));
+        convert_ok(&src, &o, &["--type", ty]);
+        let run = bin()
+            .arg("-m")
+            .arg(&o)
+            .args(["--prompt", "hello world", "-n", "4", "--temperature", "0"])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "run {ty}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+
+    // I2_S does not exist under llama: a clear error, nothing written.
+    let bad = dir.join("i2s.gguf");
+    let o = convert(&src, &bad, &["--type", "i2_s"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for w in ["--type i2_s", "llama", "tq2_0"] {
+        assert!(err.contains(w), "{w:?} not in {err}");
+    }
+    assert!(!bad.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+type ConfigEdit = fn(&mut serde_json::Value);
+
+/// Llama configs the engine cannot run faithfully: exit 1, config.json and the key named,
+/// no output.
+#[test]
+fn llama_bad_configs_are_named_and_leave_no_output() {
+    let dir = temp_dir("llama-bad");
+    let cases: [(&str, ConfigEdit, &[&str]); 7] = [
+        (
+            "rope-scaling",
+            |c| c["rope_scaling"] = json!({"rope_type": "llama3", "factor": 8.0}),
+            &["rope_scaling", "llama3"],
+        ),
+        (
+            "attention-bias",
+            |c| c["attention_bias"] = json!(true),
+            &["attention_bias"],
+        ),
+        ("mlp-bias", |c| c["mlp_bias"] = json!(true), &["mlp_bias"]),
+        (
+            "use-rms-norm",
+            |c| c["quantization_config"]["use_rms_norm"] = json!(true),
+            &["quantization_config.use_rms_norm"],
+        ),
+        (
+            "autobitlinear-online",
+            |c| {
+                c["quantization_config"]["linear_class"] = json!("autobitlinear");
+                c["quantization_config"]["quantization_mode"] = json!("online");
+            },
+            &["quantization_config.linear_class", "autobitlinear"],
+        ),
+        (
+            "not-quantized",
+            |c| {
+                c.as_object_mut().unwrap().remove("quantization_config");
+            },
+            &["quantization_config"],
+        ),
+        (
+            "other-quant-method",
+            |c| c["quantization_config"]["quant_method"] = json!("gptq"),
+            &["quantization_config.quant_method", "gptq"],
+        ),
+    ];
+    for (tag, edit, want) in cases {
+        let src = dir.join(tag);
+        std::fs::create_dir_all(&src).unwrap();
+        replica(&src, Form::Llama, |_| {});
+        let mut c = config_json(Form::Llama);
+        edit(&mut c);
+        std::fs::write(src.join("config.json"), c.to_string()).unwrap();
+        let out = dir.join(format!("{tag}.gguf"));
+        let o = convert(&src, &out, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{tag}: {err}");
+        assert!(err.contains("config.json"), "{tag}: {err}");
+        for w in want {
+            assert!(err.contains(w), "{tag}: {w:?} not in {err}");
+        }
+        assert!(!out.exists() && !dir.join(format!("{tag}.gguf.tmp")).exists());
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -22,8 +22,8 @@ fn fixtures_regenerate_byte_for_byte() {
     let specs = synth::fixture_specs();
     assert_eq!(
         specs.len(),
-        6,
-        "one fixture per architecture x ternary type"
+        7,
+        "one fixture per BitNet architecture x ternary type, and one llama (TQ2_0)"
     );
     for spec in specs {
         let path = fixtures_dir().join(format!("{}.gguf", spec.name));

@@ -17,6 +17,10 @@ import numpy as np
 
 F32, F16, Q8_0, TQ1_0, TQ2_0, BF16, I2_S = 0, 1, 8, 34, 35, 30, 36
 BITNET_ARCHS = ("bitnet-b1.58", "bitnet-25", "bitnet")
+# `llama` with ternary linears (Falcon3-*-1.58bit, Llama3-8B-1.58 as llama.cpp converts them):
+# Llama's layer, no sub-norms, SiLU, and llama.cpp's NORM RoPE (adjacent pairs) on q/k rows
+# that its converter permuted from the Hugging Face order. Type 36 is not I2_S here.
+ARCHS = BITNET_ARCHS + ("llama",)
 
 # metadata value type id -> struct format (8 = string, 9 = array are handled apart)
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
@@ -230,6 +234,19 @@ class BitLinear:
         return y * self.out_scale
 
 
+def rope_norm(x, n_rot, theta):
+    """x [T, H, hd]; pairs (2i, 2i + 1), angle pos * theta^(-2i/n_rot); dims >= n_rot kept."""
+    half = n_rot // 2
+    inv = theta ** (-2.0 * np.arange(half) / n_rot)
+    ang = np.arange(x.shape[0])[:, None] * inv[None, :]        # [T, half]
+    cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    a, b = x[..., 0:n_rot:2], x[..., 1:n_rot:2]
+    out = x.copy()
+    out[..., 0:n_rot:2] = a * cos - b * sin
+    out[..., 1:n_rot:2] = a * sin + b * cos
+    return out
+
+
 def rope_neox(x, n_rot, theta):
     """x [T, H, hd]; pairs (i, i + n_rot/2), angle pos * theta^(-2i/n_rot); dims >= n_rot kept."""
     half = n_rot // 2
@@ -244,18 +261,22 @@ class Model:
     def __init__(self, path):
         g = self.g = Gguf(path)
         a, m = g.arch, g.meta
-        if a not in BITNET_ARCHS:
-            raise ValueError(f"{path}: architecture {a!r} is not one of {BITNET_ARCHS}")
+        if a not in ARCHS:
+            raise ValueError(f"{path}: architecture {a!r} is not one of {ARCHS}")
         self.n_layer = m[f"{a}.block_count"]
         self.n_embd = m[f"{a}.embedding_length"]
         self.n_head = m[f"{a}.attention.head_count"]
         self.n_kv = m.get(f"{a}.attention.head_count_kv", self.n_head)
-        self.head_dim = self.n_embd // self.n_head
+        self.head_dim = m.get(f"{a}.attention.key_length", self.n_embd // self.n_head)
         self.eps = m[f"{a}.attention.layer_norm_rms_epsilon"]
-        self.theta = m.get(f"{a}.rope.freq_base", 10000.0)
+        self.theta = m.get(f"{a}.rope.freq_base", 500000.0 if a in ("bitnet-b1.58", "bitnet-25")
+                           else 10000.0)
+        self.rope = rope_norm if a == "llama" else rope_neox
+        # BitNet's extra norms before o_proj and down_proj; llama quantizes the raw input.
+        self.sub_norms = a in BITNET_ARCHS
         self.n_rot = m.get(f"{a}.rope.dimension_count", self.head_dim)
         acts = {"relu2": lambda v: np.maximum(v, 0) ** 2, "silu": lambda v: v / (1 + np.exp(-v))}
-        self.act_name = m.get(f"{a}.hidden_act", "silu" if a == "bitnet" else "relu2")
+        self.act_name = m.get(f"{a}.hidden_act", "silu" if a in ("bitnet", "llama") else "relu2")
         if self.act_name not in acts:
             raise ValueError(f"{path}: {a}.hidden_act = {self.act_name!r}, expected one of "
                              f"{sorted(acts)}")
@@ -266,20 +287,29 @@ class Model:
         self.layers = []
         for i in range(self.n_layer):
             p = f"blk.{i}."
-            L = {w: g.dense(p + w + ".weight")
-                 for w in ("attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm")}
+            norms = ("attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm") \
+                if self.sub_norms else ("attn_norm", "ffn_norm")
+            L = {w: g.dense(p + w + ".weight") for w in norms}
             L.update({w: BitLinear(g, p + w) for w in ("attn_q", "attn_k", "attn_v",
                                                        "attn_output", "ffn_gate", "ffn_up",
                                                        "ffn_down")})
             self.layers.append(L)
 
     def norm_quant(self, i, w, x):
-        """rmsnorm(x) * blk.i.w, quantized for the BitLinear(s) that read it. At a near-tie
-        (x*s within TIE_WINDOW of k + 0.5) the engine's code from self.observed is used when
-        there is one; every near-tie is recorded in self.ties as
-        ((site, pos, elem), x*s, own code, observed code or None)."""
-        x = rmsnorm(x, self.layers[i][w], self.eps)
-        site = f"blk.{i}.{w}"
+        """rmsnorm(x) * blk.i.w, quantized for the BitLinear(s) that read it."""
+        return self.quant(f"blk.{i}.{w}", rmsnorm(x, self.layers[i][w], self.eps))
+
+    def sub_quant(self, i, norm, proj, x):
+        """The input of projection `proj`: rmsnorm(x) * blk.i.norm (BitNet's sub-norm), or x
+        itself for llama; the tie-dump site is then named after the projection."""
+        if self.sub_norms:
+            return self.norm_quant(i, norm, x)
+        return self.quant(f"blk.{i}.{proj}", x)
+
+    def quant(self, site, x):
+        """x quantized per token. At a near-tie (x*s within TIE_WINDOW of k + 0.5) the
+        engine's code from self.observed is used when there is one; every near-tie is
+        recorded in self.ties as ((site, pos, elem), x*s, own code, observed code or None)."""
         q, s = act_quant(x)
         v = x * s
         dist = np.abs(v - np.floor(v) - 0.5)
@@ -327,8 +357,8 @@ class Model:
 
     def attention(self, i, L, a):                            # a = (q, s) of [T, n_embd]
         T, hd = len(a[0]), self.head_dim
-        q = rope_neox(L["attn_q"](a).reshape(T, self.n_head, hd), self.n_rot, self.theta)
-        k = rope_neox(L["attn_k"](a).reshape(T, self.n_kv, hd), self.n_rot, self.theta)
+        q = self.rope(L["attn_q"](a).reshape(T, self.n_head, hd), self.n_rot, self.theta)
+        k = self.rope(L["attn_k"](a).reshape(T, self.n_kv, hd), self.n_rot, self.theta)
         v = L["attn_v"](a).reshape(T, self.n_kv, hd)
         if self.kv == "f16":
             # Every position, the current one too, is read back from the cache.
@@ -353,10 +383,10 @@ class Model:
         x = self.embd[np.asarray(tokens)]
         for i, L in enumerate(self.layers):
             o = self.attention(i, L, self.norm_quant(i, "attn_norm", x))
-            x = x + L["attn_output"](self.norm_quant(i, "attn_sub_norm", o))
+            x = x + L["attn_output"](self.sub_quant(i, "attn_sub_norm", "attn_output", o))
             f = self.norm_quant(i, "ffn_norm", x)
             g = self.act(L["ffn_gate"](f)) * L["ffn_up"](f)
-            x = x + L["ffn_down"](self.norm_quant(i, "ffn_sub_norm", g))
+            x = x + L["ffn_down"](self.sub_quant(i, "ffn_sub_norm", "ffn_down", g))
         return rmsnorm(x, self.output_norm, self.eps) @ self.head.T
 
 

@@ -12,6 +12,9 @@ pub enum Arch {
     BitnetB158,
     /// 1bitLLM BitNet (`bitnet`): SiLU FFN by default, MHA.
     Bitnet,
+    /// Llama with ternary linears (`llama`: Falcon3-*-1.58bit, Llama3-8B-1.58): SiLU FFN,
+    /// GQA, no sub-norms, NORM RoPE as llama.cpp writes llama files.
+    Llama,
 }
 
 impl Arch {
@@ -19,7 +22,60 @@ impl Arch {
         match name {
             "bitnet-b1.58" | "bitnet-25" => Some(Arch::BitnetB158),
             "bitnet" => Some(Arch::Bitnet),
+            "llama" => Some(Arch::Llama),
             _ => None,
+        }
+    }
+
+    /// The name written as `general.architecture` (the first, for an alias).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::BitnetB158 => "bitnet-b1.58",
+            Arch::Bitnet => "bitnet",
+            Arch::Llama => "llama",
+        }
+    }
+
+    /// llama.cpp's choice per architecture: the bitnet ones rotate NEOX pairs; `llama` uses
+    /// NORM and its converter permutes the q/k rows of the Hugging Face weights to match.
+    pub fn rope_type(self) -> RopeType {
+        match self {
+            Arch::BitnetB158 | Arch::Bitnet => RopeType::Neox,
+            Arch::Llama => RopeType::Norm,
+        }
+    }
+
+    /// RoPE theta when the file has no `rope.freq_base`.
+    pub fn default_rope_theta(self) -> f32 {
+        match self {
+            Arch::BitnetB158 => 500_000.0,
+            Arch::Bitnet | Arch::Llama => 10_000.0,
+        }
+    }
+
+    /// FFN activation when the file has no `hidden_act`.
+    pub fn default_activation(self) -> Activation {
+        match self {
+            Arch::BitnetB158 => Activation::Relu2,
+            Arch::Bitnet | Arch::Llama => Activation::Silu,
+        }
+    }
+}
+
+/// Which elements of a head RoPE rotates together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeType {
+    /// Adjacent pairs (2i, 2i + 1) (ggml's mode 0).
+    Norm,
+    /// Pairs half a rotation apart (i, i + n_rot/2), "rotate half" (ggml's NEOX mode).
+    Neox,
+}
+
+impl RopeType {
+    pub fn name(self) -> &'static str {
+        match self {
+            RopeType::Norm => "norm",
+            RopeType::Neox => "neox",
         }
     }
 }
@@ -50,8 +106,9 @@ pub struct Config {
     pub n_head: usize,
     pub n_kv_head: usize,
     pub head_dim: usize,
-    /// Dimensions of each head that RoPE rotates (NEOX pairs i, i + n_rot/2).
+    /// Dimensions of each head that RoPE rotates.
     pub n_rot: usize,
+    pub rope_type: RopeType,
     pub rope_theta: f32,
     pub eps: f32,
     /// Context length the model was trained with.
@@ -69,7 +126,7 @@ impl Config {
         let arch_name = g.architecture()?.to_string();
         let arch = Arch::from_name(&arch_name).ok_or_else(|| {
             ModelError::Unsupported(format!(
-                "general.architecture is '{arch_name}'; expected bitnet-b1.58, bitnet-25 or bitnet"
+                "general.architecture is '{arch_name}'; expected bitnet-b1.58, bitnet-25, bitnet or llama"
             ))
         })?;
         let key = |k: &str| format!("{arch_name}.{k}");
@@ -124,11 +181,7 @@ impl Config {
                 key("rope.dimension_count")
             )));
         }
-        let default_theta = match arch {
-            Arch::BitnetB158 => 500_000.0,
-            Arch::Bitnet => 10_000.0,
-        };
-        let rope_theta = opt_f32("rope.freq_base", default_theta)?;
+        let rope_theta = opt_f32("rope.freq_base", arch.default_rope_theta())?;
         let eps = opt_f32("attention.layer_norm_rms_epsilon", 1e-5)?;
         if !(rope_theta.is_finite() && rope_theta > 0.0 && eps.is_finite() && eps >= 0.0) {
             return Err(ModelError::Metadata(format!(
@@ -147,10 +200,7 @@ impl Config {
                     )))
                 }
             },
-            None => match arch {
-                Arch::BitnetB158 => Activation::Relu2,
-                Arch::Bitnet => Activation::Silu,
-            },
+            None => arch.default_activation(),
         };
         // The vocabulary size comes from the embedding tensor (checked at load).
         let vocab = match g.tensor("token_embd.weight") {
@@ -175,6 +225,7 @@ impl Config {
             n_kv_head,
             head_dim,
             n_rot,
+            rope_type: arch.rope_type(),
             rope_theta,
             eps,
             ctx_len,

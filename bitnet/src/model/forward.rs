@@ -234,12 +234,12 @@ impl Model {
         for (layer, blk) in self.blocks.iter().enumerate() {
             // BITNET_DUMP_TIES (std builds): the codes chosen near rounding ties, for the
             // float64 reference; a no-op unless the variable is set.
-            let dump_ties = |norm, x: &[f32], w: &[f32], acts: &ActBatch| {
-                ties::record(layer, norm, x, w, eps, acts, at)
+            let dump_ties = |site, x: &[f32], w: Option<&[f32]>, acts: &ActBatch| {
+                ties::record(layer, site, x, w.map(|w| (w, eps)), acts, at)
             };
             // Attention: a = rmsnorm(x) * attn_norm; q, k, v = BitLinear(a)
             ops::norm_quantize(exec, &b.x, &blk.attn_norm, eps, &mut b.acts);
-            dump_ties("attn_norm", &b.x, &blk.attn_norm, &b.acts)?;
+            dump_ties("attn_norm", &b.x, Some(&blk.attn_norm), &b.acts)?;
             linear(
                 mm,
                 exec,
@@ -251,11 +251,11 @@ impl Model {
             for (t, &(seq, pos)) in at.iter().enumerate() {
                 let rot = &rope[t * half..(t + 1) * half];
                 for head in b.q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(c.head_dim) {
-                    ops::rope_neox_with(head, rot);
+                    ops::rope_with(c.rope_type, head, rot);
                 }
                 let k = &mut b.k[t * kv_dim..(t + 1) * kv_dim];
                 for head in k.chunks_exact_mut(c.head_dim) {
-                    ops::rope_neox_with(head, rot);
+                    ops::rope_with(c.rope_type, head, rot);
                 }
                 let v = &b.v[t * kv_dim..(t + 1) * kv_dim];
                 kvs[seq].write(layer, pos, k, v);
@@ -265,9 +265,11 @@ impl Model {
                 }
             }
             attention(c, exec, kvs, layer, at, &b.q, &mut b.o);
-            // o = rmsnorm(o) * attn_sub_norm; x = x + BitLinear_o(o)
-            ops::norm_quantize(exec, &b.o, &blk.attn_sub_norm, eps, &mut b.acts);
-            dump_ties("attn_sub_norm", &b.o, &blk.attn_sub_norm, &b.acts)?;
+            // o = rmsnorm(o) * attn_sub_norm (BitNet; llama has none); x = x + BitLinear_o(o)
+            let sub_norm = blk.attn_sub_norm.as_deref();
+            ops::maybe_norm_quantize(exec, &b.o, sub_norm, q_dim, eps, &mut b.acts);
+            let site = sub_norm_site(sub_norm, "attn_sub_norm", "attn_output");
+            dump_ties(site, &b.o, sub_norm, &b.acts)?;
             linear(
                 mm,
                 exec,
@@ -280,7 +282,7 @@ impl Model {
 
             // FFN: g = act(BitLinear_gate(f)) * BitLinear_up(f), f = rmsnorm(x) * ffn_norm
             ops::norm_quantize(exec, &b.x, &blk.ffn_norm, eps, &mut b.acts);
-            dump_ties("ffn_norm", &b.x, &blk.ffn_norm, &b.acts)?;
+            dump_ties("ffn_norm", &b.x, Some(&blk.ffn_norm), &b.acts)?;
             linear(
                 mm,
                 exec,
@@ -296,9 +298,11 @@ impl Model {
             for (g, &u) in b.gate.iter_mut().zip(&b.up) {
                 *g = act(*g) * u;
             }
-            // g = rmsnorm(g) * ffn_sub_norm; x = x + BitLinear_down(g)
-            ops::norm_quantize(exec, &b.gate, &blk.ffn_sub_norm, eps, &mut b.acts);
-            dump_ties("ffn_sub_norm", &b.gate, &blk.ffn_sub_norm, &b.acts)?;
+            // g = rmsnorm(g) * ffn_sub_norm (BitNet; llama has none); x = x + BitLinear_down(g)
+            let sub_norm = blk.ffn_sub_norm.as_deref();
+            ops::maybe_norm_quantize(exec, &b.gate, sub_norm, c.n_ff, eps, &mut b.acts);
+            let site = sub_norm_site(sub_norm, "ffn_sub_norm", "ffn_down");
+            dump_ties(site, &b.gate, sub_norm, &b.acts)?;
             linear(
                 mm,
                 exec,
@@ -331,6 +335,16 @@ impl Model {
             &mut b.logits,
         );
         Ok(())
+    }
+}
+
+/// The tie-dump site of a sub-norm's output: the norm's name, or without the norm the name
+/// of the projection whose raw input is quantized (`model/ties.rs`).
+fn sub_norm_site(norm: Option<&[f32]>, with: &'static str, without: &'static str) -> &'static str {
+    if norm.is_some() {
+        with
+    } else {
+        without
     }
 }
 

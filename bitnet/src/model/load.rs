@@ -67,8 +67,16 @@ impl<'a> Loader<'a> {
         self.expect_dims(t, &[cols, rows])?;
         let bytes = self.data(t);
         if !t.ty.is_ternary() {
+            // A float llama file is an ordinary Llama: this engine only runs ternary ones.
+            let what = match self.g.architecture() {
+                Ok("llama") => {
+                    "this engine runs only ternary llama files, whose block \
+                                projections are TQ1_0 or TQ2_0"
+                }
+                _ => "BitLinear weights must be I2_S, TQ1_0 or TQ2_0",
+            };
             return Err(ModelError::Unsupported(format!(
-                "tensor '{name}' has type {}; BitLinear weights must be I2_S, TQ1_0 or TQ2_0",
+                "tensor '{name}' has type {}; {what}",
                 t.ty
             )));
         }
@@ -116,7 +124,22 @@ impl<'a> Loader<'a> {
         self.bitlinear(&weight, &scale, d.get(spec.rows), d.get(spec.cols))
     }
 
-    /// Fields in `tensors::LAYER_TENSORS` order, so the first bad tensor in the file is the
+    /// The norm `spec` when blocks of this architecture have it (`tensors::layer_tensors`).
+    fn opt_norm(
+        &self,
+        c: &Config,
+        spec: &NormSpec,
+        d: &BlockDims,
+        i: usize,
+    ) -> Result<Option<Vec<f32>>, ModelError> {
+        if tensors::has_norm(c.arch, spec) {
+            self.norm(spec, d, i).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Fields in `tensors::layer_tensors` order, so the first bad tensor in the file is the
     /// one reported.
     fn block(&self, c: &Config, i: usize) -> Result<Block, ModelError> {
         let d = &BlockDims::of(c);
@@ -125,12 +148,12 @@ impl<'a> Loader<'a> {
             wq: self.linear(&tensors::ATTN_Q, d, i)?,
             wk: self.linear(&tensors::ATTN_K, d, i)?,
             wv: self.linear(&tensors::ATTN_V, d, i)?,
-            attn_sub_norm: self.norm(&tensors::ATTN_SUB_NORM, d, i)?,
+            attn_sub_norm: self.opt_norm(c, &tensors::ATTN_SUB_NORM, d, i)?,
             wo: self.linear(&tensors::ATTN_OUTPUT, d, i)?,
             ffn_norm: self.norm(&tensors::FFN_NORM, d, i)?,
             w_gate: self.linear(&tensors::FFN_GATE, d, i)?,
             w_up: self.linear(&tensors::FFN_UP, d, i)?,
-            ffn_sub_norm: self.norm(&tensors::FFN_SUB_NORM, d, i)?,
+            ffn_sub_norm: self.opt_norm(c, &tensors::FFN_SUB_NORM, d, i)?,
             w_down: self.linear(&tensors::FFN_DOWN, d, i)?,
         })
     }

@@ -11,7 +11,7 @@ pub mod tensors;
 mod ties;
 pub use load::tensor_type_summary;
 
-pub use config::{Activation, Arch, Config};
+pub use config::{Activation, Arch, Config, RopeType};
 pub use dense::{DenseMatrix, Source};
 pub use forward::{Batch, State};
 pub use kv_cache::{KvCache, KvType};
@@ -35,17 +35,19 @@ pub struct BitLinear {
 /// One transformer layer.
 #[derive(Debug)]
 pub struct Block {
-    pub attn_norm: Vec<f32>,     // (dim,)
-    pub wq: BitLinear,           // (q_dim, dim)
-    pub wk: BitLinear,           // (kv_dim, dim)
-    pub wv: BitLinear,           // (kv_dim, dim)
-    pub attn_sub_norm: Vec<f32>, // (q_dim,)
-    pub wo: BitLinear,           // (dim, q_dim)
-    pub ffn_norm: Vec<f32>,      // (dim,)
-    pub w_gate: BitLinear,       // (n_ff, dim)
-    pub w_up: BitLinear,         // (n_ff, dim)
-    pub ffn_sub_norm: Vec<f32>,  // (n_ff,)
-    pub w_down: BitLinear,       // (dim, n_ff)
+    pub attn_norm: Vec<f32>, // (dim,)
+    pub wq: BitLinear,       // (q_dim, dim)
+    pub wk: BitLinear,       // (kv_dim, dim)
+    pub wv: BitLinear,       // (kv_dim, dim)
+    /// BitNet's norm before `wo`; `None` for `llama` (`wo` quantizes its raw input).
+    pub attn_sub_norm: Option<Vec<f32>>, // (q_dim,)
+    pub wo: BitLinear,       // (dim, q_dim)
+    pub ffn_norm: Vec<f32>,  // (dim,)
+    pub w_gate: BitLinear,   // (n_ff, dim)
+    pub w_up: BitLinear,     // (n_ff, dim)
+    /// BitNet's norm before `w_down`; `None` for `llama`.
+    pub ffn_sub_norm: Option<Vec<f32>>, // (n_ff,)
+    pub w_down: BitLinear,   // (dim, n_ff)
 }
 
 pub struct Model {

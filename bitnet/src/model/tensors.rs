@@ -4,7 +4,7 @@
 use alloc::format;
 use alloc::string::String;
 
-use super::Config;
+use super::{Arch, Config};
 
 pub const TOKEN_EMBD: &str = "token_embd.weight";
 pub const OUTPUT_NORM: &str = "output_norm.weight";
@@ -98,7 +98,8 @@ pub const FFN_UP: TernarySpec = ternary("ffn_up", Dim::Ff, Dim::Model);
 pub const FFN_SUB_NORM: NormSpec = norm("ffn_sub_norm", Dim::Ff);
 pub const FFN_DOWN: TernarySpec = ternary("ffn_down", Dim::Model, Dim::Ff);
 
-/// Every tensor of a block, in the order the writer emits them and the loader checks them.
+/// Every tensor of a BitNet block (`bitnet-b1.58`, `bitnet`), in the order the writer emits
+/// them and the loader checks them.
 pub const LAYER_TENSORS: [TensorSpec; 11] = [
     TensorSpec::Norm(ATTN_NORM),
     TensorSpec::Ternary(ATTN_Q),
@@ -112,6 +113,33 @@ pub const LAYER_TENSORS: [TensorSpec; 11] = [
     TensorSpec::Norm(FFN_SUB_NORM),
     TensorSpec::Ternary(FFN_DOWN),
 ];
+
+/// A ternary `llama` block: Llama's layer with ternary projections and no sub-norms
+/// (transformers' `BitLinear` without `use_rms_norm` quantizes its raw input).
+pub const LLAMA_LAYER_TENSORS: [TensorSpec; 9] = [
+    TensorSpec::Norm(ATTN_NORM),
+    TensorSpec::Ternary(ATTN_Q),
+    TensorSpec::Ternary(ATTN_K),
+    TensorSpec::Ternary(ATTN_V),
+    TensorSpec::Ternary(ATTN_OUTPUT),
+    TensorSpec::Norm(FFN_NORM),
+    TensorSpec::Ternary(FFN_GATE),
+    TensorSpec::Ternary(FFN_UP),
+    TensorSpec::Ternary(FFN_DOWN),
+];
+
+/// The tensors a block of `arch` has, in file order.
+pub fn layer_tensors(arch: Arch) -> &'static [TensorSpec] {
+    match arch {
+        Arch::BitnetB158 | Arch::Bitnet => &LAYER_TENSORS,
+        Arch::Llama => &LLAMA_LAYER_TENSORS,
+    }
+}
+
+/// Whether a block of `arch` has the norm `spec`.
+pub fn has_norm(arch: Arch, spec: &NormSpec) -> bool {
+    layer_tensors(arch).contains(&TensorSpec::Norm(*spec))
+}
 
 /// `blk.<layer>.<name>.weight`.
 pub fn weight_name(layer: usize, name: &str) -> String {

@@ -123,3 +123,35 @@ fn bad_tokens_and_full_context_are_errors() {
     );
     assert!(!alloc::format!("{e}").contains("--"), "{e}");
 }
+
+#[test]
+fn llama_blocks_have_no_sub_norms_and_rotate_norm_pairs() {
+    let spec = synth::fixture_specs()
+        .into_iter()
+        .find(|s| s.arch == super::Arch::Llama)
+        .expect("a llama fixture spec");
+    let model = load(&spec);
+    assert_eq!(model.config.rope_type, super::RopeType::Norm);
+    assert_eq!(model.config.act, super::Activation::Silu);
+    assert!(model.output.is_some(), "the llama fixture's head is untied");
+    for b in &model.blocks {
+        assert!(b.attn_sub_norm.is_none() && b.ffn_sub_norm.is_none());
+    }
+    let bitnet = load(&synth::fixture_specs()[0]);
+    assert_eq!(bitnet.config.rope_type, super::RopeType::Neox);
+    assert!(bitnet.blocks[0].attn_sub_norm.is_some());
+}
+
+#[test]
+fn llama_with_type_36_is_an_error_naming_tensor_id_and_arch() {
+    let mut spec = synth::fixture_specs()
+        .into_iter()
+        .find(|s| s.arch == super::Arch::Llama)
+        .unwrap();
+    spec.weight_type = crate::quants::GgmlType::I2_S;
+    // The writer refuses it as the reader does (tests/gguf_malformed.rs parses such a file).
+    let e = synth::build(&spec).expect_err("type 36 under llama");
+    for part in ["blk.0.attn_q.weight", "36", "'llama'"] {
+        assert!(e.contains(part), "{part} missing from: {e}");
+    }
+}

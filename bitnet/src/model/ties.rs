@@ -14,8 +14,9 @@
 //! (prefill and decode alike) and `elem` the index in the row.
 //! * Activations, e.g. `blk.0.ffn_sub_norm 4 270 10.500000000 10`: `site` is
 //!   `blk.{layer}.{norm}`, the norm whose output is quantized (`attn_norm`, `attn_sub_norm`,
-//!   `ffn_norm`, `ffn_sub_norm`); `x` the engine's f32 `x * s`, printed `{:.9}`; `code` the
-//!   int8 it stored.
+//!   `ffn_norm`, `ffn_sub_norm`), or for an input quantized without a norm (`llama` has no
+//!   sub-norms) the projection that reads it (`attn_output`, `ffn_down`); `x` the engine's
+//!   f32 `x * s`, printed `{:.9}`; `code` the int8 it stored.
 //! * KV cache, e.g. `blk.0.cache_k 0 13 -7.990679e-1 -7.98828125e-1`: `site` is
 //!   `blk.{layer}.cache_k` or `blk.{layer}.cache_v`, `elem` the index in the position's
 //!   kv_dim row; `x` the f32 value and `code` the f16 stored, both in shortest round-trip
@@ -43,23 +44,23 @@ const WINDOW: f64 = 1e-3;
 #[cfg(feature = "std")]
 const KV_WINDOW: f64 = 1e-5;
 
-/// The activations `acts` were quantized from `rmsnorm(x) * w` (one row of `x` per token,
-/// token `t` at `at[t] = (sequence, position)`): appends their near-ties to the
-/// `BITNET_DUMP_TIES` file, if that variable is set.
+/// The activations `acts` were quantized from `rmsnorm(x) * w` (`norm = Some((w, eps))`) or
+/// from `x` itself (`None`), one row of `x` per token, token `t` at `at[t] = (sequence,
+/// position)`: appends their near-ties to the `BITNET_DUMP_TIES` file, if that variable is
+/// set.
 #[cfg(feature = "std")]
 pub(crate) fn record(
     layer: usize,
-    norm: &str,
+    site: &str,
     x: &[f32],
-    w: &[f32],
-    eps: f32,
+    norm: Option<(&[f32], f32)>,
     acts: &ActBatch,
     at: &[(usize, usize)],
 ) -> Result<(), ModelError> {
     let Some(sink) = imp::ACTS.sink() else {
         return Ok(());
     };
-    let lines = imp::act_lines(layer, norm, x, w, eps, acts, at)?;
+    let lines = imp::act_lines(layer, site, x, norm, acts, at)?;
     imp::ACTS.append(sink?, &lines)
 }
 
@@ -80,10 +81,9 @@ pub(crate) fn record_kv(layer: usize, pos: usize, k: &[f32], v: &[f32]) -> Resul
 #[inline(always)]
 pub(crate) fn record(
     _layer: usize,
-    _norm: &str,
+    _site: &str,
     _x: &[f32],
-    _w: &[f32],
-    _eps: f32,
+    _norm: Option<(&[f32], f32)>,
     _acts: &ActBatch,
     _at: &[(usize, usize)],
 ) -> Result<(), ModelError> {
@@ -170,22 +170,24 @@ mod imp {
         layer: usize,
         norm: &str,
         x: &[f32],
-        w: &[f32],
-        eps: f32,
+        norm_w: Option<(&[f32], f32)>,
         acts: &ActBatch,
         at: &[(usize, usize)],
     ) -> Result<String, ModelError> {
-        let cols = w.len();
+        let cols = acts.cols;
         let mut lines = String::new();
         for (t, &(_, pos)) in at.iter().enumerate() {
             let row = &x[t * cols..(t + 1) * cols];
-            // The quantizer's own arithmetic (kernels/act.rs, `quantize_row_i8_ref` with the
-            // fused RMSNorm): `((x * inv) * w) * s` in f32, so the value printed is the one
-            // the engine rounded, bit for bit.
-            let inv = crate::ops::rms_inv(row, eps);
+            // The quantizer's own arithmetic (kernels/act.rs, `quantize_row_i8_ref`, with the
+            // fused RMSNorm when there is one): `((x * inv) * w) * s` or `x * s` in f32, so
+            // the value printed is the one the engine rounded, bit for bit.
+            let normed = norm_w.map(|(w, eps)| (w, crate::ops::rms_inv(row, eps)));
             let s = acts.scale[t];
             for (i, (&v, &code)) in row.iter().zip(acts.token(t)).enumerate() {
-                let xs = v * inv * w[i] * s;
+                let xs = match normed {
+                    Some((w, inv)) => v * inv * w[i] * s,
+                    None => v * s,
+                };
                 if !near_tie(f64::from(xs), WINDOW) {
                     continue;
                 }

@@ -43,12 +43,17 @@ pub struct ConvertArgs {
     /// Output GGUF file (written as OUT.tmp, renamed when complete).
     #[arg(long, short)]
     pub output: PathBuf,
-    /// Ternary weight type.
-    #[arg(long = "type", default_value = "i2_s", value_parser = ["i2_s", "tq2_0", "tq1_0"])]
-    pub r#type: String,
+    /// Ternary weight type (default: i2_s for BitNetForCausalLM, tq2_0 for LlamaForCausalLM).
+    #[arg(long = "type", value_parser = ["i2_s", "tq2_0", "tq1_0"])]
+    pub r#type: Option<String>,
     /// Type of the embedding (and untied head).
     #[arg(long, default_value = "f16", value_parser = ["f16", "q8_0", "f32"])]
     pub head: String,
+    /// TQ types: fold each tensor's scale into the blocks' f16 `d` (0 for an all-zero block),
+    /// as llama.cpp's converter does, instead of an exact F32 `blk.N.<w>.scale` tensor. The
+    /// f16 rounding of the scale moves the logits (~1e-2 on tools/reference's check).
+    #[arg(long)]
+    pub fold_scale: bool,
 }
 
 #[derive(Args, Debug)]

@@ -51,10 +51,20 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
         println!("  \"ffn_activation\": {},", json_str(c.act.name()));
         println!(
             "  \"hyperparameters\": {{\"n_layer\": {}, \"dim\": {}, \"n_ff\": {}, \"n_head\": {}, \
-             \"n_kv_head\": {}, \"head_dim\": {}, \"n_rot\": {}, \"rope_theta\": {}, \"eps\": {:e}, \
-             \"context_length\": {}, \"vocab\": {}}},",
-            c.n_layer, c.dim, c.n_ff, c.n_head, c.n_kv_head, c.head_dim, c.n_rot, c.rope_theta,
-            c.eps, c.ctx_len, c.vocab
+             \"n_kv_head\": {}, \"head_dim\": {}, \"n_rot\": {}, \"rope_type\": {}, \
+             \"rope_theta\": {}, \"eps\": {:e}, \"context_length\": {}, \"vocab\": {}}},",
+            c.n_layer,
+            c.dim,
+            c.n_ff,
+            c.n_head,
+            c.n_kv_head,
+            c.head_dim,
+            c.n_rot,
+            json_str(c.rope_type.name()),
+            c.rope_theta,
+            c.eps,
+            c.ctx_len,
+            c.vocab
         );
         println!(
             "  \"head\": {{\"tied\": {tied}, \"type\": {}}},",
@@ -97,8 +107,10 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
         c.n_head, c.n_kv_head, c.head_dim
     );
     println!(
-        "rope          neox, {} dims, theta {}",
-        c.n_rot, c.rope_theta
+        "rope          {}, {} dims, theta {}",
+        c.rope_type.name(),
+        c.n_rot,
+        c.rope_theta
     );
     println!("rms eps       {:e}", c.eps);
     println!("context       {}", c.ctx_len);

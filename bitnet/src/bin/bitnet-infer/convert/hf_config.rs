@@ -1,14 +1,20 @@
-//! `config.json` of a Hugging Face `BitNetForCausalLM` checkpoint.
+//! `config.json` of a Hugging Face `BitNetForCausalLM` checkpoint, or of a 1.58-bit
+//! `LlamaForCausalLM` one (`quantization_config.quant_method = "bitnet"`: Falcon3-*-1.58bit,
+//! Llama3-8B-1.58-100B-tokens).
 
 use std::path::Path;
 
 use serde_json::Value as Json;
 
 use super::read_json;
+use bitnet::model::Arch;
 
-/// The hyper-parameters the GGUF needs; names follow transformers' `BitNetConfig`.
+/// The hyper-parameters the GGUF needs; names follow transformers' `BitNetConfig` /
+/// `LlamaConfig`.
 #[derive(Clone, Debug)]
 pub struct HfConfig {
+    /// `BitnetB158` for `BitNetForCausalLM`, `Llama` for a ternary `LlamaForCausalLM`.
+    pub arch: Arch,
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub num_hidden_layers: usize,
@@ -35,17 +41,27 @@ pub fn read(dir: &Path) -> Result<HfConfig, String> {
         .and_then(Json::as_array)
         .map(|a| a.iter().filter_map(Json::as_str).collect())
         .unwrap_or_default();
-    if !archs.contains(&"BitNetForCausalLM") {
-        let hint = if archs.contains(&"LlamaForCausalLM") {
-            " (1.58-bit LlamaForCausalLM checkpoints need a llama architecture with ternary linears, which the engine does not have yet)"
-        } else {
-            ""
-        };
+    let arch = if archs.contains(&"BitNetForCausalLM") {
+        Arch::BitnetB158
+    } else if archs.contains(&"LlamaForCausalLM") {
+        check_llama_quantization(&j, &p.to_string())?;
+        Arch::Llama
+    } else {
         return Err(format!(
-            "{p}: field 'architectures' is {archs:?}; only BitNetForCausalLM is supported{hint}"
+            "{p}: field 'architectures' is {archs:?}; expected BitNetForCausalLM or a 1.58-bit LlamaForCausalLM"
         ));
-    }
+    };
     let field = |k: &str| j.get(k).filter(|v| !v.is_null());
+    // Llama's biases would need tensors the engine's blocks do not have.
+    for k in ["attention_bias", "mlp_bias"] {
+        if let Some(v) = field(k) {
+            if v.as_bool() != Some(false) {
+                return Err(format!(
+                    "{p}: field '{k}' is {v}; only bias-free projections are supported"
+                ));
+            }
+        }
+    }
     let usize_of = |k: &str, v: &Json| -> Result<usize, String> {
         v.as_u64()
             .filter(|&n| n > 0 && n <= 1 << 24)
@@ -84,7 +100,7 @@ pub fn read(dir: &Path) -> Result<HfConfig, String> {
     ) {
         (Some(v), _) => f32_of("rope_theta", v)?,
         (None, Some(v)) => f32_of("rope_parameters.rope_theta", v)?,
-        (None, None) => 500_000.0,
+        (None, None) => arch.default_rope_theta(),
     };
     if let Some(t) = j
         .pointer("/rope_parameters/rope_type")
@@ -96,15 +112,22 @@ pub fn read(dir: &Path) -> Result<HfConfig, String> {
             ));
         }
     }
-    if field("rope_scaling").is_some() {
-        return Err(format!("{p}: field 'rope_scaling' is not supported"));
+    if let Some(v) = field("rope_scaling") {
+        let ty = v
+            .get("rope_type")
+            .or_else(|| v.get("type"))
+            .and_then(Json::as_str)
+            .unwrap_or("?");
+        return Err(format!(
+            "{p}: field 'rope_scaling' has type '{ty}'; only unscaled RoPE is implemented"
+        ));
     }
     let rms_norm_eps = match field("rms_norm_eps") {
         Some(v) => f32_of("rms_norm_eps", v)?,
         None => 1e-5,
     };
     let hidden_act = match field("hidden_act") {
-        None => "relu2".to_string(),
+        None => arch.default_activation().name().to_string(),
         Some(v) => match v.as_str() {
             Some(a @ ("relu2" | "silu")) => a.to_string(),
             _ => {
@@ -130,6 +153,7 @@ pub fn read(dir: &Path) -> Result<HfConfig, String> {
             .ok_or_else(|| format!("{p}: field '{k}' is {v}; expected a token id"))
     };
     Ok(HfConfig {
+        arch,
         hidden_size,
         intermediate_size: dim("intermediate_size")?,
         num_hidden_layers: dim("num_hidden_layers")?,
@@ -154,4 +178,52 @@ pub fn read(dir: &Path) -> Result<HfConfig, String> {
         bos_token_id: id("bos_token_id")?,
         eos_token_id: id("eos_token_id")?,
     })
+}
+
+/// A `LlamaForCausalLM` is converted only as transformers' offline `BitLinear` stores it:
+/// packed trits plus a `weight_scale` divisor, the raw input quantized (no `use_rms_norm`).
+fn check_llama_quantization(j: &Json, p: &str) -> Result<(), String> {
+    let q = j
+        .get("quantization_config")
+        .filter(|q| !q.is_null())
+        .ok_or_else(|| {
+            format!(
+                "{p}: field 'quantization_config' is missing; only 1.58-bit LlamaForCausalLM checkpoints (quant_method \"bitnet\") are supported"
+            )
+        })?;
+    let s = |k: &str| q.get(k).filter(|v| !v.is_null());
+    match s("quant_method").and_then(Json::as_str) {
+        Some("bitnet") => {}
+        _ => {
+            return Err(format!(
+                "{p}: field 'quantization_config.quant_method' is {}; only \"bitnet\" (1.58-bit) LlamaForCausalLM checkpoints are supported",
+                s("quant_method").unwrap_or(&Json::Null)
+            ))
+        }
+    }
+    if let Some(v) = s("use_rms_norm") {
+        if v.as_bool() != Some(false) {
+            return Err(format!(
+                "{p}: field 'quantization_config.use_rms_norm' is {v}; a llama file has no norm inside its BitLinear layers"
+            ));
+        }
+    }
+    // AutoBitLinear stores master weights (online) or multiplies by weight_scale (offline):
+    // neither is the published packed layout, whose BitLinear divides by it.
+    if let Some(v) = s("linear_class") {
+        if v.as_str() != Some("bitlinear") {
+            let mode = s("quantization_mode").unwrap_or(&Json::Null);
+            return Err(format!(
+                "{p}: field 'quantization_config.linear_class' is {v} (quantization_mode {mode}); only \"bitlinear\" (packed trits, weight_scale divisor) is supported for LlamaForCausalLM"
+            ));
+        }
+    }
+    if let Some(v) = s("quantization_mode") {
+        if v.as_str() != Some("offline") {
+            return Err(format!(
+                "{p}: field 'quantization_config.quantization_mode' is {v}; only \"offline\" (packed weights) is supported for LlamaForCausalLM"
+            ));
+        }
+    }
+    Ok(())
 }

@@ -1,6 +1,8 @@
 //! `bitnet-infer convert`: a Hugging Face `BitNetForCausalLM` checkpoint (packed uint8
 //! weights as `microsoft/bitnet-b1.58-2B-4T`, or bf16/f16/f32 master weights as its `-bf16`
-//! sibling and `tools/train`) to a GGUF the engine loads.
+//! sibling and `tools/train`) to a `bitnet-b1.58` GGUF, or a 1.58-bit `LlamaForCausalLM`
+//! (packed, as Falcon3-*-1.58bit) to a `llama` GGUF: q/k rows in llama.cpp's order, and
+//! with `--fold-scale` its scales too (see `Plan::scale_tensors`).
 //!
 //! The header is written first (every tensor's size follows from the config), then each
 //! tensor is converted and written in turn, so memory holds one tensor, not the model.
@@ -16,7 +18,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use bitnet::gguf::{GgufStream, GgufWriter, Value};
-use bitnet::model::tensors::{self, BlockDims, TensorSpec, TernarySpec, LAYER_TENSORS};
+use bitnet::model::tensors::{self, BlockDims, TensorSpec, TernarySpec};
+use bitnet::model::Arch;
 use bitnet::quants::{self, tq1_0, tq2_0, GgmlType};
 use safetensors::Dtype;
 use serde_json::Value as Json;
@@ -25,15 +28,7 @@ use crate::args::ConvertArgs;
 use hf_config::HfConfig;
 use hf_weights::{Checkpoint, Tensor};
 
-const ARCH: &str = "bitnet-b1.58";
-
 pub fn main(a: &ConvertArgs) -> Result<(), String> {
-    let weight_type = match a.r#type.as_str() {
-        "i2_s" => GgmlType::I2_S,
-        "tq2_0" => GgmlType::TQ2_0,
-        "tq1_0" => GgmlType::TQ1_0,
-        other => return Err(format!("--type {other}: expected i2_s, tq2_0 or tq1_0")),
-    };
     let head_type = match a.head.as_str() {
         "f16" => GgmlType::F16,
         "q8_0" => GgmlType::Q8_0,
@@ -42,7 +37,7 @@ pub fn main(a: &ConvertArgs) -> Result<(), String> {
     };
     let tmp = tmp_path(&a.output);
     let started = std::time::Instant::now();
-    let result = convert(&a.dir, &tmp, weight_type, head_type);
+    let result = convert(&a.dir, &tmp, a.r#type.as_deref(), head_type, a.fold_scale);
     match result {
         Ok(()) => std::fs::rename(&tmp, &a.output).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
@@ -78,19 +73,50 @@ pub(crate) fn read_json(path: &Path) -> Result<Json, String> {
     serde_json::from_str(&text).map_err(|e| format!("{}: not valid JSON: {e}", path.display()))
 }
 
+/// `--type`, or the architecture's default: I2_S for BitNet (bitnet.cpp's format), TQ2_0 for
+/// llama (type id 36 is not I2_S under llama in llama.cpp, so a llama I2_S file is invalid).
+fn weight_type(arg: Option<&str>, arch: Arch) -> Result<GgmlType, String> {
+    let default = match arch {
+        Arch::Llama => "tq2_0",
+        _ => "i2_s",
+    };
+    match (arg.unwrap_or(default), arch) {
+        ("i2_s", Arch::Llama) => Err(
+            "--type i2_s: a LlamaForCausalLM converts to architecture 'llama', where GGUF type \
+             36 is not I2_S (I2_S exists only under the bitnet architectures); use --type \
+             tq2_0 (the default) or tq1_0"
+                .into(),
+        ),
+        ("i2_s", _) => Ok(GgmlType::I2_S),
+        ("tq2_0", _) => Ok(GgmlType::TQ2_0),
+        ("tq1_0", _) => Ok(GgmlType::TQ1_0),
+        (other, _) => Err(format!("--type {other}: expected i2_s, tq2_0 or tq1_0")),
+    }
+}
+
 fn convert(
     dir: &Path,
     tmp: &Path,
-    weight_type: GgmlType,
+    type_arg: Option<&str>,
     head_type: GgmlType,
+    fold_scale: bool,
 ) -> Result<(), String> {
     let config = hf_config::read(dir)?;
+    let weight_type = weight_type(type_arg, config.arch)?;
+    if fold_scale && weight_type == GgmlType::I2_S {
+        return Err(
+            "--fold-scale: I2_S has one exact f32 scale per tensor already; the flag is for \
+             --type tq2_0 or tq1_0"
+                .into(),
+        );
+    }
     let tokenizer = hf_tokenizer::read(dir, &config)?;
     let ckpt = Checkpoint::open(dir)?;
     let plan = Plan {
         config,
         weight_type,
         head_type,
+        fold_scale,
         ckpt,
     };
     let mut w = GgufWriter::new();
@@ -114,6 +140,8 @@ struct Plan {
     config: HfConfig,
     weight_type: GgmlType,
     head_type: GgmlType,
+    /// TQ types: beta folded into each block's f16 `d` instead of a `.scale` tensor.
+    fold_scale: bool,
     ckpt: Checkpoint,
 }
 
@@ -124,7 +152,8 @@ fn msg(e: String) -> Result<String, std::io::Error> {
     Ok(e)
 }
 
-/// The checkpoint's name of block tensor `name` (a [`LAYER_TENSORS`] name) of layer `l`.
+/// The checkpoint's name of block tensor `name` (a `tensors::layer_tensors` name) of layer
+/// `l`.
 fn hf_name(l: usize, name: &str) -> String {
     let hf = match name {
         "attn_norm" => "input_layernorm",
@@ -159,9 +188,16 @@ impl Plan {
     }
 
     /// The TQ types get beta as an F32 `.scale` tensor rather than folded into each
-    /// block's f16 `d`, which would round it to 11 bits.
+    /// block's f16 `d`, which rounds it to 11 bits: on the llama proof against transformers
+    /// (fixtures/hf-random/llama-packed) that rounding flips int8 activation codes and moves
+    /// the logits by ~7e-2, against ~4e-6 with the exact scale. `--fold-scale` folds it as
+    /// llama.cpp's converter does, for files meant for llama.cpp.
     fn scale_tensors(&self) -> bool {
-        self.weight_type != GgmlType::I2_S
+        self.weight_type != GgmlType::I2_S && !self.fold_scale
+    }
+
+    fn layer_tensors(&self) -> &'static [TensorSpec] {
+        tensors::layer_tensors(self.config.arch)
     }
 
     fn metadata(
@@ -181,10 +217,11 @@ impl Plan {
             GgmlType::TQ1_0 => 36,
             _ => 37,
         };
-        let key = |k: &str| format!("{ARCH}.{k}");
+        let arch = c.arch.name();
+        let key = |k: &str| format!("{arch}.{k}");
         let u32v = |v: usize| Value::U32(v as u32);
         let mut entries: Vec<(String, Value)> = vec![
-            ("general.architecture".into(), Value::from(ARCH)),
+            ("general.architecture".into(), Value::from(arch)),
             ("general.name".into(), Value::String(name)),
             ("general.file_type".into(), Value::U32(file_type)),
             (key("vocab_size"), u32v(c.vocab_size)),
@@ -204,8 +241,8 @@ impl Plan {
         if c.head_dim * c.num_attention_heads != c.hidden_size {
             entries.push((key("attention.key_length"), u32v(c.head_dim)));
         }
-        // relu2 is the architecture's default; only a departure needs saying.
-        if c.hidden_act != "relu2" {
+        // Only a departure from the architecture's default activation needs saying.
+        if c.hidden_act != c.arch.default_activation().name() {
             entries.push((key("hidden_act"), Value::String(c.hidden_act.clone())));
         }
         entries.extend(tokenizer.into_iter().map(|(k, v)| (k.to_string(), v)));
@@ -234,7 +271,7 @@ impl Plan {
             self.head_type,
         )?;
         for l in 0..c.num_hidden_layers {
-            for t in LAYER_TENSORS {
+            for &t in self.layer_tensors() {
                 match t {
                     TensorSpec::Norm(n) => add(
                         tensors::weight_name(l, n.name),
@@ -287,7 +324,7 @@ impl Plan {
             return Ok(());
         }
         let (l, short) = parse_block_name(name);
-        for t in LAYER_TENSORS {
+        for &t in self.layer_tensors() {
             match t {
                 TensorSpec::Norm(n) if n.name == short => {
                     let data = self.norm(&hf_name(l, n.name), d.get(n.len)).map_err(msg)?;
@@ -377,9 +414,15 @@ impl Plan {
                     .ok_or_else(|| s.error(format_args!("{ws} is not a positive finite scale")))?;
                 (trits, beta)
             }
-            _ if t.is_float() => {
+            _ if t.is_float() && self.config.arch != Arch::Llama => {
                 t.expect_shape(&[rows, cols])?;
                 ternarize::from_master(&t.to_f32()?)
+            }
+            other if self.config.arch == Arch::Llama => {
+                return Err(t.error(format_args!(
+                    "dtype {other:?}, expected U8 (packed trits, as quantization_config \
+                     quant_method \"bitnet\" stores them)"
+                )))
             }
             other => {
                 return Err(t.error(format_args!(
@@ -387,18 +430,36 @@ impl Plan {
                 )))
             }
         };
+        // llama.cpp's NORM RoPE rotates adjacent pairs; the checkpoint's q/k rows are in
+        // transformers' rotate-half order: permute them as llama.cpp's converter does.
+        let trits = match (self.config.arch, spec.name) {
+            (Arch::Llama, "attn_q") => {
+                ternarize::permute_for_norm_rope(&trits, self.config.num_attention_heads, cols)
+            }
+            (Arch::Llama, "attn_k") => {
+                ternarize::permute_for_norm_rope(&trits, self.config.num_key_value_heads, cols)
+            }
+            _ => trits,
+        };
         let ty = self.weight_type;
         let n = rows * cols;
         let bytes = ty
             .tensor_bytes(n as u64)
             .ok_or_else(|| t.error(format_args!("{n} elements cannot be stored as {ty}")))?;
         let mut out = vec![0u8; bytes as usize];
+        let block_d = |block: usize| {
+            if self.scale_tensors() {
+                vec![1.0; n / block]
+            } else {
+                ternarize::folded_block_scales(&trits, block, beta)
+            }
+        };
         match ty {
             GgmlType::I2_S => quants::pack_i2_s(&trits, beta, &mut out),
             GgmlType::TQ2_0 => {
-                quants::pack_row_tq2_0(&trits, &vec![1.0; n / tq2_0::BLOCK_ELEMS], &mut out)
+                quants::pack_row_tq2_0(&trits, &block_d(tq2_0::BLOCK_ELEMS), &mut out)
             }
-            _ => quants::pack_row_tq1_0(&trits, &vec![1.0; n / tq1_0::BLOCK_ELEMS], &mut out),
+            _ => quants::pack_row_tq1_0(&trits, &block_d(tq1_0::BLOCK_ELEMS), &mut out),
         }
         .map_err(|e| t.error(format_args!("as {ty}: {e}")))?;
         Ok((out, beta))

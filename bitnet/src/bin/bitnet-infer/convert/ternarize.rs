@@ -50,6 +50,33 @@ pub fn beta_from_weight_scale(weight_scale: f32) -> Option<f32> {
     (weight_scale.is_finite() && weight_scale > 0.0 && beta.is_finite()).then_some(beta)
 }
 
+/// The q or k rows of `n_head` heads reordered for NORM RoPE, as llama.cpp's converter
+/// does for its llama architecture: within each head of `hd` rows, new row `2i + j` is old
+/// row `j * hd/2 + i` (j = 0, 1), so rotating adjacent pairs (2i, 2i + 1) equals transformers'
+/// rotate-half on pairs (i, i + hd/2) of the original rows.
+pub fn permute_for_norm_rope(trits: &[i8], n_head: usize, cols: usize) -> Vec<i8> {
+    let rows = trits.len() / cols;
+    let hd = rows / n_head;
+    let mut out = vec![0i8; trits.len()];
+    for h in 0..n_head {
+        for r in 0..hd {
+            let src = h * hd + (r % 2) * (hd / 2) + r / 2;
+            let dst = h * hd + r;
+            out[dst * cols..(dst + 1) * cols].copy_from_slice(&trits[src * cols..(src + 1) * cols]);
+        }
+    }
+    out
+}
+
+/// Per-block `d` with the per-tensor scale folded in, as ggml's TQ quantizer computes it for
+/// weights `trit * beta`: `d = max|w|` over the block, so beta, or 0 for an all-zero block.
+pub fn folded_block_scales(trits: &[i8], block: usize, beta: f32) -> Vec<f32> {
+    trits
+        .chunks_exact(block)
+        .map(|b| if b.iter().any(|&t| t != 0) { beta } else { 0.0 })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +89,18 @@ mod tests {
         assert_eq!(beta, 1.0);
         let (t, beta) = from_master(&[0.0; 4]);
         assert_eq!((t, beta), (vec![0; 4], 1e-5));
+    }
+
+    #[test]
+    fn norm_rope_permutation_interleaves_the_halves_of_each_head() {
+        // 2 heads of 4 rows, 1 column: head rows (a0 a1 b0 b1) -> (a0 b0 a1 b1).
+        let t = [0i8, 1, -1, 0, 1, 1, -1, -1];
+        assert_eq!(permute_for_norm_rope(&t, 2, 1), [0, -1, 1, 0, 1, -1, 1, -1]);
+    }
+
+    #[test]
+    fn folded_scales_are_zero_for_all_zero_blocks() {
+        assert_eq!(folded_block_scales(&[0, 0, 1, 0], 2, 0.5), [0.0, 0.5]);
     }
 
     #[test]
