@@ -299,8 +299,8 @@ mod arch {
     }
 }
 
-/// aarch64: the Linux HWCAP words.
-#[cfg(target_arch = "aarch64")]
+/// aarch64 and 32-bit ARM: the Linux HWCAP words (the bits differ per architecture).
+#[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
 mod arch {
     pub struct Probe {
         hwcap: Option<(u64, u64)>,
@@ -318,7 +318,8 @@ mod arch {
         pub fn has(&self, f: &str) -> Option<bool> {
             let (h, h2) = self.hwcap?;
             let bit = |w: u64, b: u32| w >> b & 1 == 1;
-            Some(match f {
+            #[cfg(target_arch = "aarch64")]
+            let known = match f {
                 "neon" => bit(h, 1),               // ASIMD
                 "fp16" => bit(h, 9) && bit(h, 10), // FPHP, ASIMDHP
                 "dotprod" => bit(h, 20),           // ASIMDDP
@@ -327,32 +328,14 @@ mod arch {
                 "i8mm" => bit(h2, 13),
                 "bf16" => bit(h2, 14),
                 _ => return None,
-            })
-        }
-    }
-}
-
-/// 32-bit ARM: the Linux HWCAP word.
-#[cfg(target_arch = "arm")]
-mod arch {
-    pub struct Probe {
-        hwcap: Option<u64>,
-    }
-
-    impl Probe {
-        pub fn new() -> Probe {
-            #[cfg(feature = "std")]
-            let hwcap = super::hwcap();
-            #[cfg(not(feature = "std"))]
-            let hwcap = None;
-            Probe { hwcap }
-        }
-
-        pub fn has(&self, f: &str) -> Option<bool> {
-            match f {
-                "neon" => Some(self.hwcap? >> 12 & 1 == 1),
-                _ => None,
-            }
+            };
+            #[cfg(target_arch = "arm")]
+            let known = match f {
+                "neon" => bit(h, 12),
+                _ => return None,
+            };
+            let _ = h2; // armv7 has no feature the kernels need in HWCAP2
+            Some(known)
         }
     }
 }

@@ -114,8 +114,11 @@ def main():
     greedy = greedy_incremental(hooked, prompt, N_GREEDY, ties)
     greedy_ties = (len(ties.seen), len(ties.taken))
     with torch.no_grad():
-        out = model.generate(torch.tensor([prompt]), max_new_tokens=N_GREEDY, do_sample=False,
-                             eos_token_id=None, pad_token_id=bos)
+        # An explicit mask: generate() infers one that hides every token equal to
+        # pad_token_id, and the pad id given here is BOS's.
+        ids = torch.tensor([prompt])
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=N_GREEDY,
+                             do_sample=False, eos_token_id=None, pad_token_id=bos)
     greedy_generate = out[0, len(prompt):].tolist()
 
     shutil.copyfile(os.path.join(a.ckpt, "heldout.txt"), os.path.join(a.out, "heldout.txt"))

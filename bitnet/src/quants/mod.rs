@@ -273,6 +273,33 @@ fn ternary_code(q: f32) -> u8 {
     }
 }
 
+/// The block walk the TQ repackers share: both types hold 256 weights per block with an f16
+/// `d` at byte `d_at`, and repack a block into 64 canonical code bytes. `block` converts one
+/// block (`(src, dst, row, block_in_row)`); scales are checked here, errors name the first bad
+/// block in file order.
+fn repack_tq_blocks(
+    src: &[u8],
+    cols: usize,
+    (block_bytes, d_at): (usize, usize),
+    codes: &mut [u8],
+    scales: &mut [f32],
+    mut block: impl FnMut(&[u8], &mut [u8], usize, usize) -> Result<(), crate::ternary::TernaryError>,
+) -> Result<(), crate::ternary::TernaryError> {
+    const ELEMS: usize = 256;
+    let blocks_per_row = cols / ELEMS;
+    for (b, ((src, dst), scale)) in src
+        .chunks_exact(block_bytes)
+        .zip(codes.chunks_exact_mut(ELEMS / 4))
+        .zip(scales.iter_mut())
+        .enumerate()
+    {
+        let (row, col_block) = (b / blocks_per_row, b % blocks_per_row);
+        block(src, dst, row, col_block)?;
+        *scale = crate::ternary::check_scale(read_f16(src, d_at), row, col_block)?;
+    }
+    Ok(())
+}
+
 /// Reads a little-endian f16 at `bytes[at..at + 2]`.
 fn read_f16(bytes: &[u8], at: usize) -> f32 {
     half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()

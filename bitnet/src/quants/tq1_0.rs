@@ -12,9 +12,10 @@ use half::f16;
 
 use super::i2_s;
 use super::{
-    check_blocks, check_len, check_trits, ggml_amax, read_f16, ternary_code, GgmlType, QuantError,
+    check_blocks, check_len, check_trits, ggml_amax, read_f16, repack_tq_blocks, ternary_code,
+    GgmlType, QuantError,
 };
-use crate::ternary::{check_scale, TernaryError};
+use crate::ternary::TernaryError;
 
 /// Weights per block, all sharing the block's scale `d`.
 pub const BLOCK_ELEMS: usize = 256;
@@ -172,15 +173,9 @@ pub fn repack_tq1_0(
     codes: &mut [u8],
     scales: &mut [f32],
 ) -> Result<(), TernaryError> {
-    let blocks_per_row = cols / BLOCK_ELEMS;
     let mut block_codes = [0u8; BLOCK_ELEMS];
-    for (b, ((src, dst), scale)) in src
-        .chunks_exact(BLOCK_BYTES)
-        .zip(codes.chunks_exact_mut(BLOCK_ELEMS / 4))
-        .zip(scales.iter_mut())
-        .enumerate()
-    {
-        let (row, block) = (b / blocks_per_row, b % blocks_per_row);
+    let layout = (BLOCK_BYTES, D);
+    repack_tq_blocks(src, cols, layout, codes, scales, |src, dst, row, block| {
         if let Err(at) = tq1_0_block_codes(src, &mut block_codes) {
             let byte = src[at];
             return Err(TernaryError::InvalidTq1Byte { row, block, byte });
@@ -191,9 +186,8 @@ pub fn repack_tq1_0(
         {
             i2_s::pack_block_128(codes, out);
         }
-        *scale = check_scale(read_f16(src, D), row, block)?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -4,9 +4,10 @@
 use half::f16;
 
 use super::{
-    check_blocks, check_len, check_trits, ggml_amax, read_f16, ternary_code, GgmlType, QuantError,
+    check_blocks, check_len, check_trits, ggml_amax, read_f16, repack_tq_blocks, ternary_code,
+    GgmlType, QuantError,
 };
-use crate::ternary::{check_scale, code3_mask, load_u64, TernaryError};
+use crate::ternary::{code3_mask, load_u64, TernaryError};
 
 /// Weights per block, all sharing the block's scale `d`.
 pub const BLOCK_ELEMS: usize = 256;
@@ -95,14 +96,8 @@ pub fn repack_tq2_0(
     scales: &mut [f32],
 ) -> Result<(), TernaryError> {
     let ty = GgmlType::TQ2_0;
-    let blocks_per_row = cols / BLOCK_ELEMS;
-    for (b, ((src, dst), scale)) in src
-        .chunks_exact(BLOCK_BYTES)
-        .zip(codes.chunks_exact_mut(BLOCK_ELEMS / 4))
-        .zip(scales.iter_mut())
-        .enumerate()
-    {
-        let (row, block) = (b / blocks_per_row, b % blocks_per_row);
+    let layout = (BLOCK_BYTES, D);
+    repack_tq_blocks(src, cols, layout, codes, scales, |src, dst, row, block| {
         // TQ2_0 keeps element 128h + 32l + m in byte 32h + m bits 2l; the canonical layout
         // keeps it in the same byte at bits 6 - 2l: reverse the fields of every byte.
         for (s, d) in src[..D].chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
@@ -113,9 +108,8 @@ pub fn repack_tq2_0(
             }
             d.copy_from_slice(&reverse_fields(word).to_le_bytes());
         }
-        *scale = check_scale(read_f16(src, D), row, block)?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Reverses the order of the four 2-bit fields of every byte of `word`.
