@@ -3,8 +3,11 @@
 //! (inputs that once crashed, hung or over-allocated, kept after their fix) goes through
 //! the same entry point as in the fuzz target (`fuzz/src/entries.rs`, included below),
 //! with the same counting allocator asserting the loading memory bound.
-//! (`targets_toml` replays in xtask's own tests.)
+//! (`targets_toml` replays in xtask's own tests.) The `convert_*` entries include the
+//! `bitnet-infer convert` readers by `#[path]`.
 
+#[path = "../../fuzz/src/convert_entries.rs"]
+mod convert_entries;
 #[path = "../../fuzz/src/entries.rs"]
 mod entries;
 #[path = "../../fuzz/src/gguf_gen.rs"]
@@ -82,6 +85,34 @@ fn chat_template_corpus() {
     replay("chat_template", |b| {
         let _ = entries::chat_template(b);
     });
+}
+
+#[test]
+fn convert_safetensors_corpus() {
+    replay("convert_safetensors", convert_entries::convert_safetensors);
+}
+
+#[test]
+fn convert_tokenizer_json_corpus() {
+    replay(
+        "convert_tokenizer_json",
+        convert_entries::convert_tokenizer_json,
+    );
+}
+
+/// The hf-random checkpoints are the convert targets' seeds: both forms go through them.
+#[test]
+fn convert_fixtures_read_within_the_memory_bound() {
+    for form in ["bf16", "packed"] {
+        let dir = root().join("fixtures/hf-random").join(form);
+        convert_entries::convert_safetensors(
+            &std::fs::read(dir.join("model.safetensors")).unwrap(),
+        );
+        let mut pair = std::fs::read(dir.join("tokenizer.json")).unwrap();
+        pair.push(0);
+        pair.extend(std::fs::read(dir.join("tokenizer_config.json")).unwrap());
+        convert_entries::convert_tokenizer_json(&pair);
+    }
 }
 
 /// The fixtures are the GGUF targets' seeds: they must load within the memory bound (the

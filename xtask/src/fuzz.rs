@@ -5,7 +5,7 @@
 //! Corpus: new inputs go to `target/fuzz/corpus/<name>/` (never committed); the committed
 //! minimized corpus `fuzz/corpus/<name>/`, the regressions `fixtures/fuzz-regressions/<name>/`
 //! and the seeds (the fixture models for the GGUF targets, the committed TOML files for
-//! `targets_toml`) are read as well. A crash stops that target, names the input and says
+//! `targets_toml`, the hf-random checkpoints for the `convert_*` targets) are read as well. A crash stops that target, names the input and says
 //! how to replay it; the run goes on with the next target and fails at the end.
 
 use std::fs;
@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use crate::flags::FuzzArgs;
 
 /// Every target of `fuzz/Cargo.toml`, with what it reads.
-pub const TARGETS: [(&str, &str); 6] = [
+pub const TARGETS: [(&str, &str); 8] = [
     ("gguf_parse", "the GGUF container parser, raw bytes"),
     (
         "model_load",
@@ -34,6 +34,14 @@ pub const TARGETS: [(&str, &str); 6] = [
     (
         "targets_toml",
         "targets.toml + qemu/profiles.toml (split at the first NUL byte)",
+    ),
+    (
+        "convert_safetensors",
+        "convert's safetensors reader: model.safetensors, or index.json + NUL + a shard",
+    ),
+    (
+        "convert_tokenizer_json",
+        "convert's tokenizer reader: tokenizer.json + NUL + tokenizer_config.json",
     ),
 ];
 
@@ -169,6 +177,21 @@ fn seeds(root: &Path, work: &Path, name: &str) -> Result<Option<PathBuf>, String
                 if p.extension().is_some_and(|x| x == "gguf") {
                     fs::copy(&p, dir.join(p.file_name().unwrap())).map_err(io)?;
                 }
+            }
+        }
+        "convert_safetensors" | "convert_tokenizer_json" => {
+            fs::create_dir_all(&dir).map_err(io)?;
+            for form in ["bf16", "packed"] {
+                let hf = root.join("fixtures/hf-random").join(form);
+                let seed = if name == "convert_safetensors" {
+                    fs::read(hf.join("model.safetensors")).map_err(io)?
+                } else {
+                    let mut pair = fs::read(hf.join("tokenizer.json")).map_err(io)?;
+                    pair.push(0);
+                    pair.extend(fs::read(hf.join("tokenizer_config.json")).map_err(io)?);
+                    pair
+                };
+                fs::write(dir.join(form), seed).map_err(io)?;
             }
         }
         "targets_toml" => {
