@@ -127,7 +127,8 @@ pub fn generate(u: &mut Unstructured) -> Result<Vec<u8>> {
         ));
         kvs.push(Kv::Typed(key("hidden_act"), Value::String("relu2".into())));
     }
-    if u.arbitrary()? {
+    // `!`: an exhausted input (false) still gets a vocabulary.
+    if !u.arbitrary::<bool>()? {
         let v = vocab_entries(u)?;
         kvs.extend(v.entries.into_iter().map(|(k, v)| Kv::Typed(k, v)));
     }
@@ -432,14 +433,16 @@ const SPECIALS: [&str; 8] = [
 ];
 
 fn vocab_entries(u: &mut Unstructured) -> Result<VocabEntries> {
+    // Rare branches sit at the top of each range: an exhausted `Unstructured` returns
+    // the bottom, which must be the common, valid case.
     let model: String = match u.int_in_range(0..=8)? {
-        0 => u.arbitrary()?,
-        1..=4 => "gpt2".into(),
+        0..=3 => "gpt2".into(),
+        8 => u.arbitrary()?,
         _ => "llama".into(),
     };
     let gpt2 = model == "gpt2";
     let mut tokens: Vec<String> = Vec::new();
-    let all_bytes = u.int_in_range(0..=7)? != 0;
+    let all_bytes = u.int_in_range(0..=7)? != 7;
     if all_bytes {
         for b in 0..=255u8 {
             tokens.push(if gpt2 {
@@ -475,10 +478,10 @@ fn vocab_entries(u: &mut Unstructured) -> Result<VocabEntries> {
             extra += 1;
         }
     }
-    if u.int_in_range(0..=15)? == 0 {
+    if u.int_in_range(0..=15)? == 15 {
         merges.push(u.arbitrary()?);
     }
-    if u.int_in_range(0..=15)? == 0 && !tokens.is_empty() {
+    if u.int_in_range(0..=15)? == 15 && !tokens.is_empty() {
         // A duplicate token (must be refused).
         let t = tokens[u.choose_index(tokens.len())?].clone();
         tokens.push(t);
@@ -497,7 +500,7 @@ fn vocab_entries(u: &mut Unstructured) -> Result<VocabEntries> {
                 types[i] = u.int_in_range(-1..=7)?;
             }
         }
-        if u.int_in_range(0..=15)? == 0 {
+        if u.int_in_range(0..=15)? == 15 {
             types.pop();
         }
         types_given = true;
@@ -528,7 +531,7 @@ fn vocab_entries(u: &mut Unstructured) -> Result<VocabEntries> {
     }
     if u.arbitrary()? {
         let pre: String = match u.int_in_range(0..=5)? {
-            0 => u.arbitrary()?,
+            5 => u.arbitrary()?,
             1 => "gpt-2".into(),
             2 => "default".into(),
             3 => "dbrx".into(),
