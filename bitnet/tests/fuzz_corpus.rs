@@ -141,3 +141,37 @@ fn the_memory_bound_is_enforced() {
     meter::assert_load_bound(&m, 100, "test");
     drop(held);
 }
+
+/// The costliest input per byte the bound's factor is meant for: a vocabulary of many
+/// distinct short tokens (each a `String` in the metadata, cloned into the tokenizer and
+/// keyed in its index), all of them user-defined so the special-token matcher holds them
+/// too, on a SentencePiece model that then builds completely.
+#[test]
+fn a_vocabulary_of_tiny_tokens_stays_within_the_bound() {
+    use bitnet::gguf::{Array, GgufWriter, Value};
+    let n = 60_000;
+    let tokens: Vec<String> = (0..n).map(|i| format!("{i:x}")).collect();
+    let mut w = GgufWriter::new();
+    w.add_metadata("tokenizer.ggml.model", "llama").unwrap();
+    w.add_metadata("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)))
+        .unwrap();
+    w.add_metadata(
+        "tokenizer.ggml.token_type",
+        Value::Array(Array::I32(vec![4; n])),
+    )
+    .unwrap();
+    w.add_metadata("tokenizer.ggml.unknown_token_id", 0u32)
+        .unwrap();
+    let bytes = w.finish().unwrap();
+    let g = bitnet::gguf::Gguf::parse(&bytes).unwrap();
+    let m = meter::Meter::start();
+    let tok = bitnet::tokenizer::Tokenizer::from_gguf(&g).unwrap();
+    let peak = m.peak();
+    assert_eq!(tok.vocab_size(), n);
+    eprintln!(
+        "{n} tokens, {} bytes: {peak} bytes live at most ({:.1} per file byte)",
+        bytes.len(),
+        peak as f64 / bytes.len() as f64
+    );
+    entries::model_load(&bytes);
+}
