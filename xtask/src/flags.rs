@@ -48,6 +48,22 @@ pub enum Command {
     CleanRoom(CleanRoomArgs),
     /// Merge per-target `matrix --json` reports into one Markdown table (CI's last job).
     Summary(SummaryArgs),
+    /// Run the libFuzzer targets of fuzz/ (needs nightly and cargo-fuzz), one after the
+    /// other; prints executions and executions per second per target.
+    Fuzz(FuzzArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FuzzArgs {
+    /// Only this target (default: all; `cargo xtask fuzz --list` names them).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Seconds per target.
+    #[arg(long, default_value_t = 600)]
+    pub seconds: u64,
+    /// Print the targets and exit.
+    #[arg(long)]
+    pub list: bool,
 }
 
 #[derive(Args, Debug)]

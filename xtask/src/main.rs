@@ -4,8 +4,9 @@
 //! all thin, on top of one pipeline: `pipeline` (build -> run -> compare), `checks` (pure
 //! judgements of logits, sizes, symbols and test counts), `report` (statuses, failure
 //! kinds, tables, JSON). Dependencies point one way: commands -> pipeline -> checks ->
-//! report. `flags.rs` declares the command line; `targets.toml` and `qemu/profiles.toml`
-//! say what to build and where it runs.
+//! report. `fuzz` only drives the libFuzzer targets of `fuzz/`. `flags.rs` declares the
+//! command line; `targets.toml` and `qemu/profiles.toml` say what to build and where it
+//! runs.
 
 mod bench_convert;
 mod bench_model;
@@ -14,6 +15,7 @@ mod clean_room;
 mod ctx;
 mod fixtures;
 mod flags;
+mod fuzz;
 mod matrix;
 mod pipeline;
 mod progress;
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::BenchConvert(a) => bench_convert::run(a),
         Command::CleanRoom(a) => clean_room::run(a),
         Command::Summary(a) => summary::run(a),
+        Command::Fuzz(a) => fuzz::run(a),
         command => ctx::Ctx::new(&x).and_then(|ctx| {
             let select = |s: &flags::Select| ctx.matrix.select(&s.target);
             match command {
@@ -53,7 +56,8 @@ fn main() -> ExitCode {
                 | Command::BenchModel(_)
                 | Command::BenchConvert(_)
                 | Command::CleanRoom(_)
-                | Command::Summary(_) => {
+                | Command::Summary(_)
+                | Command::Fuzz(_) => {
                     unreachable!("handled above")
                 }
             }

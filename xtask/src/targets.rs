@@ -203,12 +203,32 @@ impl Target {
     }
 }
 
-pub const HOST: &str = "x86_64-unknown-linux-gnu";
-
-fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+/// The `targets_toml` fuzz target's entry point (fuzz/fuzz_targets/targets_toml.rs), also
+/// replayed over the committed corpus by this file's tests. The bytes before the first NUL
+/// are targets.toml, the rest qemu/profiles.toml (invalid UTF-8 replaced: a fuzzer's bytes
+/// need not be text). Panics only if a property of an accepted matrix fails.
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn fuzz_entry(data: &[u8]) {
+    let cut = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let rest = data.get(cut + 1..).unwrap_or_default();
+    let targets = String::from_utf8_lossy(&data[..cut]);
+    let profiles = String::from_utf8_lossy(rest);
+    let Ok(m) = Matrix::from_texts(&targets, &profiles) else {
+        return;
+    };
+    // Every named profile resolves, `all` is the whole list and each triple selects itself.
+    let all = m.select(&["all".into()]).expect("'all' always selects");
+    assert_eq!(all.len(), m.targets.len());
+    for t in &m.targets {
+        assert!(t.profiles.iter().all(|p| m.profiles.contains_key(p)));
+        let own = m
+            .select(std::slice::from_ref(&t.triple))
+            .expect("own triple");
+        assert!(own.iter().any(|o| o.triple == t.triple));
+    }
 }
+
+pub const HOST: &str = "x86_64-unknown-linux-gnu";
 
 /// Parses TOML text; the error names line and column of the offending key or value.
 fn parse_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
@@ -228,8 +248,28 @@ fn parse_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
 
 impl Matrix {
     pub fn load(targets: &Path, profiles: &Path) -> Result<Matrix, String> {
-        let targets: TargetsFile = parse(targets)?;
-        let profiles: ProfilesFile = parse(profiles)?;
+        let read =
+            |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+        let (t, p) = (read(targets)?, read(profiles)?);
+        Matrix::parse_texts(
+            (&targets.display().to_string(), &t),
+            (&profiles.display().to_string(), &p),
+        )
+    }
+
+    /// Both files from their text, errors prefixed with the usual names. The entry point
+    /// of the `targets_toml` fuzz target and of its corpus replay (not of xtask itself).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn from_texts(targets: &str, profiles: &str) -> Result<Matrix, String> {
+        Matrix::parse_texts(("targets.toml", targets), ("qemu/profiles.toml", profiles))
+    }
+
+    /// `(name, text)` of each file; every error starts with the file's name.
+    fn parse_texts(targets: (&str, &str), profiles: (&str, &str)) -> Result<Matrix, String> {
+        let targets: TargetsFile =
+            parse_str(targets.1).map_err(|e| format!("{}: {e}", targets.0))?;
+        let profiles: ProfilesFile =
+            parse_str(profiles.1).map_err(|e| format!("{}: {e}", profiles.0))?;
         Matrix::check(targets.harness, targets.target, profiles.profile)
     }
 
@@ -343,5 +383,38 @@ mod tests {
         m.targets[0].profiles.push("pdp11".into());
         let e = Matrix::check(m.harness, m.targets, m.profiles).unwrap_err();
         assert!(e.contains("'pdp11'"), "{e}");
+    }
+
+    /// The fuzz corpus and regressions of `targets_toml`, replayed through the fuzz
+    /// target's entry point without libFuzzer.
+    #[test]
+    fn fuzz_corpus_replays() {
+        let root = crate::project_root();
+        let mut n = 0;
+        for dir in [
+            "fuzz/corpus/targets_toml",
+            "fixtures/fuzz-regressions/targets_toml",
+        ] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            for e in entries {
+                let path = e.unwrap().path();
+                eprintln!("targets_toml: {}", path.display());
+                fuzz_entry(&std::fs::read(&path).unwrap());
+                n += 1;
+            }
+        }
+        assert!(n > 0, "no targets_toml corpus files");
+    }
+
+    #[test]
+    fn from_texts_reads_the_committed_files() {
+        let root = crate::project_root();
+        let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+        let m = Matrix::from_texts(&read("targets.toml"), &read("qemu/profiles.toml")).unwrap();
+        assert_eq!(m.targets.len(), committed().targets.len());
+        let e = Matrix::from_texts("[harness]\nbogus = 1\n", "").unwrap_err();
+        assert!(e.starts_with("targets.toml: line 2, column 1: "), "{e}");
     }
 }

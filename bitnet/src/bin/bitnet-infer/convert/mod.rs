@@ -110,8 +110,13 @@ fn convert(
                 .into(),
         );
     }
-    let tokenizer = hf_tokenizer::read(dir, &config)?;
+    // The tokenizer gets one entry per id up to config.json's vocab_size (up to 2^24:
+    // ~1 GB from a 100-byte file), so the embedding must have that many rows first: then
+    // the checkpoint's own size justifies the allocation.
     let ckpt = Checkpoint::open(dir)?;
+    ckpt.tensor(EMBED)?
+        .expect_shape(&[config.vocab_size, config.hidden_size])?;
+    let tokenizer = hf_tokenizer::read(dir, &config)?;
     let plan = Plan {
         config,
         weight_type,

@@ -1,0 +1,9 @@
+//! `convert_safetensors`: see `bitnet_fuzz::convert_entries::convert_safetensors`.
+#![no_main]
+
+use bitnet_fuzz::meter::Counting;
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bitnet_fuzz::convert_entries::convert_safetensors(data));
