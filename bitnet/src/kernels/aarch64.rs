@@ -696,6 +696,8 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: Some(vec_dot_ternary_i8_neon),
         head_f16: Some(head_f16_neon),
         head_q8_0: Some(head_q8_0_neon),
+        kv_dot_q8_0: None,
+        kv_dot_q4_0: None,
     },
     // Armv8.2 dotprod: Cortex-A55/A76, Neoverse-N1 and later.
     KernelDesc {
@@ -707,6 +709,8 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: Some(vec_dot_ternary_i8_dotprod),
         head_f16: Some(head_f16_neon),
         head_q8_0: Some(head_q8_0_dotprod),
+        kv_dot_q8_0: None,
+        kv_dot_q4_0: None,
     },
     // Armv8.6 i8mm: Cortex-A510/A710/X2, Neoverse-N2/V1; single tokens go through `sdot`.
     KernelDesc {
@@ -718,6 +722,8 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: None,
         head_f16: Some(head_f16_neon),
         head_q8_0: Some(head_q8_0_dotprod),
+        kv_dot_q8_0: None,
+        kv_dot_q4_0: None,
     },
 ];
 

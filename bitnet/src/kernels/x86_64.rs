@@ -815,6 +815,8 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: Some(avx2::vec_dot_ternary_i8_avx2),
         head_f16: Some(avx2::head_f16_avx2),
         head_q8_0: Some(avx2::head_q8_0_avx2),
+        kv_dot_q8_0: None,
+        kv_dot_q4_0: None,
     },
     // Alder Lake and later, Zen 5.
     KernelDesc {
@@ -826,6 +828,8 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: Some(avxvnni::vec_dot_ternary_i8_avxvnni),
         head_f16: Some(avxvnni::head_f16_avxvnni),
         head_q8_0: Some(avxvnni::head_q8_0_avxvnni),
+        kv_dot_q8_0: None,
+        kv_dot_q4_0: None,
     },
     // Ice Lake and later, Zen 4/5.
     KernelDesc {
@@ -845,5 +849,7 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: Some(avx512vnni::vec_dot_ternary_i8_avx512vnni),
         head_f16: Some(avx512vnni::head_f16_avx512vnni),
         head_q8_0: Some(avx512vnni::head_q8_0_avx512vnni),
+        kv_dot_q8_0: None,
+        kv_dot_q4_0: None,
     },
 ];
