@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use bitnet::gguf::GgufFile;
-use bitnet::model::{tensor_type_summary, Batch, KvType, Model, State};
+use bitnet::model::{tensor_type_summary, Batch, KvTypes, Model, State};
 use bitnet::parallel::Pool;
 use bitnet::rng::Rng;
 
@@ -72,6 +72,8 @@ pub fn main(a: &BenchArgs) -> Result<(), String> {
             a.n_prompt, a.n_gen, c.ctx_len
         ));
     }
+    let kv = setup::kv_types(&a.kv, c)?;
+    setup::check_kv_memory(kv, c, ctx, a.batch_size)?;
     // Token ids do not change the work; fixed pseudo-random ones keep runs comparable.
     let mut rng = Rng::new(0xBE7C);
     let tokens: Vec<u32> = (0..ctx).map(|_| rng.below(c.vocab as u64) as u32).collect();
@@ -82,19 +84,27 @@ pub fn main(a: &BenchArgs) -> Result<(), String> {
         let prefill = (a.n_prompt > 0)
             .then(|| {
                 let p = &tokens[..a.n_prompt];
-                prefill_once(&model, &pool, p, ctx)?; // warm-up
+                prefill_once(&model, &pool, p, ctx, kv)?; // warm-up
                 let samples = (0..a.reps)
-                    .map(|_| prefill_once(&model, &pool, p, ctx).map(|s| p.len() as f64 / s))
+                    .map(|_| prefill_once(&model, &pool, p, ctx, kv).map(|s| p.len() as f64 / s))
                     .collect::<Result<_, _>>()?;
                 Ok::<_, String>(Stats { samples })
             })
             .transpose()?;
         let decode = (a.n_gen > 0)
             .then(|| {
-                decode_once(&model, &pool, &tokens[..a.n_gen.min(4)], a.batch_size, ctx)?;
+                decode_once(
+                    &model,
+                    &pool,
+                    &tokens[..a.n_gen.min(4)],
+                    a.batch_size,
+                    ctx,
+                    kv,
+                )?;
                 let samples = (0..a.reps)
                     .map(|_| {
-                        let s = decode_once(&model, &pool, &tokens[..a.n_gen], a.batch_size, ctx)?;
+                        let s =
+                            decode_once(&model, &pool, &tokens[..a.n_gen], a.batch_size, ctx, kv)?;
                         Ok::<_, String>((a.n_gen * a.batch_size) as f64 / s)
                     })
                     .collect::<Result<_, _>>()?;
@@ -111,13 +121,19 @@ pub fn main(a: &BenchArgs) -> Result<(), String> {
             bandwidth,
         });
     }
-    report(a, &file, &model, &rows);
+    report(a, &file, &model, kv, &rows);
     Ok(())
 }
 
 /// Seconds to evaluate `prompt` as one batch into a fresh cache (logits of the last token).
-fn prefill_once(model: &Model, pool: &Pool, prompt: &[u32], ctx: usize) -> Result<f64, String> {
-    let mut state = State::new(&model.config, ctx, KvType::F16).map_err(crate::errors::model)?;
+fn prefill_once(
+    model: &Model,
+    pool: &Pool,
+    prompt: &[u32],
+    ctx: usize,
+    kv: KvTypes,
+) -> Result<f64, String> {
+    let mut state = State::new(&model.config, ctx, kv).map_err(crate::errors::model)?;
     let t = Instant::now();
     model
         .forward(pool, &mut state, prompt, false)
@@ -133,10 +149,11 @@ fn decode_once(
     tokens: &[u32],
     batch: usize,
     ctx: usize,
+    kv: KvTypes,
 ) -> Result<f64, String> {
     let c = &model.config;
     if batch == 1 {
-        let mut state = State::new(c, ctx, KvType::F16).map_err(crate::errors::model)?;
+        let mut state = State::new(c, ctx, kv).map_err(crate::errors::model)?;
         let t = Instant::now();
         for &tok in tokens {
             model
@@ -145,7 +162,7 @@ fn decode_once(
         }
         return Ok(t.elapsed().as_secs_f64());
     }
-    let mut b = Batch::new(c, batch, ctx, KvType::F16).map_err(crate::errors::model)?;
+    let mut b = Batch::new(c, batch, ctx, kv).map_err(crate::errors::model)?;
     let t = Instant::now();
     for (i, &tok) in tokens.iter().enumerate() {
         let step: Vec<u32> = (0..batch)
@@ -158,7 +175,7 @@ fn decode_once(
     Ok(t.elapsed().as_secs_f64())
 }
 
-fn report(a: &BenchArgs, file: &GgufFile, model: &Model, rows: &[Row]) {
+fn report(a: &BenchArgs, file: &GgufFile, model: &Model, kv: KvTypes, rows: &[Row]) {
     let weights: Vec<&str> = tensor_type_summary(file.gguf())
         .iter()
         .filter(|(ty, _, _)| ty.is_ternary())
@@ -192,12 +209,13 @@ fn report(a: &BenchArgs, file: &GgufFile, model: &Model, rows: &[Row]) {
             })
             .collect();
         println!(
-            "{{\"model\": {}, \"weights\": {}, \"head\": {}, \"kernel\": {}, \"bytes_per_token\": {bpt}, \
+            "{{\"model\": {}, \"weights\": {}, \"head\": {}, \"kernel\": {}, \"kv_type\": {}, \"bytes_per_token\": {bpt}, \
              \"n_prompt\": {}, \"n_gen\": {}, \"batch_size\": {}, \"reps\": {}, \"results\": [{}]}}",
             json_str(&a.model.display().to_string()),
             json_str(&weights),
             json_str(head),
             json_str(model.kernel.name()),
+            json_str(&kv.to_string()),
             a.n_prompt,
             a.n_gen,
             a.batch_size,
@@ -212,7 +230,7 @@ fn report(a: &BenchArgs, file: &GgufFile, model: &Model, rows: &[Row]) {
         bpt as f64 / 1e9
     );
     println!(
-        "kernel  {}, {} reps{}",
+        "kernel  {}, kv {kv}, {} reps{}",
         model.kernel,
         a.reps,
         if a.batch_size > 1 {

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use bitnet::gguf::GgufFile;
-use bitnet::model::{KvType, State};
+use bitnet::model::State;
 use bitnet::perplexity::{self, KlBase, Nll};
 use bitnet::tokenizer::Tokenizer;
 
@@ -38,7 +38,8 @@ pub fn main(a: &PerplexityArgs) -> Result<(), String> {
             tokens.len()
         ));
     }
-    let kv_type = KvType::from_name(&a.kv_type).ok_or("--kv-type must be f16 or f32")?;
+    let kv_type = crate::setup::kv_types(&a.kv, c)?;
+    crate::setup::check_kv_memory(kv_type, c, ctx, 1)?;
     let mut state = State::new(c, ctx, kv_type).map_err(crate::errors::model)?;
     let bos = tok.add_bos.then_some(tok.bos).flatten();
 
@@ -176,7 +177,7 @@ pub fn main(a: &PerplexityArgs) -> Result<(), String> {
         }
         println!(
             "kernel       {} ({threads} threads, kv {}, batch {}), {secs:.1} s",
-            model.kernel, a.kv_type, a.batch_size
+            model.kernel, kv_type, a.batch_size
         );
     }
     Ok(())
