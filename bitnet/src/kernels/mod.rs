@@ -218,6 +218,8 @@ impl Kernel {
     /// to the scalar kernel's (what `info --json` reports as `kernels.logits_exact`). Needs
     /// `bitmatmul` bit-exact and the scalar heads: RMSNorm, the activation quantization,
     /// attention and the other float ops never depend on the kernel, the output head does.
+    /// (Attention over a Q8_0/Q4_0 cache calls the kernel's `kv_dot_*`, but those return
+    /// exact integer block sums and the float part is shared.)
     /// The SIMD heads (x86_64 F16 and Q8_0, aarch64 F16) sum with FMA in vector lanes, another
     /// order than the sequential reference.
     pub fn logits_exact(self) -> bool {
