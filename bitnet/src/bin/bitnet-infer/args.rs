@@ -182,6 +182,12 @@ pub struct BenchArgs {
     /// Sequences decoded together in the decode test (aggregate tok/s).
     #[arg(short = 'b', long, default_value_t = 1)]
     pub batch_size: usize,
+    /// Run both tests after a context of this many tokens already in the cache (llama-bench's
+    /// `-d`): attention then reads that many cached keys and values per token, which is where
+    /// the KV cache type matters. The cache is filled with pseudo-random keys and values
+    /// (attention costs the same whatever they are), not by a prefill.
+    #[arg(short = 'd', long, default_value_t = 0)]
+    pub ctx_depth: usize,
     /// MiB streamed by the memory bandwidth measurement (0 skips it).
     #[arg(long, default_value_t = 1024)]
     pub bw_mib: usize,
