@@ -75,6 +75,70 @@ impl Nll {
     }
 }
 
+/// Paired statistics of two runs over the same scored tokens: each token's NLL under a base
+/// run and under this run. Pairing removes the variance the runs share (which text is hard),
+/// so the standard error of the difference is far below that of either perplexity: what
+/// judges a KV-cache type against f32, as llama.cpp's `--kl-divergence` prints it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Paired {
+    n: usize,
+    sum_b: f64,
+    sum_r: f64,
+    sum_bb: f64,
+    sum_rr: f64,
+    sum_br: f64,
+}
+
+impl Paired {
+    pub fn add(&mut self, nll_base: f64, nll_run: f64) {
+        self.n += 1;
+        self.sum_b += nll_base;
+        self.sum_r += nll_run;
+        self.sum_bb += nll_base * nll_base;
+        self.sum_rr += nll_run * nll_run;
+        self.sum_br += nll_base * nll_run;
+    }
+
+    pub fn count(&self) -> usize {
+        self.n
+    }
+
+    /// Means, variances and covariance of (base, run) NLL (population moments).
+    fn moments(&self) -> (f64, f64, f64, f64, f64) {
+        let n = self.n.max(1) as f64;
+        let (mb, mr) = (self.sum_b / n, self.sum_r / n);
+        let vb = (self.sum_bb / n - mb * mb).max(0.0);
+        let vr = (self.sum_rr / n - mr * mr).max(0.0);
+        (mb, mr, vb, vr, self.sum_br / n - mb * mr)
+    }
+
+    /// PPL of the base run over the paired tokens.
+    pub fn ppl_base(&self) -> f64 {
+        libm::exp(self.moments().0)
+    }
+
+    /// PPL of this run over the paired tokens.
+    pub fn ppl_run(&self) -> f64 {
+        libm::exp(self.moments().1)
+    }
+
+    /// `PPL(run) - PPL(base)` and its standard error: the delta method through `exp` with the
+    /// covariance of the pairs, over `n - 1`.
+    pub fn ppl_diff(&self) -> (f64, f64) {
+        let (_, _, vb, vr, cov) = self.moments();
+        let (pb, pr) = (self.ppl_base(), self.ppl_run());
+        let var = (pr * pr * vr + pb * pb * vb - 2.0 * pr * pb * cov).max(0.0);
+        (pr - pb, libm::sqrt(var / (self.n.max(2) - 1) as f64))
+    }
+
+    /// `mean ln(PPL(run) / PPL(base))` (the mean NLL difference) and its standard error.
+    pub fn ln_ratio(&self) -> (f64, f64) {
+        let (mb, mr, vb, vr, cov) = self.moments();
+        let var = (vr + vb - 2.0 * cov).max(0.0);
+        (mr - mb, libm::sqrt(var / (self.n.max(2) - 1) as f64))
+    }
+}
+
 /// Whole chunks of `ctx` tokens in `n_tokens`, at most `max_chunks` (0: no limit).
 pub fn n_chunks(n_tokens: usize, ctx: usize, max_chunks: usize) -> usize {
     let whole = n_tokens / ctx.max(1);
@@ -243,6 +307,39 @@ mod tests {
         assert!((n.ppl_stderr() - libm::exp(2.0) * libm::sqrt(1.0 / 3.0)).abs() < 1e-12);
         assert_eq!(n_chunks(1000, 128, 0), 7);
         assert_eq!(n_chunks(1000, 128, 3), 3);
+    }
+
+    #[test]
+    fn paired_difference_and_its_standard_error() {
+        // Identical runs: no difference, no error.
+        let mut p = Paired::default();
+        for x in [1.0, 2.0, 4.0] {
+            p.add(x, x);
+        }
+        assert_eq!(p.ppl_diff(), (0.0, 0.0));
+        assert_eq!(p.ln_ratio(), (0.0, 0.0));
+        // The run worse by exactly 0.1 nats everywhere: ratio e^0.1 with zero error, however
+        // much the NLL itself varies.
+        let mut p = Paired::default();
+        for x in [1.0, 2.0, 4.0] {
+            p.add(x, x + 0.1);
+        }
+        let (d, se) = p.ln_ratio();
+        assert!((d - 0.1).abs() < 1e-12 && se < 1e-6, "{d} {se}");
+        let (diff, _) = p.ppl_diff();
+        assert!((diff - (libm::exp(7.0 / 3.0 + 0.1) - libm::exp(7.0 / 3.0))).abs() < 1e-9);
+        // Unrelated noise: differences (0.5, -0.5, 0.5, -0.5) have mean 0 and population
+        // variance 0.25: standard error sqrt(0.25 / 3).
+        let mut p = Paired::default();
+        for (b, r) in [(1.0, 1.5), (1.0, 0.5), (2.0, 2.5), (2.0, 1.5)] {
+            p.add(b, r);
+        }
+        let (d, se) = p.ln_ratio();
+        assert!(
+            d.abs() < 1e-12 && (se - libm::sqrt(0.25 / 3.0)).abs() < 1e-12,
+            "{d} {se}"
+        );
+        assert_eq!(p.count(), 4);
     }
 
     #[test]

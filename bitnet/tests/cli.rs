@@ -433,3 +433,95 @@ fn bad_arguments_are_errors() {
     let out = infer(&["--model", m, "--prompt-tokens", "1", "--kv-type", "q3"]);
     assert_eq!(out.status.code(), Some(2)); // clap's usage error
 }
+
+/// The KV types the stats line reports for `kv_args` on a fixture.
+fn kv_of(model: &Path, kv_args: &[&str]) -> Result<String, String> {
+    let mut args = vec![
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt-tokens",
+        "1,72,101",
+        "--max-tokens",
+        "3",
+        "--seed",
+        "1",
+    ];
+    args.extend_from_slice(kv_args);
+    let out = infer(&args);
+    let stderr = text(&out.stderr);
+    if !out.status.success() {
+        return Err(stderr);
+    }
+    let line = stderr.lines().find(|l| l.starts_with("kernel")).unwrap();
+    let kv = line
+        .split("kv ")
+        .nth(1)
+        .unwrap()
+        .split(", ctx")
+        .next()
+        .unwrap();
+    assert!(stderr.contains("bytes/token"), "{stderr}");
+    Ok(kv.to_string())
+}
+
+#[test]
+fn kv_type_flags_override_in_order() {
+    let m = fixture("tiny-b158-i2_s.gguf");
+    assert_eq!(kv_of(&m, &[]).unwrap(), "f16");
+    assert_eq!(kv_of(&m, &["--kv-bits", "4"]).unwrap(), "q4_0");
+    assert_eq!(kv_of(&m, &["--kv-bits", "8"]).unwrap(), "q8_0");
+    let over = ["--kv-bits", "4", "--kv-type", "q8_0"];
+    assert_eq!(kv_of(&m, &over).unwrap(), "q8_0");
+    let split = ["--kv-bits", "4", "--kv-type", "q8_0", "--kv-type-v", "f32"];
+    assert_eq!(kv_of(&m, &split).unwrap(), "k q8_0 / v f32");
+    assert_eq!(
+        kv_of(&m, &["--kv-type-k", "q4_0"]).unwrap(),
+        "k q4_0 / v f16"
+    );
+    // info: 4 layers x kv_dim 128, keys and values: q4_0 is 2 x 4 x (128 / 32) x 18 bytes.
+    let info = text(&infer(&["info", "--model", m.to_str().unwrap()]).stdout);
+    let q4 = info
+        .lines()
+        .find(|l| l.trim_start().starts_with("q4_0"))
+        .unwrap();
+    assert!(q4.contains(" 576 bytes/token"), "{info}");
+    let out = infer(&["--model", m.to_str().unwrap(), "--kv-bits", "3"]);
+    assert_eq!(out.status.code(), Some(2)); // clap's usage error
+}
+
+#[test]
+fn block_kv_type_on_a_head_size_not_a_multiple_of_32_names_the_flag() {
+    use bitnet::gguf::Value;
+    // The fixture's 256 query / 128 kv dims cut into 16 heads of 16 (8 kv heads).
+    let bytes = rewrite_fixture(
+        "tiny-b158-tq2_0.gguf",
+        |k, v| match k {
+            "bitnet-b1.58.attention.head_count" => Some(Value::U32(16)),
+            "bitnet-b1.58.attention.head_count_kv" => Some(Value::U32(8)),
+            "bitnet-b1.58.rope.dimension_count" => Some(Value::U32(16)),
+            _ => Some(v),
+        },
+        |_| true,
+    );
+    let path = scratch("head16.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    let info = text(&infer(&["info", "--model", path.to_str().unwrap()]).stdout);
+    assert!(info.contains("head size 16"), "{info}");
+    // Only the types this head size allows are listed.
+    assert!(info.contains("f16 ") && !info.contains("q4_0"), "{info}");
+    assert_eq!(kv_of(&path, &["--kv-type", "f32"]).unwrap(), "f32");
+    for (args, flag) in [
+        (&["--kv-type-k", "q4_0"][..], "--kv-type-k q4_0"),
+        (
+            &["--kv-type", "f16", "--kv-type-v", "q8_0"][..],
+            "--kv-type-v q8_0",
+        ),
+        (&["--kv-bits", "8"][..], "--kv-bits 8"),
+    ] {
+        let e = kv_of(&path, args).unwrap_err();
+        assert!(
+            e.contains(flag) && e.contains("head size is 16") && !e.contains("panicked"),
+            "{args:?}: {e}"
+        );
+    }
+}

@@ -307,4 +307,44 @@ fn cli_kernel_selection_info_json_and_bench() {
     assert!(text(&table).contains("| pp4"), "{}", text(&table));
     let bad = infer(&["bench", "--model", &m, "-t", "0"], &[]);
     assert_eq!(bad.status.code(), Some(1));
+
+    // At a context depth, with a quantized cache: the KV bytes read per decode token are
+    // those of depth + (n + 1) / 2 positions on average, next to the weight bytes.
+    let deep = infer(
+        &[
+            "bench",
+            "--model",
+            &m,
+            "-p",
+            "4",
+            "-n",
+            "3",
+            "-r",
+            "1",
+            "--bw-mib",
+            "0",
+            "-d",
+            "20",
+            "--kv-type",
+            "q4_0",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(deep.status.success(), "{}", err(&deep));
+    let json = text(&deep);
+    let info = text(&infer(&["info", "--model", &m, "--json"], &[]));
+    let per: f64 = info
+        .split("\"q4_0\": {\"bytes_per_token\": ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{info}"));
+    let want = format!("\"kv_bytes_per_token_read\": {:.0}", per * 22.0);
+    for field in ["\"ctx_depth\": 20", "\"kv_type\": \"q4_0\"", &want] {
+        assert!(json.contains(field), "{field}: {json}");
+    }
+    let too_deep = infer(&["bench", "--model", &m, "-d", "100000"], &[]);
+    assert_eq!(too_deep.status.code(), Some(1));
+    assert!(err(&too_deep).contains("-d 100000"), "{}", err(&too_deep));
 }

@@ -147,6 +147,27 @@ fn perplexity_follows_llama_cpp_and_compares_runs() {
     };
     let kld = f16["kld_mean"].as_f64().unwrap();
     assert!(kld > 0.0 && kld < 0.01, "{f16}");
+    // The paired difference: zero against itself; the base's PPL is the f32 run's (from the
+    // saved f32 log-probabilities); a 4-bit cache diverges more than f16, with a nonzero
+    // standard error of the difference.
+    assert_eq!(same["ppl_diff"].as_f64().unwrap(), 0.0, "{same}");
+    assert_eq!(same["ppl_diff_stderr"].as_f64().unwrap(), 0.0, "{same}");
+    let pb = f16["ppl_base"].as_f64().unwrap();
+    assert!((pb - ppl).abs() <= 1e-4 * ppl, "{pb} vs {ppl}");
+    let q4 = {
+        let mut a = args(&["--kl-divergence", base.to_str().unwrap()]);
+        let i = a.iter().position(|x| x == "f32").unwrap();
+        a[i] = "q4_0".into();
+        json(&infer(&a.iter().map(String::as_str).collect::<Vec<_>>()))
+    };
+    assert!(q4["kld_mean"].as_f64().unwrap() > kld, "{q4} vs {f16}");
+    let (d, se) = (
+        q4["ppl_diff"].as_f64().unwrap(),
+        q4["ppl_diff_stderr"].as_f64().unwrap(),
+    );
+    assert!(d.is_finite() && se > 0.0, "{q4}");
+    let run_ppl = q4["ppl"].as_f64().unwrap();
+    assert!((pb + d - run_ppl).abs() <= 1e-3 * run_ppl, "{q4}");
 
     // A base from another text, a short text, a file that is not a base: clear errors.
     let a = args(&["--chunks", "1", "--kl-divergence", base.to_str().unwrap()]);

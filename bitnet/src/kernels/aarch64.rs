@@ -682,6 +682,104 @@ head_q8_0!(
     q8_block_dotprod
 );
 
+/// The 32 signed codes (`nibble - 8`, -8..=7) of the Q4_0 block whose 16 code bytes start
+/// at `qs`: elements 0..16 (low nibbles) and 16..32 (high nibbles).
+///
+/// # Safety
+/// `qs..qs + 16` must be readable.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn q4_0_codes(qs: *const u8) -> (int8x16_t, int8x16_t) {
+    // SAFETY: 16 bytes at `qs`, readable by the caller's guarantee.
+    let v = unsafe { vld1q_u8(qs) };
+    let eight = vdupq_n_s8(8);
+    let lo = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f)));
+    let hi = vreinterpretq_s8_u8(vshrq_n_u8::<4>(v));
+    (vsubq_s8(lo, eight), vsubq_s8(hi, eight))
+}
+
+/// Exact `sum code * x` of one Q4_0 block (code bytes at `qs`) without dotprod.
+///
+/// # Safety
+/// `qs..qs + 16` and `x..x + 32` must be readable.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn q4_block_neon(qs: *const u8, x: *const i8) -> i32 {
+    // SAFETY: the caller guarantees `qs..qs + 16` and `x..x + 32` readable.
+    let ((w0, w1), x0, x1) = unsafe { (q4_0_codes(qs), vld1q_s8(x), vld1q_s8(x.add(16))) };
+    // |code| <= 8, |x| <= 128: two products per i16 lane stay far below 32767.
+    let a = vmlal_high_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(x0)), w0, x0);
+    let b = vmlal_high_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(x1)), w1, x1);
+    vaddvq_s32(vaddq_s32(vpaddlq_s16(a), vpaddlq_s16(b)))
+}
+
+/// Exact `sum code * x` of one Q4_0 block with `sdot`.
+///
+/// # Safety
+/// The CPU must support dotprod; `qs..qs + 16` and `x..x + 32` must be readable.
+#[inline]
+#[target_feature(enable = "dotprod")]
+unsafe fn q4_block_dotprod(qs: *const u8, x: *const i8) -> i32 {
+    // SAFETY: the caller guarantees `qs..qs + 16` and `x..x + 32` readable.
+    let ((w0, w1), x0, x1) = unsafe { (q4_0_codes(qs), vld1q_s8(x), vld1q_s8(x.add(16))) };
+    vaddvq_s32(sdot(sdot(vdupq_n_s32(0), w0, x0), w1, x1))
+}
+
+/// Generates `kv_dot_<type>_<isa>` (a [`super::KvDotFn`] slot) around an exact block dot
+/// product of that type: `isums[j * nb + b]` for key row j, block b.
+macro_rules! kv_dot {
+    ($name:ident, $feature:literal, $block:ident, $bytes:expr) => {
+        /// Exact block sums of key rows against an int8 query (`kernels::kv`).
+        ///
+        /// # Safety
+        /// The CPU must support the target feature.
+        #[inline(never)]
+        #[target_feature(enable = $feature)]
+        pub unsafe fn $name(rows: &[u8], q: &[i8], isums: &mut [i32]) {
+            let (nb, n) = super::kv::check_kv_dot(rows, q, isums, $bytes);
+            for j in 0..n {
+                for b in 0..nb {
+                    // SAFETY: `check_kv_dot` asserted rows.len() == n * nb * $bytes and
+                    // q.len() == nb * 32, so the codes after block (j, b)'s 2-byte scale and
+                    // elements 32b..32b + 32 of the query are in bounds; the caller
+                    // guarantees the feature `$block` needs.
+                    isums[j * nb + b] = unsafe {
+                        $block(
+                            rows.as_ptr().add((j * nb + b) * $bytes + 2),
+                            q.as_ptr().add(32 * b),
+                        )
+                    };
+                }
+            }
+        }
+    };
+}
+
+kv_dot!(
+    kv_dot_q8_0_neon,
+    "neon",
+    q8_block_neon,
+    super::head::Q8_0_BLOCK_BYTES
+);
+kv_dot!(
+    kv_dot_q8_0_dotprod,
+    "dotprod",
+    q8_block_dotprod,
+    super::head::Q8_0_BLOCK_BYTES
+);
+kv_dot!(
+    kv_dot_q4_0_neon,
+    "neon",
+    q4_block_neon,
+    crate::quants::q4_0::BLOCK_BYTES
+);
+kv_dot!(
+    kv_dot_q4_0_dotprod,
+    "dotprod",
+    q4_block_dotprod,
+    crate::quants::q4_0::BLOCK_BYTES
+);
+
 /// The aarch64 kernels, worst to best. They compute integer accumulators and finish with the
 /// reference's own epilogue, so `bitmatmul` is bit-exact; the F16 head sums with FMA in
 /// vector lanes (not the reference's order), the Q8_0 head keeps the reference's order.
@@ -696,6 +794,8 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: Some(vec_dot_ternary_i8_neon),
         head_f16: Some(head_f16_neon),
         head_q8_0: Some(head_q8_0_neon),
+        kv_dot_q8_0: Some(kv_dot_q8_0_neon),
+        kv_dot_q4_0: Some(kv_dot_q4_0_neon),
     },
     // Armv8.2 dotprod: Cortex-A55/A76, Neoverse-N1 and later.
     KernelDesc {
@@ -707,6 +807,8 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: Some(vec_dot_ternary_i8_dotprod),
         head_f16: Some(head_f16_neon),
         head_q8_0: Some(head_q8_0_dotprod),
+        kv_dot_q8_0: Some(kv_dot_q8_0_dotprod),
+        kv_dot_q4_0: Some(kv_dot_q4_0_dotprod),
     },
     // Armv8.6 i8mm: Cortex-A510/A710/X2, Neoverse-N2/V1; single tokens go through `sdot`.
     KernelDesc {
@@ -718,6 +820,8 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: None,
         head_f16: Some(head_f16_neon),
         head_q8_0: Some(head_q8_0_dotprod),
+        kv_dot_q8_0: Some(kv_dot_q8_0_dotprod),
+        kv_dot_q4_0: Some(kv_dot_q4_0_dotprod),
     },
 ];
 

@@ -293,6 +293,8 @@ pub static KERNELS: &[KernelDesc] = &[KernelDesc {
     vec_dot: Some(vec_dot_ternary_i8_neon),
     head_f16: None,
     head_q8_0: None,
+    kv_dot_q8_0: None,
+    kv_dot_q4_0: None,
 }];
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod act;
 #[cfg(feature = "fault-injection")]
 mod fault;
 pub mod head;
+pub mod kv;
 pub mod scalar;
 #[cfg(test)]
 mod tally;
@@ -47,6 +48,11 @@ pub type HeadF16Fn = unsafe fn(&[u8], usize, &[f32], &mut [f32]);
 /// Like [`HeadF16Fn`] for Q8_0 head rows against int8 activations.
 pub type HeadQ8_0Fn = unsafe fn(&[u8], &HeadActs, &mut [f32]);
 
+/// Exact integer sums of cached key rows against an int8 query, one per 32-element block:
+/// `isums[j * nb + b]` for row `j` and block `b` (`rows`: whole rows of `q.len() / 32`
+/// Q8_0 or Q4_0 blocks; see [`kv`]).
+pub type KvDotFn = unsafe fn(&[u8], &[i8], &mut [i32]);
+
 /// One kernel, as ggml's type traits describe a type: what it needs and where its code is.
 /// Each ISA file exports `static KERNELS: &[KernelDesc]`, worst to best; adding a kernel is
 /// adding an entry there. Every entry point is `unsafe` because it may execute instructions
@@ -73,6 +79,10 @@ pub struct KernelDesc {
     /// The kernel's own heads; `None` runs the portable `head::head_*_scalar`.
     pub head_f16: Option<HeadF16Fn>,
     pub head_q8_0: Option<HeadQ8_0Fn>,
+    /// The kernel's own attention-score block sums against a Q8_0 / Q4_0 KV cache; `None`
+    /// runs the portable `kv::kv_dot_*_ref`.
+    pub kv_dot_q8_0: Option<KvDotFn>,
+    pub kv_dot_q4_0: Option<KvDotFn>,
 }
 
 /// The reference: portable, always available.
@@ -85,6 +95,8 @@ pub static SCALAR: KernelDesc = KernelDesc {
     vec_dot: Some(scalar::vec_dot_ternary_i8_scalar),
     head_f16: None,
     head_q8_0: None,
+    kv_dot_q8_0: None,
+    kv_dot_q4_0: None,
 };
 
 #[cfg(target_arch = "aarch64")]
@@ -206,6 +218,8 @@ impl Kernel {
     /// to the scalar kernel's (what `info --json` reports as `kernels.logits_exact`). Needs
     /// `bitmatmul` bit-exact and the scalar heads: RMSNorm, the activation quantization,
     /// attention and the other float ops never depend on the kernel, the output head does.
+    /// (Attention over a Q8_0/Q4_0 cache calls the kernel's `kv_dot_*`, but those return
+    /// exact integer block sums and the float part is shared.)
     /// The SIMD heads (x86_64 F16 and Q8_0, aarch64 F16) sum with FMA in vector lanes, another
     /// order than the sequential reference.
     pub fn logits_exact(self) -> bool {
@@ -247,6 +261,25 @@ impl Kernel {
             // SAFETY: a `Kernel` exists only for a descriptor the CPU can execute.
             Some(f) => unsafe { f(rows, a, out) },
             None => head::head_q8_0_scalar(rows, a, out),
+        }
+    }
+
+    /// Block sums of Q8_0 key rows against an int8 query; see [`KvDotFn`].
+    pub fn kv_dot_q8_0(self, rows: &[u8], q: &[i8], isums: &mut [i32]) {
+        match self.0.kv_dot_q8_0 {
+            // SAFETY: a `Kernel` exists only for a descriptor the CPU can execute; the
+            // entry checks the shapes itself.
+            Some(f) => unsafe { f(rows, q, isums) },
+            None => kv::kv_dot_q8_0_ref(rows, q, isums),
+        }
+    }
+
+    /// Block sums of Q4_0 key rows against an int8 query; see [`KvDotFn`].
+    pub fn kv_dot_q4_0(self, rows: &[u8], q: &[i8], isums: &mut [i32]) {
+        match self.0.kv_dot_q4_0 {
+            // SAFETY: as for `kv_dot_q8_0`.
+            Some(f) => unsafe { f(rows, q, isums) },
+            None => kv::kv_dot_q4_0_ref(rows, q, isums),
         }
     }
 

@@ -540,6 +540,8 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: Some(vec_dot_ternary_i8_zbb),
         head_f16: None,
         head_q8_0: None,
+        kv_dot_q8_0: None,
+        kv_dot_q4_0: None,
     },
     // RVV 1.0, any VLEN.
     KernelDesc {
@@ -551,6 +553,8 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: Some(vec_dot_ternary_i8_rvv),
         head_f16: None,
         head_q8_0: None,
+        kv_dot_q8_0: None,
+        kv_dot_q4_0: None,
     },
 ];
 

@@ -394,3 +394,142 @@ fn q8_0_block_sums_exact_x86() {
         });
     }
 }
+
+/// Random KV rows of `n` x `nb` blocks of `ty` (Q8_0 or Q4_0 bytes with random codes and
+/// scales), `extreme` ones with every code at the type's end of range.
+fn kv_rows(
+    rng: &mut XorShift,
+    ty: crate::quants::GgmlType,
+    n: usize,
+    nb: usize,
+    extreme: bool,
+) -> Vec<u8> {
+    let bb = ty.block_bytes() as usize;
+    let mut rows = vec![0u8; n * nb * bb];
+    for (i, b) in rows.chunks_exact_mut(bb).enumerate() {
+        b[..2].copy_from_slice(&half::f16::from_f32(rng.f32() * 0.1).to_le_bytes());
+        for c in b[2..].iter_mut() {
+            *c = match (ty, extreme) {
+                // -128 (a quantizer never writes it, a kernel must still sum it) and 127.
+                (crate::quants::GgmlType::Q8_0, true) => [0x80, 0x7f][i % 2],
+                // Nibbles 0 and 15: codes -8 and 7.
+                (_, true) => [0x00, 0xff, 0x0f, 0xf0][i % 4],
+                _ => rng.next_u64() as u8,
+            };
+        }
+    }
+    rows
+}
+
+/// A query of `nb` blocks in -127..=127 (what the query quantizer produces), `extreme` all
+/// at +-127.
+fn kv_query(rng: &mut XorShift, nb: usize, extreme: bool) -> Vec<i8> {
+    (0..nb * 32)
+        .map(|i| {
+            if extreme {
+                [127, -127][(i / 32) % 2] // whole blocks of one sign
+            } else {
+                // -127..=127, uniformly.
+                ((rng.next_u64() % 255) as i32 - 127) as i8
+            }
+        })
+        .collect()
+}
+
+/// Every kernel's KV block sums of `ty` equal the scalar reference's exactly, on random
+/// row counts (odd ones, one row, long runs) and head sizes of 1 to 5 blocks, then on the
+/// extreme codes.
+fn kv_dot_matches_reference(test: &str, ty: crate::quants::GgmlType, seed: u64) {
+    use super::kv::{kv_dot_q4_0_ref, kv_dot_q8_0_ref};
+    let mut tally = Tally::all_kernels(test);
+    let mut rng = XorShift::new(seed);
+    let q8 = ty == crate::quants::GgmlType::Q8_0;
+    let mut cases: Vec<(usize, usize, bool)> = (0..24)
+        .map(|_| {
+            (
+                1 + rng.next_u64() as usize % 37,
+                1 + rng.next_u64() as usize % 5,
+                false,
+            )
+        })
+        .collect();
+    cases.extend([(1, 1, true), (7, 4, true), (64, 3, false), (300, 4, false)]);
+    for (n, nb, extreme) in cases {
+        let rows = kv_rows(&mut rng, ty, n, nb, extreme);
+        let q = kv_query(&mut rng, nb, extreme);
+        let mut want = vec![i32::MIN; n * nb];
+        if q8 {
+            kv_dot_q8_0_ref(&rows, &q, &mut want);
+        } else {
+            kv_dot_q4_0_ref(&rows, &q, &mut want);
+        }
+        if extreme {
+            // The extremes reach the largest block sums the types allow.
+            let m = want.iter().map(|s| s.abs()).max().unwrap();
+            assert!(m >= if q8 { 127 * 127 * 32 } else { 8 * 127 * 32 }, "{m}");
+        }
+        for k in kernels() {
+            tally.case(k.name(), || {
+                let mut got = vec![i32::MAX; n * nb];
+                if q8 {
+                    k.kv_dot_q8_0(&rows, &q, &mut got);
+                } else {
+                    k.kv_dot_q4_0(&rows, &q, &mut got);
+                }
+                assert_eq!(
+                    got, want,
+                    "{k} {ty}: {n} rows of {nb} blocks, extreme {extreme}"
+                );
+            });
+        }
+    }
+}
+
+#[test]
+fn kv_dot_q8_0_matches_reference() {
+    kv_dot_matches_reference(
+        "kv_dot_q8_0_matches_reference",
+        crate::quants::GgmlType::Q8_0,
+        0x4B58,
+    );
+}
+
+#[test]
+fn kv_dot_q4_0_matches_reference() {
+    kv_dot_matches_reference(
+        "kv_dot_q4_0_matches_reference",
+        crate::quants::GgmlType::Q4_0,
+        0x4B54,
+    );
+}
+
+#[test]
+fn kv_dot_references_equal_dequantized_codes() {
+    // The references against an independent computation: each block dequantized with its
+    // scale set to 1 gives its codes as floats, whose dot with the query is exact in f32
+    // (|sum| <= 32 * 128 * 127 < 2^24).
+    use crate::quants::GgmlType;
+    let mut rng = XorShift::new(0x4B44);
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
+        let (n, nb) = (9, 3);
+        let mut rows = kv_rows(&mut rng, ty, n, nb, false);
+        let bb = ty.block_bytes() as usize;
+        for b in rows.chunks_exact_mut(bb) {
+            b[..2].copy_from_slice(&half::f16::ONE.to_le_bytes());
+        }
+        let q = kv_query(&mut rng, nb, false);
+        let mut got = vec![0i32; n * nb];
+        if ty == GgmlType::Q8_0 {
+            super::kv::kv_dot_q8_0_ref(&rows, &q, &mut got);
+        } else {
+            super::kv::kv_dot_q4_0_ref(&rows, &q, &mut got);
+        }
+        for (i, b) in rows.chunks_exact(bb).enumerate() {
+            let mut codes = [0.0f32; 32];
+            crate::quants::dequantize_row(ty, b, &mut codes).unwrap();
+            let qb = &q[(i % nb) * 32..(i % nb + 1) * 32];
+            let want: f32 = codes.iter().zip(qb).map(|(&c, &x)| c * f32::from(x)).sum();
+            assert_eq!(got[i] as f32, want, "{ty} block {i}");
+        }
+    }
+}

@@ -15,7 +15,9 @@
 use core::arch::x86_64::*;
 
 use super::head::{HeadActs, Q8_0_BLOCK_BYTES};
+use super::kv::check_kv_dot;
 use super::{ActBatch, KernelDesc};
+use crate::quants::q4_0;
 use crate::ternary::{CodeLayout, TernaryMatrix};
 
 /// The operands of one `bitmatmul` call, checked once at the entry so that tiles can index
@@ -67,7 +69,6 @@ impl<'a> Job<'a> {
 }
 
 /// Sum of the eight i32 lanes.
-#[cfg(test)]
 #[inline]
 #[target_feature(enable = "avx2")]
 fn hsum_epi32_256(v: __m256i) -> i32 {
@@ -803,6 +804,94 @@ pub unsafe fn q8_0_block_sums(name: &str, row: &[u8], xq: &[i8], isums: &mut [i3
     }
 }
 
+/// The 32 signed codes (`nibble - 8`, -8..=7) of the Q4_0 block whose 16 code bytes start
+/// at `qs`, in element order: low nibbles are elements 0..16, high nibbles 16..32.
+///
+/// # Safety
+/// The CPU has AVX2; `qs..qs + 16` is readable.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn q4_0_codes(qs: *const u8) -> __m256i {
+    // SAFETY: 16 bytes at `qs`, readable by the caller's guarantee.
+    let v = unsafe { _mm_loadu_si128(qs.cast()) };
+    let m = _mm_set1_epi8(0x0f);
+    let lo = _mm_and_si128(v, m);
+    // No 8-bit shift exists: shift 16-bit lanes and mask off what crossed from the byte above.
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), m);
+    _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
+}
+
+/// Generates `kv_dot_q8_0_<k>` and `kv_dot_q4_0_<k>` (the [`super::KvDotFn`] slots) around
+/// kernel `k`'s exact block dot product (`q8_block_<k>`, sign trick: |code| <= 128 and
+/// |q| <= 127 keep every pair sum of `vpmaddubsw` below 32767).
+macro_rules! kv_dot {
+    ($q8:ident, $q4:ident, $features:literal, $block:ident) => {
+        /// Exact block sums of Q8_0 key rows against an int8 query (`kernels::kv`).
+        ///
+        /// # Safety
+        /// The CPU must support the features this variant is compiled for.
+        #[inline(never)]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $q8(rows: &[u8], q: &[i8], isums: &mut [i32]) {
+            let (nb, n) = check_kv_dot(rows, q, isums, Q8_0_BLOCK_BYTES);
+            for j in 0..n {
+                for b in 0..nb {
+                    let blk = (j * nb + b) * Q8_0_BLOCK_BYTES;
+                    // SAFETY: `check_kv_dot` asserted rows.len() == n * nb * 34 and
+                    // q.len() == nb * 32: the 32 codes after block (j, b)'s 2-byte scale and
+                    // elements 32b..32b + 32 of the query are in bounds.
+                    let (w, x) = unsafe {
+                        (
+                            _mm256_loadu_si256(rows.as_ptr().add(blk + 2).cast()),
+                            _mm256_loadu_si256(q.as_ptr().add(32 * b).cast()),
+                        )
+                    };
+                    isums[j * nb + b] = hsum_epi32_256($block(w, x));
+                }
+            }
+        }
+
+        /// Exact block sums of Q4_0 key rows against an int8 query (`kernels::kv`).
+        ///
+        /// # Safety
+        /// The CPU must support the features this variant is compiled for.
+        #[inline(never)]
+        #[target_feature(enable = $features)]
+        pub unsafe fn $q4(rows: &[u8], q: &[i8], isums: &mut [i32]) {
+            let (nb, n) = check_kv_dot(rows, q, isums, q4_0::BLOCK_BYTES);
+            for j in 0..n {
+                for b in 0..nb {
+                    let blk = (j * nb + b) * q4_0::BLOCK_BYTES;
+                    // SAFETY: `check_kv_dot` asserted rows.len() == n * nb * 18 and
+                    // q.len() == nb * 32: the 16 code bytes after block (j, b)'s 2-byte scale
+                    // and elements 32b..32b + 32 of the query are in bounds.
+                    let (w, x) = unsafe {
+                        (
+                            q4_0_codes(rows.as_ptr().add(blk + 2)),
+                            _mm256_loadu_si256(q.as_ptr().add(32 * b).cast()),
+                        )
+                    };
+                    isums[j * nb + b] = hsum_epi32_256($block(w, x));
+                }
+            }
+        }
+    };
+}
+
+kv_dot!(kv_dot_q8_0_avx2, kv_dot_q4_0_avx2, "avx2", q8_block_avx2);
+kv_dot!(
+    kv_dot_q8_0_avxvnni,
+    kv_dot_q4_0_avxvnni,
+    "avx2,avxvnni",
+    q8_block_avxvnni
+);
+kv_dot!(
+    kv_dot_q8_0_avx512vnni,
+    kv_dot_q4_0_avx512vnni,
+    "avx2,avx512f,avx512vl,avx512vnni",
+    q8_block_avx512vnni
+);
+
 /// The x86_64 kernels, worst to best. Each needs AVX2, FMA and F16C besides its dot product
 /// (the heads convert halves with F16C and sum with FMA).
 pub static KERNELS: &[KernelDesc] = &[
@@ -815,6 +904,8 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: Some(avx2::vec_dot_ternary_i8_avx2),
         head_f16: Some(avx2::head_f16_avx2),
         head_q8_0: Some(avx2::head_q8_0_avx2),
+        kv_dot_q8_0: Some(kv_dot_q8_0_avx2),
+        kv_dot_q4_0: Some(kv_dot_q4_0_avx2),
     },
     // Alder Lake and later, Zen 5.
     KernelDesc {
@@ -826,6 +917,8 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: Some(avxvnni::vec_dot_ternary_i8_avxvnni),
         head_f16: Some(avxvnni::head_f16_avxvnni),
         head_q8_0: Some(avxvnni::head_q8_0_avxvnni),
+        kv_dot_q8_0: Some(kv_dot_q8_0_avxvnni),
+        kv_dot_q4_0: Some(kv_dot_q4_0_avxvnni),
     },
     // Ice Lake and later, Zen 4/5.
     KernelDesc {
@@ -845,5 +938,7 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: Some(avx512vnni::vec_dot_ternary_i8_avx512vnni),
         head_f16: Some(avx512vnni::head_f16_avx512vnni),
         head_q8_0: Some(avx512vnni::head_q8_0_avx512vnni),
+        kv_dot_q8_0: Some(kv_dot_q8_0_avx512vnni),
+        kv_dot_q4_0: Some(kv_dot_q4_0_avx512vnni),
     },
 ];

@@ -8,8 +8,9 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::attention::attention;
 use super::linear::{linear, Matmul};
-use super::{ties, Activation, Config, KvCache, KvType, Model, ModelError};
+use super::{ties, Activation, Config, KvCache, KvType, KvTypes, Model, ModelError};
 use crate::kernels::{ActBatch, HeadActs};
 use crate::ops;
 use crate::parallel::Exec;
@@ -55,14 +56,15 @@ pub struct State {
 
 impl State {
     /// Fresh state holding up to `ctx` positions.
-    pub fn new(c: &Config, ctx: usize, kv_type: KvType) -> Result<State, ModelError> {
+    pub fn new(c: &Config, ctx: usize, kv_type: impl Into<KvTypes>) -> Result<State, ModelError> {
+        let kv_type = kv_type.into();
         // A hostile file can claim any context length: size the cache before allocating.
         let bytes = KvCache::bytes_needed(kv_type, c.n_layer, ctx, c.kv_dim());
         if bytes.is_none_or(|b| b > MAX_KV_BYTES) {
             return Err(kv_too_large(c, 1, ctx));
         }
         Ok(State {
-            kv: KvCache::new(kv_type, c.n_layer, ctx, c.kv_dim()),
+            kv: KvCache::new(kv_type, c.n_layer, ctx, c.n_kv_head, c.head_dim)?,
             pos: 0,
             buf: Buffers::default(),
         })
@@ -78,7 +80,13 @@ pub struct Batch {
 
 impl Batch {
     /// `n` fresh sequences of up to `ctx` positions each.
-    pub fn new(c: &Config, n: usize, ctx: usize, kv_type: KvType) -> Result<Batch, ModelError> {
+    pub fn new(
+        c: &Config,
+        n: usize,
+        ctx: usize,
+        kv_type: impl Into<KvTypes>,
+    ) -> Result<Batch, ModelError> {
+        let kv_type = kv_type.into();
         let bytes = KvCache::bytes_needed(kv_type, c.n_layer, ctx, c.kv_dim())
             .and_then(|b| b.checked_mul(n));
         if bytes.is_none_or(|b| b > MAX_KV_BYTES) {
@@ -117,7 +125,7 @@ fn kv_too_large(c: &Config, seqs: usize, ctx: usize) -> ModelError {
 }
 
 /// Where each token of a call goes: (sequence, position).
-type Placement = [(usize, usize)];
+pub(super) type Placement = [(usize, usize)];
 
 impl Model {
     /// Evaluates `tokens` at positions `state.pos..`, appends them to the cache and returns
@@ -259,12 +267,12 @@ impl Model {
                 }
                 let v = &b.v[t * kv_dim..(t + 1) * kv_dim];
                 kvs[seq].write(layer, pos, k, v);
-                if kvs[seq].ty == KvType::F16 {
+                if kvs[seq].types == KvType::F16.into() {
                     // BITNET_DUMP_KV_TIES: the f16 stored near rounding midpoints.
                     ties::record_kv(layer, pos, k, v)?;
                 }
             }
-            attention(c, exec, kvs, layer, at, &b.q, &mut b.o);
+            attention(c, self.kernel, exec, kvs, layer, at, &b.q, &mut b.o);
             // o = rmsnorm(o) * attn_sub_norm (BitNet; llama has none); x = x + BitLinear_o(o)
             let sub_norm = blk.attn_sub_norm.as_deref();
             ops::maybe_norm_quantize(exec, &b.o, sub_norm, q_dim, eps, &mut b.acts);
@@ -346,49 +354,4 @@ fn sub_norm_site(norm: Option<&[f32]>, with: &'static str, without: &'static str
     } else {
         without
     }
-}
-
-/// `o` (n, q_dim) = softmax(q k^T / sqrt(head_dim) + causal mask) v, per head; query head
-/// h reads kv head h / (n_head / n_kv_head) of its own sequence's cache. One task per
-/// (token, kv head): the query heads sharing a kv head share each cached row read.
-fn attention(
-    c: &Config,
-    exec: &dyn Exec,
-    kvs: &[&mut KvCache],
-    layer: usize,
-    at: &Placement,
-    q: &[f32],
-    o: &mut [f32],
-) {
-    let (hd, n_kv) = (c.head_dim, c.n_kv_head);
-    let group = c.n_head / c.n_kv_head;
-    let scale = 1.0 / libm::sqrtf(hd as f32);
-    exec.for_each_chunk(o, group * hd, &|i, out| {
-        let (t, kvh) = (i / n_kv, i % n_kv);
-        let (seq, pos) = at[t];
-        let kv: &KvCache = &*kvs[seq];
-        let qs = &q[i * group * hd..(i + 1) * group * hd]; // (group, head_dim)
-        let len = pos + 1;
-        let mut row = vec![0.0f32; hd]; // (head_dim,) one cached key or value
-        let mut att = vec![0.0f32; group * len]; // (group, pos + 1) scores, then weights
-        for j in 0..len {
-            kv.read_k(layer, j, kvh * hd, &mut row);
-            for (g, qh) in qs.chunks_exact(hd).enumerate() {
-                att[g * len + j] = ops::dot_lanes(qh, &row) * scale;
-            }
-        }
-        for a in att.chunks_exact_mut(len) {
-            ops::softmax(a);
-        }
-        out.fill(0.0);
-        for j in 0..len {
-            kv.read_v(layer, j, kvh * hd, &mut row);
-            for (g, y) in out.chunks_exact_mut(hd).enumerate() {
-                let a = att[g * len + j];
-                for (y, &v) in y.iter_mut().zip(&row) {
-                    *y += a * v;
-                }
-            }
-        }
-    });
 }

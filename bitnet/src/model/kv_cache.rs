@@ -1,39 +1,160 @@
-//! Keys and values of every past position, per layer.
+//! Keys and values of every past position, per layer and kv head.
+//!
+//! Keys and values each have their own element type ([`KvTypes`]): `f32`, `f16` (default),
+//! or llama.cpp's block types `q8_0` (34 bytes per 32 elements) and `q4_0` (18 bytes),
+//! blocks cut along the head dimension, so a head's row is whole blocks and attention reads
+//! it in place ([`Rows`]).
+//!
+//! Layout: (layer, kv head, position, head_dim). One kv head's rows of every position are
+//! contiguous, so the attention task of a (token, kv head) streams one run of memory instead
+//! of one short piece per position.
 
+use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
+use super::ModelError;
+use crate::quants::{q4_0, q8_0, quantize_row_q4_0_ref, quantize_row_q8_0_ref};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
 pub enum KvType {
     F32,
     F16,
+    Q8_0,
+    Q4_0,
 }
 
 impl KvType {
+    /// Every type, by its command-line name.
+    pub const ALL: [KvType; 4] = [KvType::F32, KvType::F16, KvType::Q8_0, KvType::Q4_0];
+
     pub fn from_name(name: &str) -> Option<KvType> {
-        match name {
-            "f32" => Some(KvType::F32),
-            "f16" => Some(KvType::F16),
+        KvType::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The type `--kv-bits` names: 16 -> f16, 8 -> q8_0, 4 -> q4_0.
+    pub fn from_bits(bits: u32) -> Option<KvType> {
+        match bits {
+            16 => Some(KvType::F16),
+            8 => Some(KvType::Q8_0),
+            4 => Some(KvType::Q4_0),
             _ => None,
         }
     }
 
-    pub fn bytes(self) -> usize {
+    pub const fn name(self) -> &'static str {
+        match self {
+            KvType::F32 => "f32",
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+            KvType::Q4_0 => "q4_0",
+        }
+    }
+
+    /// Elements per block: a head's row must be a multiple of it.
+    pub const fn block_elems(self) -> usize {
+        match self {
+            KvType::F32 | KvType::F16 => 1,
+            KvType::Q8_0 => q8_0::BLOCK_ELEMS,
+            KvType::Q4_0 => q4_0::BLOCK_ELEMS,
+        }
+    }
+
+    /// Bytes of one block.
+    pub const fn block_bytes(self) -> usize {
         match self {
             KvType::F32 => 4,
             KvType::F16 => 2,
+            KvType::Q8_0 => q8_0::BLOCK_BYTES,
+            KvType::Q4_0 => q4_0::BLOCK_BYTES,
+        }
+    }
+
+    /// Bytes of `n` elements (a multiple of [`KvType::block_elems`]), or `None` on overflow.
+    pub fn row_bytes(self, n: usize) -> Option<usize> {
+        (n / self.block_elems()).checked_mul(self.block_bytes())
+    }
+}
+
+impl core::fmt::Display for KvType {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The element types of the keys and of the values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvTypes {
+    pub k: KvType,
+    pub v: KvType,
+}
+
+impl From<KvType> for KvTypes {
+    /// Keys and values of the same type.
+    fn from(t: KvType) -> KvTypes {
+        KvTypes { k: t, v: t }
+    }
+}
+
+impl core::fmt::Display for KvTypes {
+    /// `f16` when both are the same, else `k q8_0 / v q4_0`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.k == self.v {
+            write!(f, "{}", self.k)
+        } else {
+            write!(f, "k {} / v {}", self.k, self.v)
         }
     }
 }
 
+impl KvTypes {
+    /// Bytes of keys and values one position takes in all layers, or `None` on overflow.
+    pub fn bytes_per_token(self, n_layer: usize, kv_dim: usize) -> Option<usize> {
+        self.k
+            .row_bytes(kv_dim)?
+            .checked_add(self.v.row_bytes(kv_dim)?)?
+            .checked_mul(n_layer)
+    }
+
+    /// Why a head of `head_dim` elements cannot be stored in these types, if it cannot:
+    /// block types need whole blocks per head.
+    pub fn check_head_dim(self, head_dim: usize) -> Result<(), ModelError> {
+        for (which, t) in [("key", self.k), ("value", self.v)] {
+            if !head_dim.is_multiple_of(t.block_elems()) || head_dim == 0 {
+                return Err(ModelError::KvTypeUnsupported(format!(
+                    "a {t} {which} cache stores blocks of {} elements along the head; this model's head size is {head_dim}",
+                    t.block_elems()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One element type's storage: (layer, kv head, position, head_dim).
 enum Store {
     F32(Vec<f32>),
     F16(Vec<f16>),
+    /// Q8_0 or Q4_0 blocks (`Store::ty` says which).
+    Blocks(KvType, Vec<u8>),
 }
 
 impl Store {
+    fn new(ty: KvType, n_elems: usize) -> Store {
+        match ty {
+            KvType::F32 => Store::F32(vec![0.0; n_elems]),
+            KvType::F16 => Store::F16(vec![f16::ZERO; n_elems]),
+            // `row_bytes` of the whole cache cannot overflow: `bytes_needed` was checked.
+            KvType::Q8_0 | KvType::Q4_0 => {
+                Store::Blocks(ty, vec![0; ty.row_bytes(n_elems).unwrap_or(0)])
+            }
+        }
+    }
+
+    /// Writes the `src.len()` elements starting at element `at` (block-aligned).
     fn write(&mut self, at: usize, src: &[f32]) {
         match self {
             Store::F32(v) => v[at..at + src.len()].copy_from_slice(src),
@@ -42,74 +163,261 @@ impl Store {
                     *d = f16::from_f32(s);
                 }
             }
+            Store::Blocks(ty, b) => {
+                let (ty, from) = (*ty, at / ty.block_elems() * ty.block_bytes());
+                let dst = &mut b[from..from + src.len() / ty.block_elems() * ty.block_bytes()];
+                // Lengths match by construction (whole blocks, checked at `new`).
+                let _ = match ty {
+                    KvType::Q8_0 => quantize_row_q8_0_ref(src, dst),
+                    _ => quantize_row_q4_0_ref(src, dst),
+                };
+            }
         }
     }
 
-    fn read(&self, at: usize, dst: &mut [f32]) {
+    /// `len` rows of `hd` elements starting at element `at`.
+    fn rows(&self, at: usize, len: usize, hd: usize) -> Rows<'_> {
         match self {
-            Store::F32(v) => {
-                let n = dst.len();
-                dst.copy_from_slice(&v[at..at + n])
+            Store::F32(v) => Rows::F32(&v[at..at + len * hd]),
+            Store::F16(v) => Rows::F16(&v[at..at + len * hd]),
+            Store::Blocks(ty, b) => {
+                let per_elem = |n: usize| n / ty.block_elems() * ty.block_bytes();
+                let bytes = &b[per_elem(at)..per_elem(at + len * hd)];
+                match ty {
+                    KvType::Q8_0 => Rows::Q8_0(bytes),
+                    _ => Rows::Q4_0(bytes),
+                }
             }
-            Store::F16(v) => {
-                // One slice conversion: F16C on x86 when present, not a call per element.
-                let n = dst.len();
-                v[at..at + n].convert_to_f32_slice(dst);
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Store::F32(v) => v.len() * 4,
+            Store::F16(v) => v.len() * 2,
+            Store::Blocks(_, b) => b.len(),
+        }
+    }
+}
+
+/// The cached rows of one kv head at positions `0..len`, row-major (len, head_dim), in the
+/// cache's own type: what attention reads in place.
+#[derive(Clone, Copy, Debug)]
+pub enum Rows<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    /// Each row `head_dim / 32` Q8_0 blocks.
+    Q8_0(&'a [u8]),
+    /// Each row `head_dim / 32` Q4_0 blocks.
+    Q4_0(&'a [u8]),
+}
+
+impl Rows<'_> {
+    /// Row `j` (head_dim elements) as f32, into `dst`.
+    pub fn dequantize(&self, j: usize, dst: &mut [f32]) {
+        let hd = dst.len();
+        match *self {
+            Rows::F32(v) => dst.copy_from_slice(&v[j * hd..(j + 1) * hd]),
+            // One slice conversion: F16C on x86 when present, not a call per element.
+            Rows::F16(v) => v[j * hd..(j + 1) * hd].convert_to_f32_slice(dst),
+            Rows::Q8_0(b) => {
+                let rb = hd / q8_0::BLOCK_ELEMS * q8_0::BLOCK_BYTES;
+                // Lengths match by construction.
+                let _ = crate::quants::dequantize_row_q8_0(&b[j * rb..(j + 1) * rb], dst);
+            }
+            Rows::Q4_0(b) => {
+                let rb = hd / q4_0::BLOCK_ELEMS * q4_0::BLOCK_BYTES;
+                let _ = crate::quants::dequantize_row_q4_0(&b[j * rb..(j + 1) * rb], dst);
             }
         }
     }
 }
 
 pub struct KvCache {
-    pub ty: KvType,
+    pub types: KvTypes,
     /// Positions the cache can hold.
     pub ctx: usize,
-    kv_dim: usize,
-    k: Store, // (layer, ctx, kv_dim)
-    v: Store, // (layer, ctx, kv_dim)
+    n_kv_head: usize,
+    head_dim: usize,
+    k: Store,
+    v: Store,
 }
 
 impl KvCache {
     /// Bytes the cache needs, or `None` on overflow; checked before allocating.
-    pub fn bytes_needed(ty: KvType, n_layer: usize, ctx: usize, kv_dim: usize) -> Option<usize> {
-        n_layer
-            .checked_mul(ctx)?
-            .checked_mul(kv_dim)?
-            .checked_mul(2 * ty.bytes())
+    pub fn bytes_needed(
+        types: impl Into<KvTypes>,
+        n_layer: usize,
+        ctx: usize,
+        kv_dim: usize,
+    ) -> Option<usize> {
+        types
+            .into()
+            .bytes_per_token(n_layer, kv_dim)?
+            .checked_mul(ctx)
     }
 
-    pub fn new(ty: KvType, n_layer: usize, ctx: usize, kv_dim: usize) -> KvCache {
-        let n = n_layer * ctx * kv_dim;
-        let store = || match ty {
-            KvType::F32 => Store::F32(vec![0.0; n]),
-            KvType::F16 => Store::F16(vec![f16::ZERO; n]),
-        };
-        KvCache {
-            ty,
+    /// A zeroed cache; `bytes_needed` must have been checked (it is the caller's size cap),
+    /// and the head size must suit the types.
+    pub fn new(
+        types: impl Into<KvTypes>,
+        n_layer: usize,
+        ctx: usize,
+        n_kv_head: usize,
+        head_dim: usize,
+    ) -> Result<KvCache, ModelError> {
+        let types = types.into();
+        types.check_head_dim(head_dim)?;
+        let n = n_layer * n_kv_head * ctx * head_dim;
+        Ok(KvCache {
+            types,
             ctx,
-            kv_dim,
-            k: store(),
-            v: store(),
+            n_kv_head,
+            head_dim,
+            k: Store::new(types.k, n),
+            v: Store::new(types.v, n),
+        })
+    }
+
+    /// Bytes held (keys and values).
+    pub fn bytes(&self) -> usize {
+        self.k.bytes() + self.v.bytes()
+    }
+
+    /// Element index of (layer, kv head, pos).
+    fn at(&self, layer: usize, kvh: usize, pos: usize) -> usize {
+        ((layer * self.n_kv_head + kvh) * self.ctx + pos) * self.head_dim
+    }
+
+    /// Stores the (kv_dim,) key and value of `pos`, head by head.
+    pub fn write(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
+        let hd = self.head_dim;
+        for (h, (kh, vh)) in k.chunks_exact(hd).zip(v.chunks_exact(hd)).enumerate() {
+            let at = self.at(layer, h, pos);
+            self.k.write(at, kh);
+            self.v.write(at, vh);
         }
     }
 
-    fn at(&self, layer: usize, pos: usize) -> usize {
-        (layer * self.ctx + pos) * self.kv_dim
+    /// The keys of kv head `kvh` at positions `0..len`.
+    pub fn keys(&self, layer: usize, kvh: usize, len: usize) -> Rows<'_> {
+        self.k.rows(self.at(layer, kvh, 0), len, self.head_dim)
     }
 
-    /// Stores the (kv_dim,) key and value of `pos`.
-    pub fn write(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let at = self.at(layer, pos);
-        self.k.write(at, k);
-        self.v.write(at, v);
+    /// The values of kv head `kvh` at positions `0..len`.
+    pub fn values(&self, layer: usize, kvh: usize, len: usize) -> Rows<'_> {
+        self.v.rows(self.at(layer, kvh, 0), len, self.head_dim)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_per_type() {
+        // 2B4T: 30 layers, kv_dim 640 (5 heads of 128).
+        let per = |t: KvType| KvTypes::from(t).bytes_per_token(30, 640).unwrap();
+        assert_eq!(per(KvType::F32), 30 * 2 * 640 * 4);
+        assert_eq!(per(KvType::F16), 30 * 2 * 640 * 2);
+        assert_eq!(per(KvType::Q8_0), 30 * 2 * 20 * 34);
+        assert_eq!(per(KvType::Q4_0), 30 * 2 * 20 * 18);
+        let mixed = KvTypes {
+            k: KvType::Q8_0,
+            v: KvType::Q4_0,
+        };
+        assert_eq!(mixed.bytes_per_token(30, 640), Some(30 * 20 * (34 + 18)));
+        assert_eq!(mixed.to_string(), "k q8_0 / v q4_0");
+        assert_eq!(KvTypes::from(KvType::Q4_0).to_string(), "q4_0");
+        assert_eq!(
+            KvCache::bytes_needed(KvType::Q8_0, usize::MAX, 2, 640),
+            None
+        );
+        let c = KvCache::new(mixed, 2, 3, 2, 64).unwrap();
+        assert_eq!(c.bytes(), 2 * 3 * 128 / 32 * (34 + 18));
+        assert_eq!(
+            Some(c.bytes()),
+            KvCache::bytes_needed(mixed, 2, 3, 128),
+            "allocated = announced"
+        );
     }
 
-    /// Reads `dst.len()` key elements of `pos` starting at element `off`.
-    pub fn read_k(&self, layer: usize, pos: usize, off: usize, dst: &mut [f32]) {
-        self.k.read(self.at(layer, pos) + off, dst);
+    #[test]
+    fn names_and_bits() {
+        for t in KvType::ALL {
+            assert_eq!(KvType::from_name(t.name()), Some(t));
+        }
+        assert_eq!(KvType::from_name("q3"), None);
+        assert_eq!(KvType::from_bits(16), Some(KvType::F16));
+        assert_eq!(KvType::from_bits(8), Some(KvType::Q8_0));
+        assert_eq!(KvType::from_bits(4), Some(KvType::Q4_0));
+        assert_eq!(KvType::from_bits(32), None);
     }
 
-    pub fn read_v(&self, layer: usize, pos: usize, off: usize, dst: &mut [f32]) {
-        self.v.read(self.at(layer, pos) + off, dst);
+    #[test]
+    fn head_not_whole_blocks_is_refused() {
+        let e = KvCache::new(KvType::Q4_0, 1, 4, 2, 100).err().unwrap();
+        assert!(e.to_string().contains("head size is 100"), "{e}");
+        let split = KvTypes {
+            k: KvType::F16,
+            v: KvType::Q8_0,
+        };
+        let e = KvCache::new(split, 1, 4, 2, 48).err().unwrap();
+        assert!(e.to_string().contains("q8_0 value cache"), "{e}");
+        assert!(KvCache::new(KvType::F16, 1, 4, 2, 100).is_ok());
+    }
+
+    #[test]
+    fn rows_read_back_what_was_written() {
+        // Each type stores and returns its own rounding of the values: f32 exactly, the
+        // others as their reference (de)quantizers do.
+        let (layers, ctx, heads, hd) = (2, 5, 3, 64);
+        let mut rng = crate::quants::test_rng::XorShift::new(0xCAC4E);
+        for t in KvType::ALL {
+            let mut c = KvCache::new(t, layers, ctx, heads, hd).unwrap();
+            let mut rows = Vec::new();
+            for layer in 0..layers {
+                for pos in 0..ctx {
+                    let (k, v) = (rng.f32s(heads * hd, 2.0), rng.f32s(heads * hd, 2.0));
+                    c.write(layer, pos, &k, &v);
+                    rows.push((layer, pos, k, v));
+                }
+            }
+            for (layer, pos, k, v) in &rows {
+                for h in 0..heads {
+                    for (src, got) in [
+                        (&k[h * hd..(h + 1) * hd], c.keys(*layer, h, ctx)),
+                        (&v[h * hd..(h + 1) * hd], c.values(*layer, h, ctx)),
+                    ] {
+                        let mut want = vec![0.0f32; hd];
+                        match t {
+                            KvType::F32 => want.copy_from_slice(src),
+                            KvType::F16 => {
+                                for (w, &s) in want.iter_mut().zip(src) {
+                                    *w = f16::from_f32(s).to_f32();
+                                }
+                            }
+                            KvType::Q8_0 | KvType::Q4_0 => {
+                                let mut b = vec![0u8; t.row_bytes(hd).unwrap()];
+                                let ty = if t == KvType::Q8_0 {
+                                    crate::quants::GgmlType::Q8_0
+                                } else {
+                                    crate::quants::GgmlType::Q4_0
+                                };
+                                if t == KvType::Q8_0 {
+                                    quantize_row_q8_0_ref(src, &mut b).unwrap();
+                                } else {
+                                    quantize_row_q4_0_ref(src, &mut b).unwrap();
+                                }
+                                crate::quants::dequantize_row(ty, &b, &mut want).unwrap();
+                            }
+                        }
+                        let mut row = vec![f32::NAN; hd];
+                        got.dequantize(*pos, &mut row);
+                        assert_eq!(row, want, "{t} layer {layer} pos {pos} head {h}");
+                    }
+                }
+            }
+        }
     }
 }

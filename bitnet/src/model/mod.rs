@@ -1,5 +1,6 @@
 //! The BitNet model: weights loaded from GGUF (`load`), the forward pass (`forward`).
 
+mod attention;
 mod config;
 mod dense;
 mod forward;
@@ -14,7 +15,7 @@ pub use load::tensor_type_summary;
 pub use config::{Activation, Arch, Config, RopeType};
 pub use dense::{DenseMatrix, Source};
 pub use forward::{Batch, State};
-pub use kv_cache::{KvCache, KvType};
+pub use kv_cache::{KvCache, KvType, KvTypes, Rows};
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -105,6 +106,8 @@ pub enum ModelError {
         kv_dim: usize,
         limit: usize,
     },
+    /// A KV cache type cannot store this model's heads (block types need whole blocks).
+    KvTypeUnsupported(String),
     /// Only an F32/F16/BF16 head with a multiple of 32 columns quantizes to Q8_0.
     HeadNotQuantizable {
         ty: GgmlType,
@@ -126,6 +129,7 @@ impl core::fmt::Display for ModelError {
             ModelError::MissingTensor(name) => write!(f, "tensor '{name}' is missing"),
             ModelError::Unsupported(m) => write!(f, "unsupported: {m}"),
             ModelError::Input(m) => f.write_str(m),
+            ModelError::KvTypeUnsupported(m) => write!(f, "unsupported KV cache type: {m}"),
             ModelError::ContextFull {
                 pos,
                 ctx,

@@ -10,6 +10,7 @@ pub enum GgmlType {
     F32,
     F16,
     BF16,
+    Q4_0,
     Q8_0,
     Q6_K,
     TQ1_0,
@@ -22,10 +23,11 @@ pub enum GgmlType {
 pub const I2_S_ARCHITECTURES: &[&str] = &["bitnet-b1.58", "bitnet-25", "bitnet"];
 
 impl GgmlType {
-    pub const ALL: [GgmlType; 8] = [
+    pub const ALL: [GgmlType; 9] = [
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::BF16,
+        GgmlType::Q4_0,
         GgmlType::Q8_0,
         GgmlType::Q6_K,
         GgmlType::TQ1_0,
@@ -39,6 +41,7 @@ impl GgmlType {
             GgmlType::F32 => 0,
             GgmlType::F16 => 1,
             GgmlType::BF16 => 30,
+            GgmlType::Q4_0 => 2,
             GgmlType::Q8_0 => 8,
             GgmlType::Q6_K => 14,
             GgmlType::TQ1_0 => 34,
@@ -61,6 +64,7 @@ impl GgmlType {
             GgmlType::F32 => "F32",
             GgmlType::F16 => "F16",
             GgmlType::BF16 => "BF16",
+            GgmlType::Q4_0 => "Q4_0",
             GgmlType::Q8_0 => "Q8_0",
             GgmlType::Q6_K => "Q6_K",
             GgmlType::TQ1_0 => "TQ1_0",
@@ -74,6 +78,7 @@ impl GgmlType {
     pub const fn block_elems(self) -> u64 {
         (match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
+            GgmlType::Q4_0 => q4_0::BLOCK_ELEMS,
             GgmlType::Q8_0 => q8_0::BLOCK_ELEMS,
             GgmlType::Q6_K => q6_k::BLOCK_ELEMS,
             GgmlType::TQ1_0 => tq1_0::BLOCK_ELEMS,
@@ -88,6 +93,7 @@ impl GgmlType {
             GgmlType::F32 => f16::F32_BYTES,
             GgmlType::F16 => f16::F16_BYTES,
             GgmlType::BF16 => f16::BF16_BYTES,
+            GgmlType::Q4_0 => q4_0::BLOCK_BYTES,
             GgmlType::Q8_0 => q8_0::BLOCK_BYTES,
             GgmlType::Q6_K => q6_k::BLOCK_BYTES,
             GgmlType::TQ1_0 => tq1_0::BLOCK_BYTES,
@@ -124,6 +130,7 @@ impl core::fmt::Display for GgmlType {
 // the ternary types, its repacking into `crate::ternary::TernaryMatrix` (`repack_<type>`).
 pub mod f16;
 pub mod i2_s;
+pub mod q4_0;
 pub mod q6_k;
 pub mod q8_0;
 pub mod tq1_0;
@@ -134,6 +141,7 @@ pub use self::f16::{
     quantize_row_f16_ref, quantize_row_f32_ref,
 };
 pub use i2_s::{dequantize_i2_s, i2_s_scale, pack_i2_s, quantize_i2_s_ref};
+pub use q4_0::{dequantize_row_q4_0, quantize_row_q4_0_ref};
 pub use q6_k::{dequantize_row_q6_k, quantize_row_q6_k};
 pub use q8_0::{dequantize_row_q8_0, quantize_row_q8_0_ref};
 pub use tq1_0::{dequantize_row_tq1_0, pack_row_tq1_0, quantize_row_tq1_0_ref};
@@ -150,6 +158,7 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
         GgmlType::F32 => dequantize_row_f32(src, dst),
         GgmlType::F16 => dequantize_row_f16(src, dst),
         GgmlType::BF16 => dequantize_row_bf16(src, dst),
+        GgmlType::Q4_0 => dequantize_row_q4_0(src, dst),
         GgmlType::Q8_0 => dequantize_row_q8_0(src, dst),
         GgmlType::Q6_K => dequantize_row_q6_k(src, dst),
         GgmlType::TQ1_0 => dequantize_row_tq1_0(src, dst),

@@ -76,9 +76,8 @@ pub struct PerplexityArgs {
     /// Worker threads (default: physical cores).
     #[arg(long, short)]
     pub threads: Option<usize>,
-    /// KV cache element type.
-    #[arg(long, default_value = "f16", value_parser = ["f16", "f32"])]
-    pub kv_type: String,
+    #[command(flatten)]
+    pub kv: KvArgs,
     /// Save every scored position's log-probabilities here, as the base of a later
     /// --kl-divergence run.
     #[arg(long, conflicts_with = "kl_divergence")]
@@ -145,6 +144,29 @@ pub struct KernelArgs {
     pub head: String,
 }
 
+/// The KV cache types. Keys and values can differ: `--kv-type-k` / `--kv-type-v` override
+/// `--kv-type`, which overrides `--kv-bits`; f16 when none is given.
+#[derive(Args, Debug, Clone)]
+pub struct KvArgs {
+    /// KV cache element type of keys and values: f32, f16 (default), q8_0 or q4_0 (llama.cpp's
+    /// blocks of 32 along the head, one f16 scale each: 8.5 and 4.5 bits per element).
+    #[arg(long, value_parser = KV_TYPES)]
+    pub kv_type: Option<String>,
+    /// KV cache type of the keys (overrides --kv-type).
+    #[arg(long, value_parser = KV_TYPES)]
+    pub kv_type_k: Option<String>,
+    /// KV cache type of the values (overrides --kv-type).
+    #[arg(long, value_parser = KV_TYPES)]
+    pub kv_type_v: Option<String>,
+    /// KV cache bits per element as the BitNet guide writes it: 16 = f16, 8 = q8_0,
+    /// 4 = q4_0 (overridden by --kv-type).
+    #[arg(long, value_parser = ["16", "8", "4"])]
+    pub kv_bits: Option<String>,
+}
+
+/// The `--kv-type*` values.
+pub const KV_TYPES: [&str; 4] = ["f32", "f16", "q8_0", "q4_0"];
+
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// GGUF model file (e.g. from `cargo xtask bench-model`).
@@ -165,6 +187,12 @@ pub struct BenchArgs {
     /// Sequences decoded together in the decode test (aggregate tok/s).
     #[arg(short = 'b', long, default_value_t = 1)]
     pub batch_size: usize,
+    /// Run both tests after a context of this many tokens already in the cache (llama-bench's
+    /// `-d`): attention then reads that many cached keys and values per token, which is where
+    /// the KV cache type matters. The cache is filled with pseudo-random keys and values
+    /// (attention costs the same whatever they are), not by a prefill.
+    #[arg(short = 'd', long, default_value_t = 0)]
+    pub ctx_depth: usize,
     /// MiB streamed by the memory bandwidth measurement (0 skips it).
     #[arg(long, default_value_t = 1024)]
     pub bw_mib: usize,
@@ -173,6 +201,8 @@ pub struct BenchArgs {
     pub json: bool,
     #[command(flatten)]
     pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub kv: KvArgs,
 }
 
 #[derive(Args, Debug)]
@@ -229,9 +259,8 @@ pub struct RunArgs {
     /// Context length, capped by the model's.
     #[arg(long)]
     pub ctx: Option<usize>,
-    /// KV cache element type.
-    #[arg(long, default_value = "f16", value_parser = ["f16", "f32"])]
-    pub kv_type: String,
+    #[command(flatten)]
+    pub kv: KvArgs,
     /// Write the logits of every evaluated position as a float32 .npy of shape
     /// [n_positions, n_vocab].
     #[arg(long)]

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use bitnet::gguf::GgufFile;
-use bitnet::model::{tensor_type_summary, Batch, KvType, Model, State};
+use bitnet::model::{tensor_type_summary, Batch, Config, KvTypes, Model, State};
 use bitnet::parallel::Pool;
 use bitnet::rng::Rng;
 
@@ -65,16 +65,22 @@ pub fn main(a: &BenchArgs) -> Result<(), String> {
     let max_threads = threads.iter().copied().max().unwrap_or(1);
     let model = setup::load(&file, &shown, &a.kernel, &setup::pool(max_threads)?)?;
     let c = &model.config;
-    let ctx = a.n_prompt.max(a.n_gen).max(1);
+    let depth = a.ctx_depth;
+    let ctx = a.n_prompt.max(a.n_gen).max(1).saturating_add(depth);
     if ctx > c.ctx_len {
         return Err(format!(
-            "-p {} / -n {} exceed the model's context of {}",
+            "-d {depth} plus -p {} / -n {} exceed the model's context of {}",
             a.n_prompt, a.n_gen, c.ctx_len
         ));
     }
+    let kv = setup::kv_types(&a.kv, c)?;
+    setup::check_kv_memory(kv, c, ctx, a.batch_size)?;
     // Token ids do not change the work; fixed pseudo-random ones keep runs comparable.
     let mut rng = Rng::new(0xBE7C);
-    let tokens: Vec<u32> = (0..ctx).map(|_| rng.below(c.vocab as u64) as u32).collect();
+    let n_tokens = a.n_prompt.max(a.n_gen).max(1);
+    let tokens: Vec<u32> = (0..n_tokens)
+        .map(|_| rng.below(c.vocab as u64) as u32)
+        .collect();
 
     let mut rows = Vec::new();
     for &t in &threads {
@@ -82,19 +88,30 @@ pub fn main(a: &BenchArgs) -> Result<(), String> {
         let prefill = (a.n_prompt > 0)
             .then(|| {
                 let p = &tokens[..a.n_prompt];
-                prefill_once(&model, &pool, p, ctx)?; // warm-up
+                prefill_once(&model, &pool, p, ctx, kv, depth)?; // warm-up
                 let samples = (0..a.reps)
-                    .map(|_| prefill_once(&model, &pool, p, ctx).map(|s| p.len() as f64 / s))
+                    .map(|_| {
+                        prefill_once(&model, &pool, p, ctx, kv, depth).map(|s| p.len() as f64 / s)
+                    })
                     .collect::<Result<_, _>>()?;
                 Ok::<_, String>(Stats { samples })
             })
             .transpose()?;
         let decode = (a.n_gen > 0)
             .then(|| {
-                decode_once(&model, &pool, &tokens[..a.n_gen.min(4)], a.batch_size, ctx)?;
+                decode_once(
+                    &model,
+                    &pool,
+                    &tokens[..a.n_gen.min(4)],
+                    a.batch_size,
+                    ctx,
+                    kv,
+                    depth,
+                )?;
                 let samples = (0..a.reps)
                     .map(|_| {
-                        let s = decode_once(&model, &pool, &tokens[..a.n_gen], a.batch_size, ctx)?;
+                        let g = &tokens[..a.n_gen];
+                        let s = decode_once(&model, &pool, g, a.batch_size, ctx, kv, depth)?;
                         Ok::<_, String>((a.n_gen * a.batch_size) as f64 / s)
                     })
                     .collect::<Result<_, _>>()?;
@@ -111,13 +128,21 @@ pub fn main(a: &BenchArgs) -> Result<(), String> {
             bandwidth,
         });
     }
-    report(a, &file, &model, &rows);
+    report(a, &file, &model, kv, &rows);
     Ok(())
 }
 
 /// Seconds to evaluate `prompt` as one batch into a fresh cache (logits of the last token).
-fn prefill_once(model: &Model, pool: &Pool, prompt: &[u32], ctx: usize) -> Result<f64, String> {
-    let mut state = State::new(&model.config, ctx, KvType::F16).map_err(crate::errors::model)?;
+fn prefill_once(
+    model: &Model,
+    pool: &Pool,
+    prompt: &[u32],
+    ctx: usize,
+    kv: KvTypes,
+    depth: usize,
+) -> Result<f64, String> {
+    let mut state = State::new(&model.config, ctx, kv).map_err(crate::errors::model)?;
+    fill_depth(&model.config, &mut state, depth);
     let t = Instant::now();
     model
         .forward(pool, &mut state, prompt, false)
@@ -133,10 +158,13 @@ fn decode_once(
     tokens: &[u32],
     batch: usize,
     ctx: usize,
+    kv: KvTypes,
+    depth: usize,
 ) -> Result<f64, String> {
     let c = &model.config;
     if batch == 1 {
-        let mut state = State::new(c, ctx, KvType::F16).map_err(crate::errors::model)?;
+        let mut state = State::new(c, ctx, kv).map_err(crate::errors::model)?;
+        fill_depth(c, &mut state, depth);
         let t = Instant::now();
         for &tok in tokens {
             model
@@ -145,7 +173,10 @@ fn decode_once(
         }
         return Ok(t.elapsed().as_secs_f64());
     }
-    let mut b = Batch::new(c, batch, ctx, KvType::F16).map_err(crate::errors::model)?;
+    let mut b = Batch::new(c, batch, ctx, kv).map_err(crate::errors::model)?;
+    for s in &mut b.seqs {
+        fill_depth(c, s, depth);
+    }
     let t = Instant::now();
     for (i, &tok) in tokens.iter().enumerate() {
         let step: Vec<u32> = (0..batch)
@@ -158,7 +189,24 @@ fn decode_once(
     Ok(t.elapsed().as_secs_f64())
 }
 
-fn report(a: &BenchArgs, file: &GgufFile, model: &Model, rows: &[Row]) {
+/// Puts `depth` positions of pseudo-random keys and values (of the magnitude RoPE'd keys
+/// have) into every layer of the cache, as if a context of `depth` tokens had been evaluated.
+fn fill_depth(c: &Config, state: &mut State, depth: usize) {
+    let mut rng = Rng::new(0xDE97);
+    let mut k = vec![0.0f32; c.kv_dim()];
+    let mut v = vec![0.0f32; c.kv_dim()];
+    for layer in 0..c.n_layer {
+        for pos in 0..depth {
+            k.iter_mut()
+                .chain(v.iter_mut())
+                .for_each(|x| *x = 4.0 * rng.f32() - 2.0);
+            state.kv.write(layer, pos, &k, &v);
+        }
+    }
+    state.pos = depth;
+}
+
+fn report(a: &BenchArgs, file: &GgufFile, model: &Model, kv: KvTypes, rows: &[Row]) {
     let weights: Vec<&str> = tensor_type_summary(file.gguf())
         .iter()
         .filter(|(ty, _, _)| ty.is_ternary())
@@ -167,6 +215,11 @@ fn report(a: &BenchArgs, file: &GgufFile, model: &Model, rows: &[Row]) {
     let weights = weights.join("+");
     let head = model.head().ty.name();
     let bpt = model.bytes_per_token();
+    // KV bytes attention reads per decode token, averaged over the test's positions
+    // depth + 1 ..= depth + n_gen (every cached key and value of every layer, once).
+    let c = &model.config;
+    let kv_per_pos = kv.bytes_per_token(c.n_layer, c.kv_dim()).unwrap_or(0);
+    let kv_read = kv_per_pos as f64 * (a.ctx_depth as f64 + (a.n_gen as f64 + 1.0) / 2.0);
     // Decode GB/s: every weight is read once per step; a step serves `batch_size` tokens.
     let gb_s = |d: &Stats| d.mean() / a.batch_size as f64 * bpt as f64 / 1e9;
     let (pp, tg) = (format!("pp{}", a.n_prompt), format!("tg{}", a.n_gen));
@@ -192,12 +245,14 @@ fn report(a: &BenchArgs, file: &GgufFile, model: &Model, rows: &[Row]) {
             })
             .collect();
         println!(
-            "{{\"model\": {}, \"weights\": {}, \"head\": {}, \"kernel\": {}, \"bytes_per_token\": {bpt}, \
+            "{{\"model\": {}, \"weights\": {}, \"head\": {}, \"kernel\": {}, \"kv_type\": {}, \"bytes_per_token\": {bpt}, \"ctx_depth\": {}, \"kv_bytes_per_token_read\": {kv_read:.0}, \
              \"n_prompt\": {}, \"n_gen\": {}, \"batch_size\": {}, \"reps\": {}, \"results\": [{}]}}",
             json_str(&a.model.display().to_string()),
             json_str(&weights),
             json_str(head),
             json_str(model.kernel.name()),
+            json_str(&kv.to_string()),
+            a.ctx_depth,
             a.n_prompt,
             a.n_gen,
             a.batch_size,
@@ -212,7 +267,14 @@ fn report(a: &BenchArgs, file: &GgufFile, model: &Model, rows: &[Row]) {
         bpt as f64 / 1e9
     );
     println!(
-        "kernel  {}, {} reps{}",
+        "kv      {kv}, depth {}: {:.4} GB of keys and values read per decode token (mean), \
+         next to {:.4} GB of weights",
+        a.ctx_depth,
+        kv_read / 1e9,
+        bpt as f64 / 1e9
+    );
+    println!(
+        "kernel  {}, kv {kv}, {} reps{}",
         model.kernel,
         a.reps,
         if a.batch_size > 1 {

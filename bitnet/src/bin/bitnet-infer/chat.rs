@@ -4,7 +4,7 @@
 use std::io::{BufRead, Write};
 
 use bitnet::generate::{Event, Generator, Options};
-use bitnet::model::{Batch, KvType, Model, State};
+use bitnet::model::{Batch, Model, State};
 use bitnet::parallel::Pool;
 use bitnet::sampler::{Sampler, SamplerConfig};
 use bitnet::tokenizer::{Role, StreamDecoder, Tokenizer};
@@ -15,7 +15,8 @@ pub fn interactive(a: &RunArgs, model: &Model, pool: &Pool, tok: &Tokenizer) -> 
     let format = tok.chat_format()?;
     let c = &model.config;
     let ctx = a.ctx.map_or(c.ctx_len, |n| n.min(c.ctx_len));
-    let kv_type = KvType::from_name(&a.kv_type).ok_or("--kv-type must be f16 or f32")?;
+    let kv_type = crate::setup::kv_types(&a.kv, c)?;
+    crate::setup::check_kv_memory(kv_type, c, ctx, 1)?;
     let state = State::new(c, ctx, kv_type).map_err(crate::errors::model)?;
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()

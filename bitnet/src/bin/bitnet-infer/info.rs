@@ -2,7 +2,7 @@
 
 use bitnet::gguf::GgufFile;
 use bitnet::kernels::Kernel;
-use bitnet::model::{tensor_type_summary, Model};
+use bitnet::model::{tensor_type_summary, KvType, KvTypes, Model};
 
 use crate::args::InfoArgs;
 use crate::setup::json_str;
@@ -23,6 +23,13 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
         .map(Kernel::name)
         .collect();
     let types = tensor_type_summary(g);
+    // KV cache bytes per token and at the model's context, for each type this model's head
+    // size allows (keys and values of the same type; mixed types add half of each).
+    let kv: Vec<(KvType, usize)> = KvType::ALL
+        .into_iter()
+        .filter(|t| c.head_dim.is_multiple_of(t.block_elems()))
+        .filter_map(|t| Some((t, KvTypes::from(t).bytes_per_token(c.n_layer, c.kv_dim())?)))
+        .collect();
     // What run-time detection saw (CPUID, HWCAP, `riscv_hwprobe`): the kernels' own snapshot.
     let feats: Vec<(&str, bool)> = bitnet::cpu::CpuFeatures::get().list().collect();
     let present: Vec<&str> = feats.iter().filter(|f| f.1).map(|f| f.0).collect();
@@ -71,6 +78,17 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
             json_str(model.head().ty.name())
         );
         println!("  \"bytes_per_token\": {},", model.bytes_per_token());
+        let kv_json: Vec<String> = kv
+            .iter()
+            .map(|(t, per)| {
+                format!(
+                    "{}: {{\"bytes_per_token\": {per}, \"bytes_at_context\": {}}}",
+                    json_str(t.name()),
+                    per.saturating_mul(c.ctx_len)
+                )
+            })
+            .collect();
+        println!("  \"kv_cache\": {{{}}},", kv_json.join(", "));
         println!(
             "  \"tensors\": {{\"count\": {}, \"types\": {{{}}}}},",
             g.tensors.len(),
@@ -125,6 +143,17 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
         "bytes/token   {} (ternary weights + head read per decode step)",
         model.bytes_per_token()
     );
+    println!(
+        "kv cache      bytes per token (keys + values, all layers) and at the context of {}:",
+        c.ctx_len
+    );
+    for (t, per) in &kv {
+        println!(
+            "  {:<6} {per:>9} bytes/token {:>14} bytes",
+            t.name(),
+            per.saturating_mul(c.ctx_len)
+        );
+    }
     println!("tensors       {}", g.tensors.len());
     for (ty, count, bytes) in types {
         println!("  {:<6} {count:>5} tensors {:>12} bytes", ty.name(), bytes);

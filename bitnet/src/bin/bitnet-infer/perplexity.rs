@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use bitnet::gguf::GgufFile;
-use bitnet::model::{KvType, State};
-use bitnet::perplexity::{self, KlBase, Nll};
+use bitnet::model::State;
+use bitnet::perplexity::{self, KlBase, Nll, Paired};
 use bitnet::tokenizer::Tokenizer;
 
 use crate::args::PerplexityArgs;
@@ -38,7 +38,8 @@ pub fn main(a: &PerplexityArgs) -> Result<(), String> {
             tokens.len()
         ));
     }
-    let kv_type = KvType::from_name(&a.kv_type).ok_or("--kv-type must be f16 or f32")?;
+    let kv_type = crate::setup::kv_types(&a.kv, c)?;
+    crate::setup::check_kv_memory(kv_type, c, ctx, 1)?;
     let mut state = State::new(c, ctx, kv_type).map_err(crate::errors::model)?;
     let bos = tok.add_bos.then_some(tok.bos).flatten();
 
@@ -71,6 +72,8 @@ pub fn main(a: &PerplexityArgs) -> Result<(), String> {
     let mut nll = Nll::default();
     // KL divergence against the base: (sum, sum of squares) of per-position KLD, top-1 hits.
     let (mut kld, mut kld_sq, mut top1, mut row) = (0.0f64, 0.0f64, 0usize, 0usize);
+    // Each scored token's NLL under the base and under this run.
+    let mut paired = Paired::default();
     let mut lp = vec![0.0f32; c.vocab];
     let mut mismatch = None;
     for i in 0..chunks {
@@ -101,6 +104,8 @@ pub fn main(a: &PerplexityArgs) -> Result<(), String> {
                         kld += d;
                         kld_sq += d * d;
                         top1 += usize::from(perplexity::argmax(brow) == perplexity::argmax(&lp));
+                        let t = next as usize;
+                        paired.add(-f64::from(brow[t]), -f64::from(lp[t]));
                     }
                 }
                 row += 1;
@@ -160,6 +165,12 @@ pub fn main(a: &PerplexityArgs) -> Result<(), String> {
             fields.push(format!("\"kld_mean\": {mean}"));
             fields.push(format!("\"kld_stderr\": {se}"));
             fields.push(format!("\"top1_agreement\": {top}"));
+            let ((diff, diff_se), (lr, lr_se)) = (paired.ppl_diff(), paired.ln_ratio());
+            fields.push(format!("\"ppl_base\": {}", paired.ppl_base()));
+            fields.push(format!("\"ppl_diff\": {diff}"));
+            fields.push(format!("\"ppl_diff_stderr\": {diff_se}"));
+            fields.push(format!("\"ln_ppl_ratio\": {lr}"));
+            fields.push(format!("\"ln_ppl_ratio_stderr\": {lr_se}"));
         }
         println!("{{{}}}", fields.join(", "));
     } else {
@@ -173,10 +184,20 @@ pub fn main(a: &PerplexityArgs) -> Result<(), String> {
         if let Some((mean, se, top)) = kl {
             println!("kl div       {mean:.6} +/- {se:.6} (mean over {row} positions)");
             println!("same top-1   {:.2}%", 100.0 * top);
+            let ((diff, diff_se), (lr, lr_se)) = (paired.ppl_diff(), paired.ln_ratio());
+            println!(
+                "vs base      PPL {:.4} - base {:.4} = {diff:+.4} +/- {diff_se:.4} \
+                 ({:+.3}% +/- {:.3}%; mean ln ratio {lr:+.6} +/- {lr_se:.6}, paired over {} tokens)",
+                paired.ppl_run(),
+                paired.ppl_base(),
+                100.0 * diff / paired.ppl_base(),
+                100.0 * diff_se / paired.ppl_base(),
+                paired.count()
+            );
         }
         println!(
             "kernel       {} ({threads} threads, kv {}, batch {}), {secs:.1} s",
-            model.kernel, a.kv_type, a.batch_size
+            model.kernel, kv_type, a.batch_size
         );
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bitnet::generate::{Event, Generator, Options};
 use bitnet::gguf::GgufFile;
-use bitnet::model::{Batch, KvType, Model, State};
+use bitnet::model::{Batch, KvTypes, Model, State};
 use bitnet::npy;
 use bitnet::parallel::Pool;
 use bitnet::sampler::{Sampler, SamplerConfig};
@@ -55,7 +55,8 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
             prompt.len()
         ));
     }
-    let kv_type = KvType::from_name(&a.kv_type).ok_or("--kv-type must be f16 or f32")?;
+    let kv_type = crate::setup::kv_types(&a.kv, c)?;
+    crate::setup::check_kv_memory(kv_type, c, ctx, a.batch_size.max(1))?;
     let state = State::new(c, ctx, kv_type).map_err(crate::errors::model)?;
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -174,9 +175,10 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
         eprintln!("peak rss     {:.1} MB", rss as f64 / 1e6);
     }
     eprintln!(
-        "kernel       {} ({threads} threads, kv {}, ctx {ctx})",
-        model.kernel, a.kv_type
+        "kernel       {} ({threads} threads, kv {kv_type}, ctx {ctx})",
+        model.kernel
     );
+    crate::stats::print_kv(&gen.state(0).kv, c, gen.state(0).pos);
     eprintln!(
         "sampling     temperature {} top-k {} top-p {} seed {seed}",
         a.temperature, a.top_k, a.top_p
@@ -198,7 +200,7 @@ fn run_batch(
     tokenizer: Option<&Tokenizer>,
     prompt: &[u32],
     ctx: usize,
-    kv_type: KvType,
+    kv_type: KvTypes,
     seed: u64,
 ) -> Result<(), String> {
     let c = &model.config;
@@ -287,11 +289,12 @@ fn run_batch(
         eprintln!("peak rss     {:.1} MB", rss as f64 / 1e6);
     }
     eprintln!(
-        "kernel       {} ({} threads, kv {}, ctx {ctx}, batch {n})",
+        "kernel       {} ({} threads, kv {kv_type}, ctx {ctx}, batch {n})",
         model.kernel,
         pool_threads(pool),
-        a.kv_type
     );
+    let s0 = gen.state(0);
+    crate::stats::print_kv(&s0.kv, c, s0.pos);
     Ok(())
 }
 

@@ -1,0 +1,266 @@
+//! Attention over the KV cache, reading each cached row in place in the cache's own type.
+//!
+//! * f32 / f16 keys and values: each row converted to f32 into a one-row scratch buffer, then
+//!   the f32 dot (keys) or multiply-add (values); the original path, so f32/f16 results are
+//!   unchanged by the quantized types.
+//! * Q8_0 / Q4_0 keys: the query is quantized to int8 per 32-element block
+//!   ([`quantize_row_q8_act_ref`], llama.cpp's `quantize_row_q8_0` with an f32 scale: the query
+//!   is never stored) and each score is an exact integer dot per block, times the two block
+//!   scales, as llama.cpp's flash attention does for these types. The integer part is the
+//!   kernel table's `kv_dot_*` (SIMD per ISA, tested for equality with the scalar reference);
+//!   the float part is shared ([`kv_scores_epilogue`]), so attention gives the same bits on
+//!   every kernel. This reads 34 (Q8_0) or 18 (Q4_0) bytes per 32 keys instead of 64 (f16) and
+//!   multiplies int8 by int8, which the integer dot instructions do 32 or 64 at a time.
+//! * Q8_0 / Q4_0 values: each row dequantized into the one-row scratch buffer, then the same
+//!   multiply-add as f32. The weights are softmax probabilities, not quantized, so there is
+//!   no integer product to take (llama.cpp converts quantized V rows to float the same way);
+//!   the row buffer is all the dequantized data there ever is.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::forward::Placement;
+use super::{Config, KvCache, Rows};
+use crate::kernels::head::quantize_row_q8_act_ref;
+use crate::kernels::kv::kv_scores_epilogue;
+use crate::kernels::Kernel;
+use crate::ops;
+use crate::parallel::Exec;
+use crate::quants::{q4_0, q8_0};
+
+/// `o` (n, q_dim) = softmax(q k^T / sqrt(head_dim) + causal mask) v, per head; query head
+/// h reads kv head h / (n_head / n_kv_head) of its own sequence's cache. One task per
+/// (token, kv head): the query heads sharing a kv head share each cached row read.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attention(
+    c: &Config,
+    kernel: Kernel,
+    exec: &dyn Exec,
+    kvs: &[&mut KvCache],
+    layer: usize,
+    at: &Placement,
+    q: &[f32],
+    o: &mut [f32],
+) {
+    let (hd, n_kv) = (c.head_dim, c.n_kv_head);
+    let group = c.n_head / c.n_kv_head;
+    let scale = 1.0 / libm::sqrtf(hd as f32);
+    exec.for_each_chunk(o, group * hd, &|i, out| {
+        let (t, kvh) = (i / n_kv, i % n_kv);
+        let (seq, pos) = at[t];
+        let kv: &KvCache = &*kvs[seq];
+        let qs = &q[i * group * hd..(i + 1) * group * hd]; // (group, head_dim)
+        let len = pos + 1;
+        let mut att = vec![0.0f32; group * len]; // (group, pos + 1) scores, then weights
+        scores(kernel, kv.keys(layer, kvh, len), qs, hd, scale, &mut att);
+        for a in att.chunks_exact_mut(len) {
+            ops::softmax(a);
+        }
+        weighted_sum(kv.values(layer, kvh, len), &att, hd, out);
+    });
+}
+
+/// `att[g * len + j] = scale * q_g . k_j` for the `group` query heads in `qs` against the
+/// `len` cached keys.
+fn scores(kernel: Kernel, keys: Rows, qs: &[f32], hd: usize, scale: f32, att: &mut [f32]) {
+    let len = att.len() / (qs.len() / hd);
+    match keys {
+        Rows::F32(_) | Rows::F16(_) => {
+            let mut row = vec![0.0f32; hd]; // (head_dim,) one cached key
+            for j in 0..len {
+                keys.dequantize(j, &mut row);
+                for (g, qh) in qs.chunks_exact(hd).enumerate() {
+                    att[g * len + j] = ops::dot_lanes(qh, &row) * scale;
+                }
+            }
+        }
+        Rows::Q8_0(rows) | Rows::Q4_0(rows) => {
+            let nb = hd / 32;
+            let (mut qq, mut dq) = (vec![0i8; hd], vec![0.0f32; nb]); // the query, int8
+            let mut isums = vec![0i32; len * nb]; // (len, nb) exact block sums
+            let block_bytes = match keys {
+                Rows::Q8_0(_) => q8_0::BLOCK_BYTES,
+                _ => q4_0::BLOCK_BYTES,
+            };
+            for (qh, a) in qs.chunks_exact(hd).zip(att.chunks_exact_mut(len)) {
+                quantize_row_q8_act_ref(qh, &mut qq, &mut dq);
+                match keys {
+                    Rows::Q8_0(_) => kernel.kv_dot_q8_0(rows, &qq, &mut isums),
+                    _ => kernel.kv_dot_q4_0(rows, &qq, &mut isums),
+                }
+                kv_scores_epilogue(rows, block_bytes, &isums, &dq, scale, a);
+            }
+        }
+    }
+}
+
+/// `out[g] = sum_j att[g * len + j] * v_j` for the `group` heads of `out` (group, head_dim).
+fn weighted_sum(values: Rows, att: &[f32], hd: usize, out: &mut [f32]) {
+    let len = att.len() / (out.len() / hd);
+    let mut row: Vec<f32> = vec![0.0f32; hd]; // (head_dim,) one cached value, as f32
+    out.fill(0.0);
+    for j in 0..len {
+        values.dequantize(j, &mut row);
+        for (g, y) in out.chunks_exact_mut(hd).enumerate() {
+            let a = att[g * len + j];
+            for (y, &v) in y.iter_mut().zip(&row) {
+                *y += a * v;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{KvType, KvTypes};
+    use crate::parallel::Serial;
+    use crate::quants::test_rng::XorShift;
+
+    fn config(n_head: usize, n_kv_head: usize, head_dim: usize) -> Config {
+        Config {
+            arch_name: "bitnet-b1.58".into(),
+            arch: crate::model::Arch::BitnetB158,
+            n_layer: 2,
+            dim: n_head * head_dim,
+            n_ff: 64,
+            n_head,
+            n_kv_head,
+            head_dim,
+            n_rot: head_dim,
+            rope_theta: 10000.0,
+            eps: 1e-5,
+            ctx_len: 64,
+            vocab: 16,
+            act: crate::model::Activation::Relu2,
+        }
+    }
+
+    /// Attention of `n` tokens at positions `0..n` of one sequence whose cache holds random
+    /// keys and values, computed with `kernel`.
+    fn run(c: &Config, types: KvTypes, kernel: Kernel, seed: u64, n: usize) -> Vec<f32> {
+        let mut rng = XorShift::new(seed);
+        let mut kv = KvCache::new(types, c.n_layer, n, c.n_kv_head, c.head_dim).unwrap();
+        for layer in 0..c.n_layer {
+            for pos in 0..n {
+                let (k, v) = (rng.f32s(c.kv_dim(), 3.0), rng.f32s(c.kv_dim(), 3.0));
+                kv.write(layer, pos, &k, &v);
+            }
+        }
+        let q = rng.f32s(n * c.q_dim(), 2.0);
+        let at: Vec<(usize, usize)> = (0..n).map(|p| (0, p)).collect();
+        let mut o = vec![f32::NAN; n * c.q_dim()];
+        attention(c, kernel, &Serial, &[&mut kv], 1, &at, &q, &mut o);
+        o
+    }
+
+    #[test]
+    fn every_kernel_gives_the_same_bits() {
+        // The kernels only compute exact integer block sums; the float part is shared.
+        for (n_head, n_kv, hd) in [(4, 2, 32), (6, 3, 64), (2, 1, 96), (4, 4, 128)] {
+            let c = config(n_head, n_kv, hd);
+            for k in [KvType::Q8_0, KvType::Q4_0] {
+                for v in KvType::ALL {
+                    let types = KvTypes { k, v };
+                    let want = run(&c, types, Kernel::SCALAR, 7, 11);
+                    assert!(want.iter().all(|x| x.is_finite()));
+                    for kernel in Kernel::available() {
+                        let got = run(&c, types, kernel, 7, 11);
+                        let same = got
+                            .iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{kernel} {types} heads {n_head}/{n_kv}x{hd}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quantized_cache_approximates_f32() {
+        // Same keys and values: each quantized type lands near the f32 cache's output, within
+        // what its block rounding allows (4-bit much looser than 8-bit); a wrong nibble order,
+        // scale or sign would be far off.
+        let c = config(4, 2, 64);
+        let f32_out = run(&c, KvType::F32.into(), Kernel::SCALAR, 3, 9);
+        let mag = f32_out.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        for (k, v, tol) in [
+            (KvType::F16, KvType::F16, 2e-3),
+            (KvType::Q8_0, KvType::Q8_0, 0.05),
+            (KvType::Q8_0, KvType::F32, 0.05),
+            (KvType::F32, KvType::Q8_0, 0.05),
+            (KvType::Q4_0, KvType::Q4_0, 0.6),
+            (KvType::F32, KvType::Q4_0, 0.4),
+        ] {
+            let types = KvTypes { k, v };
+            let got = run(&c, types, Kernel::SCALAR, 3, 9);
+            let err = got
+                .iter()
+                .zip(&f32_out)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                err <= tol * mag,
+                "{types}: max error {err} vs magnitude {mag}"
+            );
+            assert!(
+                err > 0.0 || k == KvType::F32,
+                "{types}: quantization changed nothing"
+            );
+        }
+    }
+
+    #[test]
+    fn quantized_scores_equal_the_block_formula() {
+        // One query head, one kv head: the scores are exactly sum_b isum_b * (d_k * d_q),
+        // the integer sums taken from dequantized codes independently of the kernels.
+        let hd = 96;
+        let mut rng = XorShift::new(11);
+        for ty in [KvType::Q8_0, KvType::Q4_0] {
+            let len = 13;
+            let mut kv = KvCache::new(ty, 1, len, 1, hd).unwrap();
+            for pos in 0..len {
+                let k = rng.f32s(hd, 2.0);
+                kv.write(0, pos, &k, &k);
+            }
+            let q = rng.f32s(hd, 1.5);
+            let mut att = vec![0.0f32; len];
+            scores(Kernel::SCALAR, kv.keys(0, 0, len), &q, hd, 0.5, &mut att);
+            let (mut qq, mut dq) = (vec![0i8; hd], vec![0.0f32; hd / 32]);
+            quantize_row_q8_act_ref(&q, &mut qq, &mut dq);
+            let rows = match kv.keys(0, 0, len) {
+                Rows::Q8_0(r) | Rows::Q4_0(r) => r,
+                _ => unreachable!(),
+            };
+            let bb = ty.block_bytes();
+            for (j, &got) in att.iter().enumerate() {
+                let mut want = 0.0f32;
+                for b in 0..hd / 32 {
+                    let blk = &rows[(j * hd / 32 + b) * bb..][..bb];
+                    let dk = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+                    // Codes from the dequantizer with the scale set to 1.
+                    let mut unit = blk.to_vec();
+                    unit[..2].copy_from_slice(&half::f16::ONE.to_le_bytes());
+                    let mut codes = [0.0f32; 32];
+                    crate::quants::dequantize_row(
+                        if ty == KvType::Q8_0 {
+                            crate::quants::GgmlType::Q8_0
+                        } else {
+                            crate::quants::GgmlType::Q4_0
+                        },
+                        &unit,
+                        &mut codes,
+                    )
+                    .unwrap();
+                    let isum: i32 = codes
+                        .iter()
+                        .zip(&qq[32 * b..32 * b + 32])
+                        .map(|(&c, &x)| c as i32 * i32::from(x))
+                        .sum();
+                    want += isum as f32 * (dk * dq[b]);
+                }
+                assert_eq!(got.to_bits(), (want * 0.5).to_bits(), "{ty} row {j}");
+            }
+        }
+    }
+}
