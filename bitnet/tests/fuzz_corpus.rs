@@ -129,7 +129,7 @@ fn fixtures_load_within_the_memory_bound() {
             n += 1;
         }
     }
-    assert_eq!(n, 6);
+    assert_eq!(n, 7);
 }
 
 /// The bound is live: a load that keeps more than the bound allows is caught.

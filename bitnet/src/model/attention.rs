@@ -133,6 +133,7 @@ mod tests {
             ctx_len: 64,
             vocab: 16,
             act: crate::model::Activation::Relu2,
+            rope_type: crate::model::Arch::BitnetB158.rope_type(),
         }
     }
 
