@@ -1,5 +1,5 @@
 //! The decode loop, once (llama2.c's `generate`): prompt tokens in, sampled tokens out, for
-//! one sequence or several decoded together. What happens to each token (streamed text,
+//! one sequence or several evaluated together. What happens to each token (streamed text,
 //! collected ids, dumped logits) is the caller's, through one callback.
 
 use alloc::vec;
@@ -12,7 +12,8 @@ use crate::sampler::Sampler;
 /// What the loop reports, in order.
 pub enum Event<'a> {
     /// Logits (n, vocab) of the positions a forward call just evaluated: every prompt
-    /// position (a prefill asked for all), the last one, or one per sequence (a batched step).
+    /// position of every sequence (a prefill asked for all), the last one of each sequence, or
+    /// one per sequence (a batched step).
     Logits(&'a [f32]),
     /// Token `id` of sequence `seq`'s output.
     Token { seq: usize, id: u32 },
@@ -83,19 +84,29 @@ impl<'m> Generator<'m> {
         &self.batch.seqs[seq]
     }
 
-    /// Evaluates `prompt` into every sequence, each on its own, and samples each one's first
-    /// token. `all_logits`: report the logits of every prompt position, not just the last.
+    /// Evaluates `prompts[i]` into sequence `i`, every sequence's tokens in one forward pass,
+    /// and samples each one's first token. `all_logits`: report the logits of every prompt
+    /// position (sequence by sequence), not just each sequence's last.
     pub fn prefill(
         &mut self,
-        prompt: &[u32],
+        prompts: &[&[u32]],
         all_logits: bool,
         on: &mut dyn FnMut(Event),
     ) -> Result<(), ModelError> {
         let vocab = self.model.config.vocab;
-        for (i, s) in self.batch.seqs.iter_mut().enumerate() {
-            let logits = self.model.forward(self.exec, s, prompt, all_logits)?;
-            on(Event::Logits(logits));
-            self.next[i] = self.samplers[i].sample(&logits[logits.len() - vocab..]);
+        let logits = if let ([_], [p]) = (&self.batch.seqs[..], prompts) {
+            // One sequence keeps to its own buffers, as its decode steps do.
+            let s = &mut self.batch.seqs[0];
+            self.model.forward(self.exec, s, p, all_logits)?
+        } else {
+            self.model
+                .forward_seqs(self.exec, &mut self.batch, prompts, all_logits)?
+        };
+        on(Event::Logits(logits));
+        let mut end = 0; // past sequence i's rows of `logits`
+        for (i, p) in prompts.iter().enumerate() {
+            end += if all_logits { p.len() } else { 1 };
+            self.next[i] = self.samplers[i].sample(&logits[(end - 1) * vocab..end * vocab]);
         }
         Ok(())
     }
@@ -136,6 +147,9 @@ impl<'m> Generator<'m> {
             .kv
             .ctx
             .saturating_sub(usize::from(o.continues));
+        // Prompts of different lengths leave the sequences at different positions; the batch
+        // steps together, so the furthest one decides when the context is full.
+        let furthest = |b: &Batch| b.seqs.iter().map(|s| s.pos).max().unwrap_or(0);
         let mut done = vec![false; n];
         let (mut tokens, mut steps) = (0, 0);
         while tokens < o.max_tokens {
@@ -162,7 +176,7 @@ impl<'m> Generator<'m> {
                     done[seq] = tokens == o.max_tokens && !o.continues;
                 }
             }
-            if done.iter().all(|&d| d) || self.batch.seqs[0].pos >= room {
+            if done.iter().all(|&d| d) || furthest(&self.batch) >= room {
                 break;
             }
             let logits = if n == 1 {
@@ -209,15 +223,17 @@ mod tests {
         })
     }
 
-    /// Runs `o` on `n` sequences of `prompt` seeded `seed..`: each one's (tokens, end).
+    /// Runs `o` on one sequence per prompt, seeded `seed..`: each one's (tokens, end).
+    /// `all_logits` asks the prefill for every position's logits (sampling takes the last).
     #[allow(clippy::type_complexity)]
     fn decode(
         m: &Model,
-        n: usize,
         seed: u64,
-        prompt: &[u32],
+        prompts: &[&[u32]],
+        all_logits: bool,
         o: &Options,
     ) -> (Vec<(Vec<u32>, Option<u32>)>, Outcome, usize) {
+        let n = prompts.len();
         let batch = if n == 1 {
             Batch::from(State::new(&m.config, 32, KvType::F32).unwrap())
         } else {
@@ -225,7 +241,7 @@ mod tests {
         };
         let samplers = (0..n as u64).map(|i| sampler(seed + i)).collect();
         let mut g = Generator::new(m, &Serial, batch, samplers).unwrap();
-        g.prefill(prompt, false, &mut |_| {}).unwrap();
+        g.prefill(prompts, all_logits, &mut |_| {}).unwrap();
         let mut out = vec![(Vec::new(), None); n];
         let outcome = g
             .generate(o, &mut |e| match e {
@@ -247,15 +263,37 @@ mod tests {
             continues: false,
             forced: None,
         };
-        let (batched, outcome, _) = decode(&m, 3, 40, &[256, 72], &o);
-        for (i, seq) in batched.iter().enumerate() {
-            let (alone, _, _) = decode(&m, 1, 40 + i as u64, &[256, 72], &o);
-            assert_eq!(&alone[0], seq, "sequence {i}");
+        // Prompts of unequal lengths, one of a single token, prefilled together.
+        let prompts: [&[u32]; 3] = [&[256, 72], &[256], &[256, 72, 101, 108, 108]];
+        for all_logits in [false, true] {
+            let (batched, outcome, _) = decode(&m, 40, &prompts, all_logits, &o);
+            for (i, seq) in batched.iter().enumerate() {
+                let (alone, _, _) = decode(&m, 40 + i as u64, &prompts[i..=i], false, &o);
+                assert_eq!(&alone[0], seq, "sequence {i}, all_logits {all_logits}");
+            }
+            let longest = batched
+                .iter()
+                .map(|(t, e)| t.len() + usize::from(e.is_some()));
+            assert_eq!(outcome.tokens, longest.max().unwrap());
         }
-        let longest = batched
-            .iter()
-            .map(|(t, e)| t.len() + usize::from(e.is_some()));
-        assert_eq!(outcome.tokens, longest.max().unwrap());
+    }
+
+    #[test]
+    fn the_longest_prompt_decides_when_the_context_is_full() {
+        let m = model();
+        let never = |_| false;
+        let o = Options {
+            max_tokens: 100,
+            is_end: &never,
+            continues: false,
+            forced: None,
+        };
+        // Sequence 1 is 3 positions ahead: it fills the context (32) first, and the batch
+        // stops there instead of stepping it past its cache.
+        let prompts: [&[u32]; 2] = [&[256], &[256, 72, 101, 108]];
+        let (out, _, pos0) = decode(&m, 1, &prompts, false, &o);
+        assert_eq!(pos0, 32 - 3);
+        assert_eq!(out[1].0.len(), 32 - 4 + 1);
     }
 
     #[test]
@@ -269,26 +307,26 @@ mod tests {
             forced: None,
         };
         // One-shot: the last token is sampled, not evaluated.
-        let (out, outcome, pos) = decode(&m, 1, 1, &[256, 72], &o);
+        let (out, outcome, pos) = decode(&m, 1, &[&[256, 72]], false, &o);
         assert_eq!((out[0].0.len(), outcome.steps, pos), (5, 4, 2 + 4));
         // Continuing text: every emitted token joins the cache.
         o.continues = true;
-        let (out, outcome, pos) = decode(&m, 1, 1, &[256, 72], &o);
+        let (out, outcome, pos) = decode(&m, 1, &[&[256, 72]], false, &o);
         assert_eq!((out[0].0.len(), outcome.steps, pos), (5, 5, 2 + 5));
         // The context (32) ends it, keeping one position for a continuing text's end.
         o.max_tokens = 100;
-        let (_, _, pos) = decode(&m, 1, 1, &[256, 72], &o);
+        let (_, _, pos) = decode(&m, 1, &[&[256, 72]], false, &o);
         assert_eq!(pos, 31);
         o.continues = false;
-        let (_, _, pos) = decode(&m, 1, 1, &[256, 72], &o);
+        let (_, _, pos) = decode(&m, 1, &[&[256, 72]], false, &o);
         assert_eq!(pos, 32);
         // The end token stops it; a continuing text evaluates it.
-        let first = decode(&m, 1, 1, &[256, 72], &o).0[0].0[0];
+        let first = decode(&m, 1, &[&[256, 72]], false, &o).0[0].0[0];
         let end = move |id| id == first;
         for (continues, pos) in [(false, 2), (true, 3)] {
             o.is_end = &end;
             o.continues = continues;
-            let (out, outcome, p) = decode(&m, 1, 1, &[256, 72], &o);
+            let (out, outcome, p) = decode(&m, 1, &[&[256, 72]], false, &o);
             assert_eq!(out[0], (vec![], Some(first)));
             assert_eq!((outcome.tokens, outcome.steps, p), (1, 0, pos));
         }
@@ -304,7 +342,7 @@ mod tests {
             continues: false,
             forced: Some(&[72, 101, 108]),
         };
-        let (out, outcome, pos) = decode(&m, 1, 1, &[256], &o);
+        let (out, outcome, pos) = decode(&m, 1, &[&[256]], false, &o);
         assert_eq!(out[0], (vec![72, 101, 108], None));
         assert_eq!((outcome.tokens, outcome.steps, pos), (3, 3, 4));
     }

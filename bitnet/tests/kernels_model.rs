@@ -1,6 +1,6 @@
 //! Whole models on every kernel this CPU runs: the same logits as the scalar reference
-//! (BitLinear bit for bit, the head up to summation order), batched decode equal to
-//! separate sequences, the Q8_0 head, and the CLI's kernel, thread and bench options.
+//! (BitLinear bit for bit, the head up to summation order), batched prefill and decode equal
+//! to separate sequences, the Q8_0 head, and the CLI's kernel, thread and bench options.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -111,6 +111,54 @@ fn batch_decode_equals_separate_sequences() {
         }
         assert!(model.forward_batch(&Serial, &mut batch, &[1, 2]).is_err());
     }
+}
+
+#[test]
+fn batch_prefill_equals_separate_sequences() {
+    let spec = &synth::fixture_specs()[1];
+    let pool = Pool::new(2).unwrap();
+    // Unequal lengths, one of a single token; the second turn starts each sequence at its
+    // own position, as a chat's next turn would.
+    let turns: [[&[u32]; 3]; 2] = [
+        [&[256, 72, 105, 33, 10], &[256], &[256, 66, 67]],
+        [&[32, 119], &[44, 32, 116, 104, 101], &[33]],
+    ];
+    for k in Kernel::available() {
+        let model = load(spec, k);
+        for (exec, threads) in [(&Serial as &dyn bitnet::parallel::Exec, 1), (&pool, 2)] {
+            for all_logits in [false, true] {
+                let mut batch = Batch::new(&model.config, 3, 32, KvType::F16).unwrap();
+                let mut alone: Vec<State> = (0..3)
+                    .map(|_| State::new(&model.config, 32, KvType::F16).unwrap())
+                    .collect();
+                for (turn, prompts) in turns.iter().enumerate() {
+                    let got = model
+                        .forward_seqs(exec, &mut batch, prompts, all_logits)
+                        .unwrap()
+                        .to_vec();
+                    let mut want = Vec::new();
+                    for (s, p) in alone.iter_mut().zip(prompts) {
+                        want.extend_from_slice(model.forward(exec, s, p, all_logits).unwrap());
+                    }
+                    // Every token's arithmetic is the same whichever tokens share the call
+                    // (integer BitLinear sums, per-token norms, the head's per-token dot):
+                    // bit for bit, on every kernel.
+                    assert!(
+                        bits(&got) == bits(&want),
+                        "{k} ({threads} threads) turn {turn} all_logits {all_logits}"
+                    );
+                }
+                let pos: Vec<usize> = batch.seqs.iter().map(|s| s.pos).collect();
+                assert_eq!(pos, [7, 6, 4]);
+            }
+        }
+    }
+    let model = load(spec, Kernel::SCALAR);
+    let mut batch = Batch::new(&model.config, 2, 32, KvType::F16).unwrap();
+    for bad in [&[&[1u32][..]][..], &[&[1], &[]], &[&[1], &[2], &[3]]] {
+        assert!(model.forward_seqs(&Serial, &mut batch, bad, false).is_err());
+    }
+    assert!(batch.seqs.iter().all(|s| s.pos == 0));
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The forward pass, one function that reads like the paper (`formats.md` section 4).
 //!
 //! Every linear layer sees all tokens of a call at once as a matrix: the prompt of one
-//! sequence (prefill), or one token from each of several sequences ([`Batch`]), so each
-//! weight read serves every token. Only attention looks at which sequence a token belongs to.
+//! sequence (prefill), the prompts of several sequences, or one token from each ([`Batch`]),
+//! so each weight read serves every token. Only attention looks at which sequence a token
+//! belongs to.
 
 use alloc::format;
 use alloc::vec;
@@ -71,8 +72,9 @@ impl State {
     }
 }
 
-/// Independent sequences decoded together: one token of each per [`Model::forward_batch`],
-/// sharing every weight read. Each has its own cache and position.
+/// Independent sequences evaluated together, sharing every weight read: their prompts in one
+/// [`Model::forward_seqs`], then one token of each per [`Model::forward_batch`]. Each has its
+/// own cache and position.
 pub struct Batch {
     pub seqs: Vec<State>,
     buf: Buffers,
@@ -153,8 +155,8 @@ impl Model {
             return Err(ModelError::Input("no tokens to evaluate".into()));
         }
         let at: Vec<(usize, usize)> = (0..n).map(|t| (0, s.pos + t)).collect();
-        let first = if all_logits { 0 } else { n - 1 };
-        self.forward_core(mm, exec, &mut s.buf, &mut [&mut s.kv], &at, tokens, first)?;
+        let outs: Vec<usize> = (if all_logits { 0 } else { n - 1 }..n).collect();
+        self.forward_core(mm, exec, &mut s.buf, &mut [&mut s.kv], &at, tokens, &outs)?;
         s.pos += n;
         Ok(&s.buf.logits)
     }
@@ -174,22 +176,49 @@ impl Model {
                 batch.seqs.len()
             )));
         }
-        let at: Vec<(usize, usize)> = batch
-            .seqs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i, s.pos))
-            .collect();
+        let prompts: Vec<&[u32]> = tokens.chunks(1).collect();
+        self.forward_seqs(exec, batch, &prompts, false)
+    }
+
+    /// Evaluates `prompts[i]` into sequence `i` of `batch` at its next positions, the tokens
+    /// of every sequence in one pass, and returns the logits (n_out, vocab): of every token,
+    /// sequence by sequence, if `all_logits`, else of each sequence's last token.
+    pub fn forward_seqs<'s>(
+        &self,
+        exec: &dyn Exec,
+        batch: &'s mut Batch,
+        prompts: &[&[u32]],
+        all_logits: bool,
+    ) -> Result<&'s [f32], ModelError> {
+        if prompts.len() != batch.seqs.len() || prompts.iter().any(|p| p.is_empty()) {
+            return Err(ModelError::Input(format!(
+                "{} prompts, {} of them empty, for a batch of {} sequences",
+                prompts.len(),
+                prompts.iter().filter(|p| p.is_empty()).count(),
+                batch.seqs.len()
+            )));
+        }
+        let (mut at, mut outs) = (Vec::new(), Vec::new());
+        for (i, (s, p)) in batch.seqs.iter().zip(prompts).enumerate() {
+            if all_logits {
+                outs.extend(at.len()..at.len() + p.len());
+            } else {
+                outs.push(at.len() + p.len() - 1);
+            }
+            at.extend((0..p.len()).map(|t| (i, s.pos + t)));
+        }
+        let tokens: Vec<u32> = prompts.concat();
         let mut kvs: Vec<&mut KvCache> = batch.seqs.iter_mut().map(|s| &mut s.kv).collect();
-        self.forward_core(&self.kernel, exec, &mut batch.buf, &mut kvs, &at, tokens, 0)?;
-        for s in &mut batch.seqs {
-            s.pos += 1;
+        let b = &mut batch.buf;
+        self.forward_core(&self.kernel, exec, b, &mut kvs, &at, &tokens, &outs)?;
+        for (s, p) in batch.seqs.iter_mut().zip(prompts) {
+            s.pos += p.len();
         }
         Ok(&batch.buf.logits)
     }
 
     /// The forward pass of `tokens`, token `t` going to sequence `at[t].0` at position
-    /// `at[t].1`; logits of tokens `first..` land in `b.logits`.
+    /// `at[t].1`; the logits of tokens `outs` land in `b.logits`, in that order.
     #[allow(clippy::too_many_arguments)]
     fn forward_core(
         &self,
@@ -199,7 +228,7 @@ impl Model {
         kvs: &mut [&mut KvCache],
         at: &Placement,
         tokens: &[u32],
-        first: usize,
+        outs: &[usize],
     ) -> Result<(), ModelError> {
         let c = &self.config;
         let n = tokens.len();
@@ -323,12 +352,12 @@ impl Model {
         }
 
         // logits = head . (rmsnorm(x) * output_norm)
-        let n_out = n - first;
+        let n_out = outs.len();
         b.normed.resize(n_out * dim, 0.0);
-        for t in 0..n_out {
-            let x = &b.x[(first + t) * dim..(first + t + 1) * dim];
+        for (o, &t) in outs.iter().enumerate() {
+            let x = &b.x[t * dim..(t + 1) * dim];
             ops::rmsnorm(
-                &mut b.normed[t * dim..(t + 1) * dim],
+                &mut b.normed[o * dim..(o + 1) * dim],
                 x,
                 &self.output_norm,
                 eps,

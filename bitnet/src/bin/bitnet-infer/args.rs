@@ -250,8 +250,9 @@ pub struct RunArgs {
     /// Worker threads (default: physical cores).
     #[arg(long, short)]
     pub threads: Option<usize>,
-    /// Decode this many independent sequences of the prompt together (each with its own
-    /// cache and sampler seed), sharing every weight read; outputs are printed at the end.
+    /// Generate this many independent sequences of the prompt together (each with its own
+    /// cache and sampler seed): their prompts in one forward pass, then one token of each per
+    /// step, sharing every weight read; outputs are printed at the end.
     #[arg(long, default_value_t = 1)]
     pub batch_size: usize,
     #[command(flatten)]

@@ -66,7 +66,7 @@ pub fn interactive(a: &RunArgs, model: &Model, pool: &Pool, tok: &Tokenizer) -> 
                 "the conversation no longer fits the context of {ctx} tokens"
             ));
         }
-        gen.prefill(&ids, false, &mut |_| {})
+        gen.prefill(&[&ids], false, &mut |_| {})
             .map_err(crate::errors::model)?;
         let mut decoder = StreamDecoder::default();
         // The end token the model closed its turn with, if it did.

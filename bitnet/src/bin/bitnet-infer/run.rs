@@ -119,7 +119,7 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
     let mut gen = Generator::new(&model, &pool, Batch::from(state), vec![sampler])
         .map_err(crate::errors::model)?;
     let t_prefill = Instant::now();
-    gen.prefill(&prompt, keep_logits, &mut |e| {
+    gen.prefill(&[&prompt], keep_logits, &mut |e| {
         if let (Event::Logits(logits), true) = (e, keep_logits) {
             all_logits.extend_from_slice(logits);
         }
@@ -190,8 +190,9 @@ fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-/// `--batch-size N`: N sequences from the same prompt with seeds `seed..seed + N`, decoded
-/// together (one forward per step for all of them); texts are printed when all are done.
+/// `--batch-size N`: N sequences from the same prompt with seeds `seed..seed + N`, evaluated
+/// together (one forward for all N prompts, then one per step for all of them); texts are
+/// printed when all are done.
 #[allow(clippy::too_many_arguments)]
 fn run_batch(
     a: &RunArgs,
@@ -218,7 +219,7 @@ fn run_batch(
         .collect();
     let mut gen = Generator::new(model, pool, batch, samplers).map_err(crate::errors::model)?;
     let t_prefill = Instant::now();
-    gen.prefill(prompt, false, &mut |_| {})
+    gen.prefill(&vec![prompt; n], false, &mut |_| {})
         .map_err(crate::errors::model)?;
     let prefill_ms = ms(t_prefill);
     let t_decode = Instant::now();
@@ -277,8 +278,9 @@ fn run_batch(
         c.n_layer
     );
     eprintln!(
-        "prefill      {n} x {} tokens in {prefill_ms:.1} ms",
-        prompt.len()
+        "prefill      {n} x {} tokens in {prefill_ms:.1} ms ({:.2} tok/s)",
+        prompt.len(),
+        (n * prompt.len()) as f64 / (prefill_ms / 1e3).max(1e-9)
     );
     eprintln!(
         "generate     {generated} tokens in {n} sequences, {steps} batched steps, {:.2} ms/step ({:.2} tok/s)",
