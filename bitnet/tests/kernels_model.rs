@@ -353,6 +353,40 @@ fn cli_kernel_selection_info_json_and_bench() {
         &[],
     );
     assert!(text(&table).contains("| pp4"), "{}", text(&table));
+    assert!(!text(&table).contains("vs 1 seq"), "{}", text(&table));
+
+    // -b 2: two sequences next to one, in the table and in JSON.
+    let batched = [
+        "bench", "--model", &m, "-p", "4", "-n", "2", "-r", "1", "-b", "2",
+    ];
+    let table = infer(&[&batched[..], &["--bw-mib", "0"]].concat(), &[]);
+    let out = text(&table);
+    for row in [
+        "| pp4   |",
+        "| pp4x2 |",
+        "| tg2   |",
+        "| tg2x2 |",
+        "| vs 1 seq |",
+    ] {
+        assert!(out.contains(row), "{row}: {out}");
+    }
+    let json = text(&infer(
+        &[&batched[..], &["--bw-mib", "8", "--json"]].concat(),
+        &[],
+    ));
+    for field in [
+        "\"batch_size\": 2",
+        "\"prefill_tok_s\"",
+        "\"decode_tok_s\"",
+        "\"batch_prefill_tok_s\"",
+        "\"batch_prefill_vs_1\"",
+        "\"batch_decode_tok_s\"",
+        "\"batch_decode_gb_s\"",
+        "\"batch_decode_vs_1\"",
+        "\"decode_bw_ratio\"",
+    ] {
+        assert!(json.contains(field), "{field}: {json}");
+    }
     let bad = infer(&["bench", "--model", &m, "-t", "0"], &[]);
     assert_eq!(bad.status.code(), Some(1));
 

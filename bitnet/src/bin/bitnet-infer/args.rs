@@ -184,7 +184,9 @@ pub struct BenchArgs {
     /// Repetitions of each test.
     #[arg(short = 'r', long, default_value_t = 3)]
     pub reps: usize,
-    /// Sequences decoded together in the decode test (aggregate tok/s).
+    /// Also measure this many sequences evaluated together (their prompts in one forward
+    /// pass, then one token of each per step), next to one sequence: aggregate tok/s and the
+    /// ratio. Not llama-bench's `-b` (its prompt-processing batch size).
     #[arg(short = 'b', long, default_value_t = 1)]
     pub batch_size: usize,
     /// Run both tests after a context of this many tokens already in the cache (llama-bench's

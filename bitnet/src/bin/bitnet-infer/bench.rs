@@ -2,6 +2,7 @@
 //! batch) and decode (`tgN`: N tokens one at a time from an empty cache) in tok/s, mean and
 //! standard deviation over repetitions; for decode also the effective read bandwidth (bytes
 //! of weights per token x tok/s) next to the machine's own, measured here on the same threads.
+//! `-b B` adds `ppNxB` and `tgNxB`: B sequences in each forward pass, next to one.
 
 use std::time::Instant;
 
@@ -46,8 +47,9 @@ impl Stats {
 
 struct Row {
     threads: usize,
-    prefill: Option<Stats>,
-    decode: Option<Stats>,
+    /// Tok/s of one sequence, then (`-b N`, N > 1) the aggregate of N sequences together.
+    prefill: Vec<Stats>,
+    decode: Vec<Stats>,
     bandwidth: Option<Stats>,
 }
 
@@ -81,45 +83,49 @@ pub fn main(a: &BenchArgs) -> Result<(), String> {
     let tokens: Vec<u32> = (0..n_tokens)
         .map(|_| rng.below(c.vocab as u64) as u32)
         .collect();
+    // The N-sequence figures only mean something next to one sequence's, measured alike.
+    let seqs: Vec<usize> = if a.batch_size > 1 {
+        vec![1, a.batch_size]
+    } else {
+        vec![1]
+    };
 
     let mut rows = Vec::new();
     for &t in &threads {
         let pool = setup::pool(t)?;
-        let prefill = (a.n_prompt > 0)
-            .then(|| {
-                let p = &tokens[..a.n_prompt];
-                prefill_once(&model, &pool, p, ctx, kv, depth)?; // warm-up
-                let samples = (0..a.reps)
-                    .map(|_| {
-                        prefill_once(&model, &pool, p, ctx, kv, depth).map(|s| p.len() as f64 / s)
-                    })
-                    .collect::<Result<_, _>>()?;
-                Ok::<_, String>(Stats { samples })
-            })
-            .transpose()?;
-        let decode = (a.n_gen > 0)
-            .then(|| {
-                decode_once(
-                    &model,
-                    &pool,
-                    &tokens[..a.n_gen.min(4)],
-                    a.batch_size,
-                    ctx,
-                    kv,
-                    depth,
-                )?;
-                let samples = (0..a.reps)
-                    .map(|_| {
-                        let g = &tokens[..a.n_gen];
-                        let s = decode_once(&model, &pool, g, a.batch_size, ctx, kv, depth)?;
-                        Ok::<_, String>((a.n_gen * a.batch_size) as f64 / s)
-                    })
-                    .collect::<Result<_, _>>()?;
-                Ok::<_, String>(Stats { samples })
-            })
-            .transpose()?;
+        let (m, pool) = (&model, &pool);
+        let (p, g) = (&tokens[..a.n_prompt], &tokens[..a.n_gen]);
+        let prefill = if a.n_prompt > 0 {
+            let runs: Vec<_> = seqs
+                .iter()
+                .map(|&n| {
+                    move |_warm_up: bool| {
+                        let s = prefill_once(m, pool, p, n, ctx, kv, depth)?;
+                        Ok((n * p.len()) as f64 / s)
+                    }
+                })
+                .collect();
+            measure(a.reps, &runs)?
+        } else {
+            Vec::new()
+        };
+        let decode = if a.n_gen > 0 {
+            let runs: Vec<_> = seqs
+                .iter()
+                .map(|&n| {
+                    move |warm_up: bool| {
+                        let g = if warm_up { &g[..g.len().min(4)] } else { g };
+                        let s = decode_once(m, pool, g, n, ctx, kv, depth)?;
+                        Ok((n * g.len()) as f64 / s)
+                    }
+                })
+                .collect();
+            measure(a.reps, &runs)?
+        } else {
+            Vec::new()
+        };
         let bandwidth = (a.n_gen > 0 && a.bw_mib > 0).then(|| Stats {
-            samples: membw::measure(&pool, a.bw_mib, a.reps),
+            samples: membw::measure(pool, a.bw_mib, a.reps),
         });
         rows.push(Row {
             threads: t,
@@ -132,20 +138,62 @@ pub fn main(a: &BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Seconds to evaluate `prompt` as one batch into a fresh cache (logits of the last token).
+/// Tok/s of each of `runs` over `reps` rounds after a warm-up round (`run(true)`). A round
+/// takes every run once, in turn, so that whatever else loads the machine weighs on all of
+/// them alike and their ratio holds up better than their absolute figures.
+fn measure<F>(reps: usize, runs: &[F]) -> Result<Vec<Stats>, String>
+where
+    F: Fn(bool) -> Result<f64, String>,
+{
+    for run in runs {
+        run(true)?;
+    }
+    let mut stats: Vec<Stats> = runs.iter().map(|_| Stats { samples: vec![] }).collect();
+    for _ in 0..reps {
+        for (run, s) in runs.iter().zip(&mut stats) {
+            s.samples.push(run(false)?);
+        }
+    }
+    Ok(stats)
+}
+
+/// Sequence `s`'s variant of `tokens`: different ids per sequence (the work is the same),
+/// sequence 0 the tokens themselves.
+fn seq_tokens(tokens: &[u32], s: usize, vocab: usize) -> Vec<u32> {
+    let shift = |(i, &t): (usize, &u32)| ((t as usize + i * s) % vocab) as u32;
+    tokens.iter().enumerate().map(shift).collect()
+}
+
+/// Seconds to evaluate `prompt` (a variant of it per sequence) into `seqs` fresh caches in
+/// one forward pass (logits of each sequence's last token).
 fn prefill_once(
     model: &Model,
     pool: &Pool,
     prompt: &[u32],
+    seqs: usize,
     ctx: usize,
     kv: KvTypes,
     depth: usize,
 ) -> Result<f64, String> {
-    let mut state = State::new(&model.config, ctx, kv).map_err(crate::errors::model)?;
-    fill_depth(&model.config, &mut state, depth);
+    let c = &model.config;
+    if seqs == 1 {
+        let mut state = State::new(c, ctx, kv).map_err(crate::errors::model)?;
+        fill_depth(c, &mut state, depth);
+        let t = Instant::now();
+        model
+            .forward(pool, &mut state, prompt, false)
+            .map_err(crate::errors::model)?;
+        return Ok(t.elapsed().as_secs_f64());
+    }
+    let mut b = Batch::new(c, seqs, ctx, kv).map_err(crate::errors::model)?;
+    for s in &mut b.seqs {
+        fill_depth(c, s, depth);
+    }
+    let prompts: Vec<Vec<u32>> = (0..seqs).map(|s| seq_tokens(prompt, s, c.vocab)).collect();
+    let prompts: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
     let t = Instant::now();
     model
-        .forward(pool, &mut state, prompt, false)
+        .forward_seqs(pool, &mut b, &prompts, false)
         .map_err(crate::errors::model)?;
     Ok(t.elapsed().as_secs_f64())
 }
@@ -177,11 +225,10 @@ fn decode_once(
     for s in &mut b.seqs {
         fill_depth(c, s, depth);
     }
+    let per_seq: Vec<Vec<u32>> = (0..batch).map(|s| seq_tokens(tokens, s, c.vocab)).collect();
     let t = Instant::now();
-    for (i, &tok) in tokens.iter().enumerate() {
-        let step: Vec<u32> = (0..batch)
-            .map(|s| (tok + (i * s) as u32) % c.vocab as u32)
-            .collect();
+    for i in 0..tokens.len() {
+        let step: Vec<u32> = per_seq.iter().map(|s| s[i]).collect();
         model
             .forward_batch(pool, &mut b, &step)
             .map_err(crate::errors::model)?;
@@ -220,26 +267,40 @@ fn report(a: &BenchArgs, file: &GgufFile, model: &Model, kv: KvTypes, rows: &[Ro
     let c = &model.config;
     let kv_per_pos = kv.bytes_per_token(c.n_layer, c.kv_dim()).unwrap_or(0);
     let kv_read = kv_per_pos as f64 * (a.ctx_depth as f64 + (a.n_gen as f64 + 1.0) / 2.0);
-    // Decode GB/s: every weight is read once per step; a step serves `batch_size` tokens.
-    let gb_s = |d: &Stats| d.mean() / a.batch_size as f64 * bpt as f64 / 1e9;
-    let (pp, tg) = (format!("pp{}", a.n_prompt), format!("tg{}", a.n_gen));
+    let b = a.batch_size;
+    // Decode GB/s: every weight is read once per step; a step serves `seqs` tokens.
+    let gb_s = |d: &Stats, seqs: usize| d.mean() / seqs as f64 * bpt as f64 / 1e9;
+    // The N-sequence figure over the one-sequence figure.
+    let vs_1 = |v: &[Stats]| v[1].mean() / v[0].mean();
     if a.json {
         let results: Vec<String> = rows
             .iter()
             .map(|r| {
                 let mut f = vec![format!("\"threads\": {}", r.threads)];
-                if let Some(p) = &r.prefill {
+                if let Some(p) = r.prefill.first() {
                     f.push(format!("\"prefill_tok_s\": {}", p.json()));
                 }
-                if let Some(d) = &r.decode {
+                if let Some(d) = r.decode.first() {
                     f.push(format!("\"decode_tok_s\": {}", d.json()));
-                    f.push(format!("\"decode_gb_s\": {:.3}", gb_s(d)));
+                    f.push(format!("\"decode_gb_s\": {:.3}", gb_s(d, 1)));
                 }
                 if let Some(bw) = &r.bandwidth {
                     f.push(format!("\"mem_read_gb_s\": {}", bw.json()));
-                    if let Some(d) = &r.decode {
-                        f.push(format!("\"decode_bw_ratio\": {:.4}", gb_s(d) / bw.mean()));
+                    if let Some(d) = r.decode.first() {
+                        f.push(format!(
+                            "\"decode_bw_ratio\": {:.4}",
+                            gb_s(d, 1) / bw.mean()
+                        ));
                     }
+                }
+                if let Some(p) = r.prefill.get(1) {
+                    f.push(format!("\"batch_prefill_tok_s\": {}", p.json()));
+                    f.push(format!("\"batch_prefill_vs_1\": {:.4}", vs_1(&r.prefill)));
+                }
+                if let Some(d) = r.decode.get(1) {
+                    f.push(format!("\"batch_decode_tok_s\": {}", d.json()));
+                    f.push(format!("\"batch_decode_gb_s\": {:.3}", gb_s(d, b)));
+                    f.push(format!("\"batch_decode_vs_1\": {:.4}", vs_1(&r.decode)));
                 }
                 format!("{{{}}}", f.join(", "))
             })
@@ -255,7 +316,7 @@ fn report(a: &BenchArgs, file: &GgufFile, model: &Model, kv: KvTypes, rows: &[Ro
             a.ctx_depth,
             a.n_prompt,
             a.n_gen,
-            a.batch_size,
+            b,
             a.reps,
             results.join(", ")
         );
@@ -277,41 +338,94 @@ fn report(a: &BenchArgs, file: &GgufFile, model: &Model, kv: KvTypes, rows: &[Ro
         "kernel  {}, kv {kv}, {} reps{}",
         model.kernel,
         a.reps,
-        if a.batch_size > 1 {
-            format!(", decode batch {}", a.batch_size)
+        if b > 1 {
+            format!(
+                ", {b} sequences against 1 (x{b}: all {b} together, aggregate t/s; \
+                 rounds alternate the two)"
+            )
         } else {
             String::new()
         }
     );
-    println!("| threads | test  |            t/s | eff. GB/s | mem read GB/s | eff/mem |");
-    println!("| ------: | :---- | -------------: | --------: | ------------: | ------: |");
+    // (test, threads, stats, eff. GB/s, mem read, eff/mem, vs 1 sequence)
+    let mut lines: Vec<[String; 7]> = Vec::new();
     for r in rows {
-        if let Some(p) = &r.prefill {
-            println!(
-                "| {:>7} | {pp:<5} | {:>7.2} ± {:<4.2} | {:>9} | {:>13} | {:>7} |",
-                r.threads,
-                p.mean(),
-                p.stddev(),
-                "",
-                "",
-                ""
-            );
+        for (i, p) in r.prefill.iter().enumerate() {
+            let vs = if i > 0 {
+                format!("{:.2}x", vs_1(&r.prefill))
+            } else {
+                String::new()
+            };
+            let name = test_name("pp", a.n_prompt, [1, b][i]);
+            let t_s = format!("{:>7.2} ± {:<4.2}", p.mean(), p.stddev());
+            let blank = String::new;
+            lines.push([
+                name,
+                r.threads.to_string(),
+                t_s,
+                blank(),
+                blank(),
+                blank(),
+                vs,
+            ]);
         }
-        if let Some(d) = &r.decode {
+        for (i, d) in r.decode.iter().enumerate() {
+            let seqs = [1, b][i];
             let (bw, ratio) = match &r.bandwidth {
                 Some(bw) => (
                     format!("{:.1} ± {:.1}", bw.mean(), bw.stddev()),
-                    format!("{:.0}%", 100.0 * gb_s(d) / bw.mean()),
+                    format!("{:.0}%", 100.0 * gb_s(d, seqs) / bw.mean()),
                 ),
                 None => (String::new(), String::new()),
             };
-            println!(
-                "| {:>7} | {tg:<5} | {:>7.2} ± {:<4.2} | {:>9.1} | {bw:>13} | {ratio:>7} |",
-                r.threads,
-                d.mean(),
-                d.stddev(),
-                gb_s(d)
-            );
+            let vs = if i > 0 {
+                format!("{:.2}x", vs_1(&r.decode))
+            } else {
+                String::new()
+            };
+            lines.push([
+                test_name("tg", a.n_gen, seqs),
+                r.threads.to_string(),
+                format!("{:>7.2} ± {:<4.2}", d.mean(), d.stddev()),
+                format!("{:.1}", gb_s(d, seqs)),
+                bw,
+                ratio,
+                vs,
+            ]);
         }
+    }
+    let w = lines.iter().map(|l| l[0].len()).fold(5, usize::max);
+    let (vs_head, vs_rule) = if b > 1 {
+        (" vs 1 seq |", " -------: |")
+    } else {
+        ("", "")
+    };
+    println!(
+        "| threads | {:<w$} |            t/s | eff. GB/s | mem read GB/s | eff/mem |{vs_head}",
+        "test"
+    );
+    println!(
+        "| ------: | :{:-<w2$} | -------------: | --------: | ------------: | ------: |{vs_rule}",
+        "",
+        w2 = w - 1
+    );
+    for [name, threads, t_s, eff, bw, ratio, vs] in lines {
+        let vs = if b > 1 {
+            format!(" {vs:>8} |")
+        } else {
+            String::new()
+        };
+        println!(
+            "| {threads:>7} | {name:<w$} | {t_s:>14} | {eff:>9} | {bw:>13} | {ratio:>7} |{vs}"
+        );
+    }
+}
+
+/// llama-bench's test names (`pp128`, `tg32`), with `xN` for N sequences together.
+fn test_name(kind: &str, tokens: usize, seqs: usize) -> String {
+    if seqs == 1 {
+        format!("{kind}{tokens}")
+    } else {
+        format!("{kind}{tokens}x{seqs}")
     }
 }
