@@ -14,6 +14,11 @@
 //! call covers at most [`CHUNK`] code bytes, so no lane sums more than 4 * (1536 / 32 + 2) = 200
 //! products (<= 25600 < 32767) before `vwredsum` widens them.
 //!
+//! The RVV kernel's attention dot against a Q8_0 / Q4_0 KV cache (`kv_dot_*_rvv`) needs one
+//! exact i32 per 32-element block, and blocks are 34 / 18 bytes apart (an f16 scale before
+//! the codes), so it reduces block by block: widening products to i16 (`vwmul`, plus one
+//! `vwmacc` for Q4_0's small codes), then `vwredsum` into i32, strip-mined like the rest.
+//!
 //! The Zbb kernel turns the ternary dot into population counts: a weight word becomes a mask
 //! of its +1 and of its -1 elements, a token becomes eight bit planes (two's complement), and
 //! `sum trit * q = sum_b +-2^b (cpop(pos & plane_b) - cpop(neg & plane_b))`, with -2^7 for the
@@ -345,6 +350,162 @@ pub unsafe fn vec_dot_ternary_i8_rvv(
     }
 }
 
+/// Exact `sum w * x` of one Q8_0 block: the 32 codes at `w` times the 32 query bytes at `x`.
+///
+/// One reduction per block, as ggml's RVV `vec_dot_q8_0_q8_0` does: `vwmul` widens each
+/// product to i16 (at most 128 * 128 = 16384, so no pair may share an i16 lane, which rules
+/// out `vwmacc` here) and `vwredsum` sums the i16 products into an i32 seed, exactly. The
+/// block is strip-mined with the `vl` that `vsetvli` returns: V implies VLEN >= 128
+/// (Zvl128b), where e8/m2 holds all 32 bytes and the loop runs once; a narrower vector would
+/// take more strips, each reduction adding to the previous strip's sum.
+///
+/// # Safety
+/// The CPU must have V; `w..w + 32` and `x..x + 32` must be readable.
+#[inline(always)]
+unsafe fn q8_block_rvv(w: *const u8, x: *const i8) -> i32 {
+    let sum: isize;
+    // SAFETY: the caller guarantees V (the block enables it only inside `.option push/pop`)
+    // and that the `vle8.v` loads, `w..w + 32` and `x..x + 32`, are readable (the strips
+    // cover exactly 32 bytes of each); the asm only reads memory (`readonly`, `nostack`), and
+    // every register it writes is declared: `w`, `x`, `len` as inouts, `vl`, `sum` as
+    // outputs, and v1-v5, v8-v11 (v2, v4 as e8/m2 pairs, v8 as an e16/m4 group) as clobbers.
+    unsafe {
+        asm!(
+            ".option push",
+            ".option arch, +v",
+            // The running sum, element 0 of v1 (the reductions read and write only that).
+            "vsetivli zero, 1, e32, m1, ta, ma",
+            "vmv.s.x v1, zero",
+            "2:",
+            // Tail-agnostic is safe: nothing reads lanes at or past vl.
+            "vsetvli {vl}, {len}, e8, m2, ta, ma",
+            "vle8.v v2, ({w})",
+            "vle8.v v4, ({x})",
+            "add {w}, {w}, {vl}",
+            "add {x}, {x}, {vl}",
+            "sub {len}, {len}, {vl}",
+            "vwmul.vv v8, v2, v4",
+            // e16/m4 has e8/m2's SEW/LMUL ratio, so `zero, zero` keeps vl.
+            "vsetvli zero, zero, e16, m4, ta, ma",
+            "vwredsum.vs v1, v8, v1",
+            "bnez {len}, 2b",
+            "vsetivli zero, 1, e32, m1, ta, ma",
+            "vmv.x.s {sum}, v1",
+            ".option pop",
+            w = inout(reg) w => _,
+            x = inout(reg) x => _,
+            len = inout(reg) 32usize => _,
+            vl = out(reg) _,
+            sum = lateout(reg) sum,
+            out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            options(nostack, readonly)
+        );
+    }
+    sum as i32
+}
+
+/// Exact `sum code * x` of one Q4_0 block: codes `nibble - 8` of the 16 bytes at `qs` (low
+/// nibbles are elements 0..16, high nibbles 16..32) times the 32 query bytes at `x`.
+///
+/// A strip of code bytes meets query bytes `i..` (low nibbles) and `16 + i..` (high
+/// nibbles), so both halves are unit-stride loads and no nibble shuffling is needed. With
+/// |code| <= 8 the two products of a lane (`vwmul`, then `vwmacc`) stay within 2 * 8 * 128 =
+/// 2048 in i16 before `vwredsum` sums them into i32. Strip-mined like [`q8_block_rvv`]:
+/// e8/m1 holds all 16 bytes at VLEN >= 128 (m1, not mf2: e8/mf2 would hold only 8 there).
+///
+/// # Safety
+/// The CPU must have V; `qs..qs + 16` and `x..x + 32` must be readable.
+#[inline(always)]
+unsafe fn q4_block_rvv(qs: *const u8, x: *const i8) -> i32 {
+    let sum: isize;
+    // SAFETY: the caller guarantees V (the block enables it only inside `.option push/pop`)
+    // and that the `vle8.v` loads, `qs..qs + 16` and `x..x + 32` (the strips cover the 16
+    // bytes at `qs`, at `x` and at `x + 16`), are readable; the asm only reads memory
+    // (`readonly`, `nostack`), and every register it writes is declared: `qs`, `x`, `len` as
+    // inouts, `vl`, `tmp`, `sum` as outputs, and v1-v6, v8-v9 (an e16/m2 group) as clobbers.
+    unsafe {
+        asm!(
+            ".option push",
+            ".option arch, +v",
+            "vsetivli zero, 1, e32, m1, ta, ma",
+            "vmv.s.x v1, zero",
+            "2:",
+            "vsetvli {vl}, {len}, e8, m1, ta, ma",
+            "vle8.v v2, ({qs})",
+            "addi {tmp}, {x}, 16",
+            "vle8.v v3, ({x})",
+            "vle8.v v4, ({tmp})",
+            "vand.vi v5, v2, 15",
+            "vsrl.vi v6, v2, 4",
+            "vadd.vi v5, v5, -8",
+            "vadd.vi v6, v6, -8",
+            "vwmul.vv v8, v5, v3",
+            "vwmacc.vv v8, v6, v4",
+            "add {qs}, {qs}, {vl}",
+            "add {x}, {x}, {vl}",
+            "sub {len}, {len}, {vl}",
+            "vsetvli zero, zero, e16, m2, ta, ma",
+            "vwredsum.vs v1, v8, v1",
+            "bnez {len}, 2b",
+            "vsetivli zero, 1, e32, m1, ta, ma",
+            "vmv.x.s {sum}, v1",
+            ".option pop",
+            qs = inout(reg) qs => _,
+            x = inout(reg) x => _,
+            len = inout(reg) 16usize => _,
+            vl = out(reg) _,
+            tmp = out(reg) _,
+            sum = lateout(reg) sum,
+            out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _,
+            out("v8") _, out("v9") _,
+            options(nostack, readonly)
+        );
+    }
+    sum as i32
+}
+
+/// Generates `kv_dot_<type>_rvv` (a [`super::KvDotFn`] slot) around an exact block dot
+/// product of that type: `isums[j * nb + b]` for key row j, block b. One `asm!` call per
+/// block keeps each reduction's operands obvious; the loops stay in Rust, as on aarch64.
+macro_rules! kv_dot {
+    ($name:ident, $block:ident, $bytes:expr) => {
+        /// Exact block sums of key rows against an int8 query (`kernels::kv`).
+        ///
+        /// # Safety
+        /// The CPU must have V (the `rvv` kernel is available).
+        #[inline(never)]
+        pub unsafe fn $name(rows: &[u8], q: &[i8], isums: &mut [i32]) {
+            let (nb, n) = super::kv::check_kv_dot(rows, q, isums, $bytes);
+            for j in 0..n {
+                for b in 0..nb {
+                    // SAFETY: `check_kv_dot` asserted rows.len() == n * nb * $bytes and
+                    // q.len() == nb * 32, so the codes after block (j, b)'s 2-byte scale and
+                    // elements 32b..32b + 32 of the query are in bounds; the caller
+                    // guarantees V.
+                    isums[j * nb + b] = unsafe {
+                        $block(
+                            rows.as_ptr().add((j * nb + b) * $bytes + 2),
+                            q.as_ptr().add(32 * b),
+                        )
+                    };
+                }
+            }
+        }
+    };
+}
+
+kv_dot!(
+    kv_dot_q8_0_rvv,
+    q8_block_rvv,
+    crate::quants::q8_0::BLOCK_BYTES
+);
+kv_dot!(
+    kv_dot_q4_0_rvv,
+    q4_block_rvv,
+    crate::quants::q4_0::BLOCK_BYTES
+);
+
 /// Bits (8 r + c) <-> (8 c + r) of an 8 x 8 bit matrix (Hacker's Delight `transpose8`).
 fn transpose8(mut x: u64) -> u64 {
     let t = (x ^ (x >> 7)) & 0x00aa_00aa_00aa_00aa;
@@ -553,8 +714,8 @@ pub static KERNELS: &[KernelDesc] = &[
         vec_dot: Some(vec_dot_ternary_i8_rvv),
         head_f16: None,
         head_q8_0: None,
-        kv_dot_q8_0: None,
-        kv_dot_q4_0: None,
+        kv_dot_q8_0: Some(kv_dot_q8_0_rvv),
+        kv_dot_q4_0: Some(kv_dot_q4_0_rvv),
     },
 ];
 
@@ -660,6 +821,46 @@ mod tests {
             // SAFETY: `start_rvv` checked V.
             tally.case("rvv", || unsafe {
                 check_outputs(&w, &x, bitmatmul_rvv, vec_dot_ternary_i8_rvv)
+            });
+        }
+    }
+
+    #[test]
+    fn kv_dot_at_i8_extremes() {
+        // `kernels::tests::kv_dot_*` keep the query in -127..=127, as the quantizer does; the
+        // kernels' contract is any i8, so every lane at -128 * -128 = 16384 (the largest i16
+        // product) and block sums far outside i16 must come out exact too.
+        use super::super::kv::{kv_dot_q4_0_ref, kv_dot_q8_0_ref};
+        use crate::quants::{q4_0, q8_0};
+        let (mut tally, absent) = start_rvv("kv_dot_at_i8_extremes");
+        if absent {
+            return;
+        }
+        let (n, nb) = (3, 5);
+        // (query byte, Q8_0 code byte, Q4_0 code byte): codes -128 / -8, then 127 / 7.
+        for (x, c8, c4) in [
+            (-128i8, 0x80u8, 0x00u8),
+            (127, 0x80, 0x00),
+            (-128, 0x7f, 0xff),
+        ] {
+            let q = vec![x; 32 * nb];
+            // The scale bytes hold the code too: the integer sums must not read them.
+            let r8 = vec![c8; n * nb * q8_0::BLOCK_BYTES];
+            let r4 = vec![c4; n * nb * q4_0::BLOCK_BYTES];
+            let (mut want8, mut want4) = (vec![0i32; n * nb], vec![0i32; n * nb]);
+            kv_dot_q8_0_ref(&r8, &q, &mut want8);
+            kv_dot_q4_0_ref(&r4, &q, &mut want4);
+            if x == -128 && c8 == 0x80 {
+                assert_eq!((want8[0], want4[0]), (32 * 16384, 32 * 1024));
+            }
+            tally.case("rvv", || {
+                let mut got = vec![i32::MAX; n * nb];
+                // SAFETY: `start_rvv` checked V.
+                unsafe { kv_dot_q8_0_rvv(&r8, &q, &mut got) };
+                assert_eq!(got, want8, "Q8_0, query {x}, code byte {c8:#x}");
+                // SAFETY: as above.
+                unsafe { kv_dot_q4_0_rvv(&r4, &q, &mut got) };
+                assert_eq!(got, want4, "Q4_0, query {x}, code byte {c4:#x}");
             });
         }
     }
