@@ -380,7 +380,9 @@ fn serialise(f: &File) -> Vec<u8> {
         let offset = t.offset.unwrap_or(next);
         out.extend_from_slice(&offset.to_le_bytes());
         let end = offset.saturating_add(t.bytes.min(MAX_DATA));
-        next = end.next_multiple_of(f.alignment);
+        // A forged offset near u64::MAX has no next aligned place: the next tensor then
+        // claims the largest offset, which the parser must reject like any other.
+        next = end.checked_next_multiple_of(f.alignment).unwrap_or(u64::MAX);
         data_len = data_len.max(end);
     }
     let start = (out.len() as u64).next_multiple_of(f.alignment);
