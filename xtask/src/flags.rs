@@ -184,6 +184,10 @@ pub struct FixturesArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchModelArgs {
+    /// Architecture written into the file: `bitnet-b1.58` (bitnet.cpp's name for 2B4T) or
+    /// `bitnet` (upstream llama.cpp's, which it loads with TQ2_0/TQ1_0 weights).
+    #[arg(long, default_value = "bitnet-b1.58", value_parser = ["bitnet-b1.58", "bitnet"])]
+    pub arch: String,
     /// Ternary weight type.
     #[arg(long, default_value = "tq2_0", value_parser = ["i2_s", "tq2_0", "tq1_0"])]
     pub weights: String,
