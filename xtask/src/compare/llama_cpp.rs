@@ -35,13 +35,17 @@ pub fn ensure_llama_bench() -> Result<PathBuf, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let sdist = dir.join(sdist_name());
     if !sdist.is_file() || sha256_of(&sdist)? != SHA256 {
+        // pip keeps a file it finds already downloaded: a corrupt one must go first.
+        if sdist.exists() {
+            std::fs::remove_file(&sdist).map_err(|e| format!("{}: {e}", sdist.display()))?;
+        }
         download(&dir)?;
     }
     let got = sha256_of(&sdist)?;
     if got != SHA256 {
         return Err(format!(
             "{}: sha256 {got}, expected {SHA256} (pinned in xtask/src/compare/llama_cpp.rs): \
-             delete it and run again; if it persists the mirror serves other bytes than PyPI",
+             the download differs from what PyPI published; run again, and if it persists check the pip index in use",
             sdist.display()
         ));
     }
