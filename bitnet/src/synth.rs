@@ -115,14 +115,23 @@ pub fn build(spec: &SynthSpec) -> Result<Vec<u8>, String> {
 
 /// The BitNet b1.58 2B4T shape (30 layers, hidden 2560, ffn 6912, 20/5 heads of 128,
 /// vocab 128256) with random weights: the benchmark model, ~1.2 GB with an F16 head.
-pub fn bench_spec(weight_type: GgmlType, embd_type: GgmlType) -> SynthSpec {
+///
+/// `arch` is `bitnet-b1.58` (what bitnet.cpp writes for 2B4T) or `bitnet` (what upstream
+/// llama.cpp converts 2B4T to, and the only BitNet architecture it loads: the file
+/// `cargo xtask compare` gives both engines). Same shape and tensors either way; the
+/// `bitnet` file's name says its architecture.
+pub fn bench_spec(arch: Arch, weight_type: GgmlType, embd_type: GgmlType) -> SynthSpec {
+    let tag = match arch {
+        Arch::BitnetB158 => String::new(),
+        other => format!("{}-", other.name()),
+    };
     SynthSpec {
         name: format!(
-            "bench-2b4t-{}-{}",
+            "bench-2b4t-{tag}{}-{}",
             weight_type.name().to_ascii_lowercase(),
             embd_type.name().to_ascii_lowercase()
         ),
-        arch: Arch::BitnetB158,
+        arch,
         weight_type,
         embd_type,
         untied_head: false,

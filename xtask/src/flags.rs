@@ -48,9 +48,36 @@ pub enum Command {
     CleanRoom(CleanRoomArgs),
     /// Merge per-target `matrix --json` reports into one Markdown table (CI's last job).
     Summary(SummaryArgs),
+    /// Run this engine and llama.cpp's llama-bench side by side on the same GGUF file in
+    /// interleaved rounds (downloads and builds llama-bench under target/compare/ once).
+    Compare(CompareArgs),
     /// Run the libFuzzer targets of fuzz/ (needs nightly and cargo-fuzz), one after the
     /// other; prints executions and executions per second per target.
     Fuzz(FuzzArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// A GGUF file both engines load (arch `bitnet`, TQ2_0/TQ1_0 weights). Default: the
+    /// synthetic 2B4T-shape model of `cargo xtask bench-model --arch bitnet`, written if
+    /// missing.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Thread counts; each round runs every one.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub threads: Vec<usize>,
+    /// Rounds: each runs both engines once per thread count, alternating which goes first.
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Prompt tokens of the prefill test.
+    #[arg(long, default_value_t = 128)]
+    pub n_prompt: usize,
+    /// Generated tokens of the decode test.
+    #[arg(long, default_value_t = 32)]
+    pub n_gen: usize,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -184,6 +211,10 @@ pub struct FixturesArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchModelArgs {
+    /// Architecture written into the file: `bitnet-b1.58` (bitnet.cpp's name for 2B4T) or
+    /// `bitnet` (upstream llama.cpp's, which it loads with TQ2_0/TQ1_0 weights).
+    #[arg(long, default_value = "bitnet-b1.58", value_parser = ["bitnet-b1.58", "bitnet"])]
+    pub arch: String,
     /// Ternary weight type.
     #[arg(long, default_value = "tq2_0", value_parser = ["i2_s", "tq2_0", "tq1_0"])]
     pub weights: String,

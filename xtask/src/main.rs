@@ -12,6 +12,7 @@ mod bench_convert;
 mod bench_model;
 mod checks;
 mod clean_room;
+mod compare;
 mod ctx;
 mod fixtures;
 mod flags;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Command::CleanRoom(a) => clean_room::run(a),
         Command::Summary(a) => summary::run(a),
         Command::Fuzz(a) => fuzz::run(a),
+        Command::Compare(a) => compare::run(a),
         command => ctx::Ctx::new(&x).and_then(|ctx| {
             let select = |s: &flags::Select| ctx.matrix.select(&s.target);
             match command {
@@ -57,7 +59,8 @@ fn main() -> ExitCode {
                 | Command::BenchConvert(_)
                 | Command::CleanRoom(_)
                 | Command::Summary(_)
-                | Command::Fuzz(_) => {
+                | Command::Fuzz(_)
+                | Command::Compare(_) => {
                     unreachable!("handled above")
                 }
             }

@@ -130,6 +130,20 @@ fn apt_get(sudo: &[&str], args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Installs those of `packages` that are missing (as root or through sudo); an error that
+/// names the `apt-get install` to run when neither is possible.
+pub fn install_packages(packages: &BTreeSet<String>) -> Result<(), String> {
+    let missing: BTreeSet<String> = packages.iter().filter(|p| !installed(p)).cloned().collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let sudo = apt_prefix(&missing)?;
+    apt_get(&sudo, &["update", "-qq"])?;
+    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    install.extend(missing.iter().map(String::as_str));
+    apt_get(&sudo, &install)
+}
+
 /// Installs the missing `packages` and, when `qemu` is wanted, a qemu-user of at least
 /// `qemu_min`: the distribution's when new enough, else bookworm-backports' on Debian 12.
 pub fn install(packages: &BTreeSet<String>, qemu: bool, qemu_min: &str) -> Result<(), String> {

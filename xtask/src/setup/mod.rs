@@ -8,6 +8,8 @@
 
 mod apt;
 mod probe;
+
+pub use apt::install_packages;
 mod qemu;
 
 use std::collections::BTreeSet;
