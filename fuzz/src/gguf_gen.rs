@@ -382,7 +382,9 @@ fn serialise(f: &File) -> Vec<u8> {
         let end = offset.saturating_add(t.bytes.min(MAX_DATA));
         // A forged offset near u64::MAX has no next aligned place: the next tensor then
         // claims the largest offset, which the parser must reject like any other.
-        next = end.checked_next_multiple_of(f.alignment).unwrap_or(u64::MAX);
+        next = end
+            .checked_next_multiple_of(f.alignment)
+            .unwrap_or(u64::MAX);
         data_len = data_len.max(end);
     }
     let start = (out.len() as u64).next_multiple_of(f.alignment);
