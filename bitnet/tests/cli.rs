@@ -9,7 +9,7 @@ use bitnet::gguf::{Gguf, GgufWriter};
 use bitnet::{npy, synth};
 
 mod gguf_support;
-use gguf_support::{fixture, infer, rewrite_fixture};
+use gguf_support::{argmax, fixture, infer, rewrite_fixture};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -75,16 +75,6 @@ fn logits_out_has_one_row_per_evaluated_position() {
     // 3 prompt positions + 3 generated tokens fed back (the 4th is sampled, not evaluated).
     assert_eq!(shape, vec![6, synth::FIXTURE_VOCAB]);
     assert!(data.iter().all(|v| v.is_finite()));
-}
-
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 /// `--logits-out` of a run on `model` with `extra` flags: (shape, data).

@@ -10,7 +10,7 @@ mod gguf_support;
 
 use std::path::{Path, PathBuf};
 
-use gguf_support::{fixture, infer};
+use gguf_support::{argmax, fixture, greedy_logits, ids, infer};
 
 const TOLERANCE: f32 = 1e-3;
 
@@ -21,21 +21,6 @@ struct Expected {
     /// transformers' logits, `[prompt.len(), vocab]`.
     shape: Vec<usize>,
     logits: Vec<f32>,
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn csv(ids: &[u32]) -> String {
-    ids.iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 fn expected(form: &str) -> Expected {
@@ -80,37 +65,15 @@ fn convert(form: &str) -> PathBuf {
     out
 }
 
-/// Logits of `run` over `prompt` plus `n` greedy tokens, as (shape, rows).
+/// Logits over `prompt` plus `n` greedy tokens, as (shape, rows).
 fn run(gguf: &Path, form: &str, prompt: &[u32], n: usize, kernel: &str) -> (Vec<usize>, Vec<f32>) {
-    let out = temp(form, &format!("{kernel}.npy"));
-    let o = infer(&[
-        "--model",
-        gguf.to_str().unwrap(),
-        "--prompt-tokens",
-        &csv(prompt),
-        "-n",
-        &n.to_string(),
-        "--temperature",
-        "0",
-        "--kernel",
+    greedy_logits(
+        gguf,
+        prompt,
+        n,
         kernel,
-        "--kv-type",
-        "f32",
-        "--logits-out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        o.status.success(),
-        "{form} {kernel}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let r = bitnet::npy::read_f32(&std::fs::read(&out).unwrap()).unwrap();
-    std::fs::remove_file(&out).ok();
-    r
-}
-
-fn argmax(row: &[f32]) -> u32 {
-    (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b }) as u32
+        &temp(form, &format!("{kernel}.npy")),
+    )
 }
 
 fn check(form: &str) {

@@ -12,28 +12,13 @@ mod gguf_support;
 
 use std::path::{Path, PathBuf};
 
-use gguf_support::{fixture, infer};
+use gguf_support::{fixture, greedy_logits, ids, infer};
 
 const DIR: &str = "hf-random/llama-packed";
 
 fn expected() -> serde_json::Value {
     let p = fixture(&format!("{DIR}/expected.json"));
     serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn csv(ids: &[u32]) -> String {
-    ids.iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -56,27 +41,13 @@ fn converted(tag: &str) -> PathBuf {
 
 /// (shape, logits) of the engine over `prompt` then `n` greedy tokens.
 fn run(model: &Path, prompt: &[u32], n: usize, kernel: &str) -> (Vec<usize>, Vec<f32>) {
-    let out = scratch(&format!("{kernel}-{n}.npy"));
-    let o = infer(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--prompt-tokens",
-        &csv(prompt),
-        "-n",
-        &n.to_string(),
-        "--temperature",
-        "0",
-        "--kernel",
+    greedy_logits(
+        model,
+        prompt,
+        n,
         kernel,
-        "--kv-type",
-        "f32",
-        "--logits-out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let r = bitnet::npy::read_f32(&std::fs::read(&out).unwrap()).unwrap();
-    std::fs::remove_file(&out).ok();
-    r
+        &scratch(&format!("{kernel}-{n}.npy")),
+    )
 }
 
 #[test]

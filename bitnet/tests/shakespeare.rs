@@ -5,26 +5,13 @@
 
 mod gguf_support;
 
-use gguf_support::{fixture, infer};
+use std::path::Path;
+
+use gguf_support::{fixture, greedy_logits, ids, infer};
 
 fn expected() -> serde_json::Value {
     let p = fixture("shakespeare/expected.json");
     serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn csv(ids: &[u32]) -> String {
-    ids.iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 fn model() -> String {
@@ -33,32 +20,13 @@ fn model() -> String {
         .into_owned()
 }
 
-/// Logits of `run` over `prompt` (plus `n` greedy tokens) as (rows, vocab).
+/// Logits over `prompt` (plus `n` greedy tokens) as (rows, vocab).
 fn logits(prompt: &[u32], n: usize, kernel: &str, tag: &str) -> (Vec<usize>, Vec<f32>) {
     let out = std::env::temp_dir().join(format!(
         "bitnet-shakespeare-{}-{tag}-{kernel}.npy",
         std::process::id()
     ));
-    let o = infer(&[
-        "--model",
-        &model(),
-        "--prompt-tokens",
-        &csv(prompt),
-        "-n",
-        &n.to_string(),
-        "--temperature",
-        "0",
-        "--kernel",
-        kernel,
-        "--kv-type",
-        "f32",
-        "--logits-out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let r = bitnet::npy::read_f32(&std::fs::read(&out).unwrap()).unwrap();
-    std::fs::remove_file(&out).ok();
-    r
+    greedy_logits(Path::new(&model()), prompt, n, kernel, &out)
 }
 
 #[test]

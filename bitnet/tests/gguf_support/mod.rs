@@ -118,3 +118,61 @@ pub fn rewrite_fixture(
     }
     w.finish().unwrap()
 }
+
+/// Token ids from a JSON array (the reference scripts' `expected.json`).
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Ids as `--prompt-tokens` takes them.
+pub fn csv(ids: &[u32]) -> String {
+    ids.iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// (shape, logits) of `model` over `prompt` then `n` greedy tokens with `kernel` and an f32
+/// KV cache (the references compute in f32), through `--logits-out` at the scratch path `npy`.
+pub fn greedy_logits(
+    model: &std::path::Path,
+    prompt: &[u32],
+    n: usize,
+    kernel: &str,
+    npy: &std::path::Path,
+) -> (Vec<usize>, Vec<f32>) {
+    let o = infer(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt-tokens",
+        &csv(prompt),
+        "-n",
+        &n.to_string(),
+        "--temperature",
+        "0",
+        "--kernel",
+        kernel,
+        "--kv-type",
+        "f32",
+        "--logits-out",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "{} {kernel}: {}",
+        model.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r = bitnet::npy::read_f32(&std::fs::read(npy).unwrap()).unwrap();
+    std::fs::remove_file(npy).ok();
+    r
+}
+
+/// The greedy sampler's choice: the first index of the largest logit.
+pub fn argmax(row: &[f32]) -> u32 {
+    (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b }) as u32
+}
