@@ -17,6 +17,7 @@ pub mod npy;
 pub mod ops;
 pub mod parallel;
 pub mod perplexity;
+pub mod profile;
 pub mod quants;
 pub mod rng;
 pub mod sampler;

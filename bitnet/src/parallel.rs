@@ -115,7 +115,7 @@ unsafe impl Exec for Pool {
 
     fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
         if self.workers.is_empty() || n <= 1 {
-            (0..n).for_each(f);
+            pool::timed(|| (0..n).for_each(f));
             return;
         }
         self.shared.run(self.workers.len(), n, f);
@@ -159,6 +159,16 @@ mod pool {
     // SAFETY: the job is `Sync` and only called while `run` keeps it alive.
     unsafe impl Send for JobSlot {}
 
+    /// Runs `f`, adding its duration to the profile's busy time when profiling is on.
+    pub fn timed(f: impl FnOnce()) {
+        if !crate::profile::enabled() {
+            return f();
+        }
+        let t = Instant::now();
+        f();
+        crate::profile::add_busy(t.elapsed().as_nanos() as u64);
+    }
+
     impl Shared {
         pub fn run(&self, workers: usize, n: usize, f: &(dyn Fn(usize) + Sync)) {
             // SAFETY: erases the borrow's lifetime; `run` waits below until no worker
@@ -194,6 +204,10 @@ mod pool {
         }
 
         fn work(&self, f: &(dyn Fn(usize) + Sync)) {
+            timed(|| self.work_untimed(f))
+        }
+
+        fn work_untimed(&self, f: &(dyn Fn(usize) + Sync)) {
             let n = self.n_tasks.load(Relaxed);
             loop {
                 let i = self.next.fetch_add(1, Relaxed);

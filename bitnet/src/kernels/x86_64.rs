@@ -546,6 +546,11 @@ pub mod avx512vnni {
         }
     }
 
+    /// Chunks (64 bytes each) the decode loop prefetches ahead: the hardware prefetchers
+    /// alone left a single-token stream at ~55% of the read bandwidth on a Sapphire Rapids
+    /// host; 1 KiB ahead measured best there (2 KiB no better).
+    const DECODE_PREFETCH: usize = 16;
+
     /// Rows16 decode: one row group, one token, in memory order (one sequential stream for
     /// the prefetchers). Eight accumulators, one per (chunk parity, column quad), keep the
     /// `vpdpbusd` chains short; their exact sums are added per scale group.
@@ -570,6 +575,9 @@ pub mod avx512vnni {
             acc[0] = _mm512_set1_epi32(-j.qsum(t, b0, b0 + j.group_blocks));
             let mut c = g * per_group;
             while c < (g + 1) * per_group {
+                let ahead = codes.wrapping_add((c + DECODE_PREFETCH) * 64);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
                 for h in 0..2 {
                     // SAFETY: chunk c + h < chunks (c is even, chunks per group even): its
                     // 64 code bytes and 16 activations are inside the slices taken above.
@@ -719,6 +727,10 @@ pub mod avx512vnni {
         }
     }
 
+    /// Bytes the F16 head prefetches ahead of the row being read (1 KiB measured best of
+    /// 1 and 2 KiB on a Sapphire Rapids host).
+    const HEAD_PREFETCH: usize = 1024;
+
     /// F16 head rows x f32 activations, 16 halves per `vcvtph2ps`, one row at a time.
     ///
     /// # Safety
@@ -735,6 +747,11 @@ pub mod avx512vnni {
                 let mut acc = [_mm512_setzero_ps(); 4];
                 let mut k = 0;
                 while k < main {
+                    if t == 0 {
+                        let ahead = row.as_ptr().wrapping_add(2 * k + HEAD_PREFETCH);
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
+                    }
                     for (i, a) in acc.iter_mut().enumerate() {
                         // SAFETY: k + 16i + 16 <= main <= cols: sixteen halves of `row` and
                         // sixteen floats of `xt`.

@@ -15,6 +15,7 @@ use super::{ties, Activation, Config, KvCache, KvType, KvTypes, Model, ModelErro
 use crate::kernels::{ActBatch, HeadActs};
 use crate::ops;
 use crate::parallel::Exec;
+use crate::profile::{self, Part};
 
 /// Scratch buffers of one forward call (n = tokens in the call).
 #[derive(Default)]
@@ -249,6 +250,7 @@ impl Model {
         }
         b.resize(c, n);
         let (dim, q_dim, kv_dim, eps) = (c.dim, c.q_dim(), c.kv_dim(), c.eps);
+        let span = profile::span(Part::RopeKv);
         let inv_freq = ops::rope_inv_freq(c.n_rot, c.rope_theta);
         // (n, n_rot / 2) sin and cos of each token's angles: computed once, used by every
         // head of every layer.
@@ -262,11 +264,15 @@ impl Model {
                 })
             })
             .collect();
+        drop(span);
 
+        let span = profile::span(Part::Embed);
         for (t, &tok) in tokens.iter().enumerate() {
             self.token_embd
                 .dequantize_row(tok as usize, &mut b.x[t * dim..(t + 1) * dim]);
         }
+
+        drop(span);
 
         for (layer, blk) in self.blocks.iter().enumerate() {
             // BITNET_DUMP_TIES (std builds): the codes chosen near rounding ties, for the
@@ -275,8 +281,11 @@ impl Model {
                 ties::record(layer, site, x, w.map(|w| (w, eps)), acts, at)
             };
             // Attention: a = rmsnorm(x) * attn_norm; q, k, v = BitLinear(a)
+            let span = profile::span(Part::Norms);
             ops::norm_quantize(exec, &b.x, &blk.attn_norm, eps, &mut b.acts);
             dump_ties("attn_norm", &b.x, Some(&blk.attn_norm), &b.acts)?;
+            drop(span);
+            let span = profile::span(Part::Ternary);
             linear(
                 mm,
                 exec,
@@ -285,6 +294,8 @@ impl Model {
                 &mut b.tmp,
                 &mut [&mut b.q, &mut b.k, &mut b.v],
             );
+            drop(span);
+            let span = profile::span(Part::RopeKv);
             for (t, &(seq, pos)) in at.iter().enumerate() {
                 let rot = &rope[t * half..(t + 1) * half];
                 for head in b.q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(c.head_dim) {
@@ -301,12 +312,18 @@ impl Model {
                     ties::record_kv(layer, pos, k, v)?;
                 }
             }
+            drop(span);
+            let span = profile::span(Part::Attention);
             attention(c, self.kernel, exec, kvs, layer, at, &b.q, &mut b.o);
+            drop(span);
             // o = rmsnorm(o) * attn_sub_norm (BitNet; llama has none); x = x + BitLinear_o(o)
+            let span = profile::span(Part::Norms);
             let sub_norm = blk.attn_sub_norm.as_deref();
             ops::maybe_norm_quantize(exec, &b.o, sub_norm, q_dim, eps, &mut b.acts);
             let site = sub_norm_site(sub_norm, "attn_sub_norm", "attn_output");
             dump_ties(site, &b.o, sub_norm, &b.acts)?;
+            drop(span);
+            let span = profile::span(Part::Ternary);
             linear(
                 mm,
                 exec,
@@ -315,11 +332,17 @@ impl Model {
                 &mut b.tmp,
                 &mut [&mut b.proj],
             );
+            drop(span);
+            let span = profile::span(Part::Elementwise);
             ops::add(&mut b.x, &b.proj);
+            drop(span);
 
             // FFN: g = act(BitLinear_gate(f)) * BitLinear_up(f), f = rmsnorm(x) * ffn_norm
+            let span = profile::span(Part::Norms);
             ops::norm_quantize(exec, &b.x, &blk.ffn_norm, eps, &mut b.acts);
             dump_ties("ffn_norm", &b.x, Some(&blk.ffn_norm), &b.acts)?;
+            drop(span);
+            let span = profile::span(Part::Ternary);
             linear(
                 mm,
                 exec,
@@ -328,6 +351,8 @@ impl Model {
                 &mut b.tmp,
                 &mut [&mut b.gate, &mut b.up],
             );
+            drop(span);
+            let span = profile::span(Part::Elementwise);
             let act = match c.act {
                 Activation::Relu2 => ops::relu2,
                 Activation::Silu => ops::silu,
@@ -336,10 +361,14 @@ impl Model {
                 *g = act(*g) * u;
             }
             // g = rmsnorm(g) * ffn_sub_norm (BitNet; llama has none); x = x + BitLinear_down(g)
+            drop(span);
+            let span = profile::span(Part::Norms);
             let sub_norm = blk.ffn_sub_norm.as_deref();
             ops::maybe_norm_quantize(exec, &b.gate, sub_norm, c.n_ff, eps, &mut b.acts);
             let site = sub_norm_site(sub_norm, "ffn_sub_norm", "ffn_down");
             dump_ties(site, &b.gate, sub_norm, &b.acts)?;
+            drop(span);
+            let span = profile::span(Part::Ternary);
             linear(
                 mm,
                 exec,
@@ -348,10 +377,13 @@ impl Model {
                 &mut b.tmp,
                 &mut [&mut b.proj],
             );
+            drop(span);
+            let _span = profile::span(Part::Elementwise);
             ops::add(&mut b.x, &b.proj);
         }
 
         // logits = head . (rmsnorm(x) * output_norm)
+        let _span = profile::span(Part::Head);
         let n_out = outs.len();
         b.normed.resize(n_out * dim, 0.0);
         for (o, &t) in outs.iter().enumerate() {

@@ -69,13 +69,26 @@ impl Model {
 
     /// Bytes of weights one decode step reads: every ternary matrix and the head.
     pub fn bytes_per_token(&self) -> usize {
-        let ternary: usize = self
-            .blocks
+        self.ternary_bytes() + self.head().byte_len()
+    }
+
+    /// Bytes of every ternary matrix (codes and scales): what the BitLinear layers read per
+    /// decode step.
+    pub fn ternary_bytes(&self) -> usize {
+        self.blocks
             .iter()
             .flat_map(|b| [&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down])
             .map(|l| l.w.codes.len() + l.w.scales.len() * 4)
-            .sum();
-        ternary + self.head().byte_len()
+            .sum()
+    }
+
+    /// Ternary weights in all layers: the int8 multiply-adds per token of the BitLinear layers.
+    pub fn ternary_weights(&self) -> usize {
+        self.blocks
+            .iter()
+            .flat_map(|b| [&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down])
+            .map(|l| l.w.rows * l.w.cols)
+            .sum()
     }
 }
 

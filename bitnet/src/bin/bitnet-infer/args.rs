@@ -33,6 +33,26 @@ pub enum Command {
     /// Convert a Hugging Face BitNetForCausalLM checkpoint (packed or bf16 master weights)
     /// to GGUF.
     Convert(ConvertArgs),
+    /// Check `bench`'s read-bandwidth probe against a plain streaming read, on 4 KiB and
+    /// 2 MiB pages and through a file's mmap (the pages a model's tensors live in).
+    Membw(MembwArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MembwArgs {
+    /// MiB per buffer.
+    #[arg(long, default_value_t = 1024)]
+    pub mib: usize,
+    /// Thread counts, comma-separated (default: physical cores).
+    #[arg(short = 't', long, value_delimiter = ',')]
+    pub threads: Option<Vec<usize>>,
+    /// Passes per measurement (after a warm-up pass).
+    #[arg(short = 'r', long, default_value_t = 5)]
+    pub reps: usize,
+    /// Also read this file through mmap (after a first pass has brought it into the page
+    /// cache), e.g. the model.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -201,6 +221,11 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// After the tests, time each part of a token (ternary layers, head, attention, norms,
+    /// ...) over one more prefill and decode run per thread count, against the bytes each
+    /// part reads and the measured read bandwidth. Not with --json.
+    #[arg(long, conflicts_with = "json")]
+    pub profile: bool,
     #[command(flatten)]
     pub kernel: KernelArgs,
     #[command(flatten)]

@@ -13,37 +13,9 @@ use bitnet::rng::Rng;
 
 use crate::args::BenchArgs;
 use crate::membw;
+use crate::profile;
 use crate::setup::{self, json_str};
-
-/// Mean and sample standard deviation.
-struct Stats {
-    samples: Vec<f64>,
-}
-
-impl Stats {
-    fn mean(&self) -> f64 {
-        self.samples.iter().sum::<f64>() / self.samples.len().max(1) as f64
-    }
-
-    fn stddev(&self) -> f64 {
-        let n = self.samples.len();
-        if n < 2 {
-            return 0.0;
-        }
-        let m = self.mean();
-        (self.samples.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1) as f64).sqrt()
-    }
-
-    fn json(&self) -> String {
-        let s: Vec<String> = self.samples.iter().map(|x| format!("{x:.3}")).collect();
-        format!(
-            "{{\"mean\": {:.3}, \"stddev\": {:.3}, \"samples\": [{}]}}",
-            self.mean(),
-            self.stddev(),
-            s.join(", ")
-        )
-    }
-}
+use crate::stats::Stats;
 
 struct Row {
     threads: usize,
@@ -135,7 +107,45 @@ pub fn main(a: &BenchArgs) -> Result<(), String> {
         });
     }
     report(a, &file, &model, kv, &rows);
+    if a.profile {
+        let kv_read = kv_read_per_step(a, &model, kv);
+        for r in &rows {
+            let pool = setup::pool(r.threads)?;
+            let (p, g) = (&tokens[..a.n_prompt], &tokens[..a.n_gen]);
+            let mem_gb_s = r.bandwidth.as_ref().map(Stats::mean);
+            let mut run = profile::Run {
+                test: test_name("pp", p.len(), 1),
+                threads: r.threads,
+                tokens: p.len(),
+                kv_read: None,
+                mem_gb_s,
+            };
+            if !p.is_empty() {
+                let (s, prof) =
+                    profile::record(|| prefill_once(&model, &pool, p, 1, ctx, kv, depth));
+                s?;
+                profile::print(&model, &run, &prof);
+            }
+            if !g.is_empty() {
+                let (s, prof) =
+                    profile::record(|| decode_once(&model, &pool, g, 1, ctx, kv, depth));
+                s?;
+                run.test = test_name("tg", g.len(), 1);
+                run.tokens = g.len();
+                run.kv_read = Some(kv_read);
+                profile::print(&model, &run, &prof);
+            }
+        }
+    }
     Ok(())
+}
+
+/// KV bytes attention reads per decode step, averaged over the test's positions
+/// depth + 1 ..= depth + n_gen (every cached key and value of every layer, once).
+fn kv_read_per_step(a: &BenchArgs, model: &Model, kv: KvTypes) -> f64 {
+    let c = &model.config;
+    let kv_per_pos = kv.bytes_per_token(c.n_layer, c.kv_dim()).unwrap_or(0);
+    kv_per_pos as f64 * (a.ctx_depth as f64 + (a.n_gen as f64 + 1.0) / 2.0)
 }
 
 /// Tok/s of each of `runs` over `reps` rounds after a warm-up round (`run(true)`). A round
@@ -262,11 +272,7 @@ fn report(a: &BenchArgs, file: &GgufFile, model: &Model, kv: KvTypes, rows: &[Ro
     let weights = weights.join("+");
     let head = model.head().ty.name();
     let bpt = model.bytes_per_token();
-    // KV bytes attention reads per decode token, averaged over the test's positions
-    // depth + 1 ..= depth + n_gen (every cached key and value of every layer, once).
-    let c = &model.config;
-    let kv_per_pos = kv.bytes_per_token(c.n_layer, c.kv_dim()).unwrap_or(0);
-    let kv_read = kv_per_pos as f64 * (a.ctx_depth as f64 + (a.n_gen as f64 + 1.0) / 2.0);
+    let kv_read = kv_read_per_step(a, model, kv);
     let b = a.batch_size;
     // Decode GB/s: every weight is read once per step; a step serves `seqs` tokens.
     let gb_s = |d: &Stats, seqs: usize| d.mean() / seqs as f64 * bpt as f64 / 1e9;

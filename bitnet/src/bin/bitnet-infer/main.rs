@@ -9,6 +9,7 @@ mod errors;
 mod info;
 mod membw;
 mod perplexity;
+mod profile;
 mod run;
 mod setup;
 mod stats;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Some(args::Command::Tokenize(a)) => tokenize::main(&a),
         Some(args::Command::Perplexity(a)) => perplexity::main(&a),
         Some(args::Command::Convert(a)) => convert::main(&a),
+        Some(args::Command::Membw(a)) => membw::main(&a),
         None => run::main(&cli.run),
     };
     match result {

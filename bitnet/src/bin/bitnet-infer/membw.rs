@@ -1,34 +1,163 @@
 //! Memory read bandwidth as a decode step sees it: a streaming sum over a buffer far larger
 //! than any cache, split over the benchmark's own thread pool, with the widest loads the CPU
 //! has. Decode reads every weight once per token, so this is its ceiling.
+//!
+//! `bitnet-infer membw` checks that probe before anyone trusts it: against a plain streaming
+//! read (a `u64` sum as the compiler vectorises it), on 4 KiB and on 2 MiB pages, and through
+//! a file's mmap, where a model's mmapped tensors live.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use bitnet::parallel::{Exec, Pool};
+use memmap2::{Mmap, MmapMut};
 
-/// GB/s of each of `reps` passes over a `mib` MiB buffer.
+use crate::args::MembwArgs;
+use crate::setup;
+use crate::stats::Stats;
+
+/// GB/s of each of `reps` probe passes over a fresh `mib` MiB buffer: `bench`'s figure.
 pub fn measure(pool: &Pool, mib: usize, reps: usize) -> Vec<f64> {
     if mib == 0 {
         return Vec::new();
     }
-    let len = mib * (1 << 20) / 4;
-    // Written once so every page is really mapped (a zero page would read from cache).
-    let mut buf: Vec<f32> = (0..len).map(|i| (i % 7) as f32).collect(); // (len,)
-    let chunk = len.div_ceil(pool.threads());
-    let sink = std::sync::atomic::AtomicU32::new(0);
-    let exec: &dyn Exec = pool;
-    let mut pass = || {
-        let t = Instant::now();
-        exec.for_each_chunk(&mut buf, chunk, &|_, part| {
-            let s = sum(part);
-            sink.fetch_add(s.to_bits() & 1, std::sync::atomic::Ordering::Relaxed);
-        });
-        (len * 4) as f64 / t.elapsed().as_secs_f64() / 1e9
+    match anon(mib << 20, false) {
+        Ok(buf) => passes(pool, &buf, reps, probe),
+        Err(_) => Vec::new(),
+    }
+}
+
+pub fn main(a: &MembwArgs) -> Result<(), String> {
+    if a.mib == 0 || a.reps == 0 {
+        return Err("--mib and --reps must be at least 1".into());
+    }
+    let threads = match &a.threads {
+        Some(t) if t.contains(&0) => return Err("-t: thread counts must be at least 1".into()),
+        Some(t) if !t.is_empty() => t.clone(),
+        _ => vec![setup::threads(None)?],
     };
-    pass(); // warm-up: threads awake, TLB entries made
+    let bytes = a.mib << 20;
+    let small = anon(bytes, false).map_err(|e| format!("cannot map {} MiB: {e}", a.mib))?;
+    let huge = anon(bytes, true).map_err(|e| format!("cannot map {} MiB: {e}", a.mib))?;
+    let huge_mib = anon_huge_kib().unwrap_or(0) / 1024;
+    let file = match &a.file {
+        Some(path) => {
+            let f = std::fs::File::open(path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            // SAFETY: read-only map; a file changed under us gives odd sums, not unsafety of
+            // our own making (the same contract as the model loader's map).
+            let m = unsafe { Mmap::map(&f) }
+                .map_err(|e| format!("cannot mmap {}: {e}", path.display()))?;
+            Some((path.display().to_string(), m))
+        }
+        None => None,
+    };
+    let mut buffers: Vec<(String, &[u8])> = vec![
+        ("4 KiB pages (anonymous)".into(), &small[..]),
+        (
+            format!("2 MiB pages (anonymous, madvise; {huge_mib} MiB huge)"),
+            &huge[..],
+        ),
+    ];
+    if let Some((name, m)) = &file {
+        // Whole 4 KiB pages only: the passes split at page boundaries.
+        buffers.push((format!("mmap of {name}"), &m[..m.len() / 4096 * 4096]));
+    }
+    let methods: [(&str, Read); 2] = [
+        ("probe (bench: widest loads, 4 accumulators)", probe),
+        ("plain read (u64 sum, compiler-vectorised)", plain),
+    ];
+    println!(
+        "{} MiB per buffer (file: its own size), {} passes after a warm-up, GB/s mean ± sd",
+        a.mib, a.reps
+    );
+    let cols: Vec<String> = threads.iter().map(|t| format!("{t} thr GB/s")).collect();
+    println!("| method | buffer | {} |", cols.join(" | "));
+    println!("| :--- | :--- |{}", " ---: |".repeat(threads.len()));
+    let pools = threads
+        .iter()
+        .map(|&t| setup::pool(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (buf_name, buf) in &buffers {
+        for (method, read) in methods {
+            let cells: Vec<String> = pools
+                .iter()
+                .map(|pool| {
+                    let s = Stats {
+                        samples: passes(pool, buf, a.reps, read),
+                    };
+                    format!("{:.2} ± {:.2}", s.mean(), s.stddev())
+                })
+                .collect();
+            println!("| {method} | {buf_name} | {} |", cells.join(" | "));
+        }
+    }
+    Ok(())
+}
+
+/// A streaming read of one part of a buffer, returning something the caller keeps.
+type Read = fn(&[u8]) -> u64;
+
+/// GB/s of each of `reps` passes of `read` over `data` split into one part per thread, after
+/// a warm-up pass (threads awake, TLB entries made, a file's pages in the page cache).
+fn passes(pool: &Pool, data: &[u8], reps: usize, read: Read) -> Vec<f64> {
+    let chunk = data.len().div_ceil(pool.threads()).next_multiple_of(4096);
+    let n = data.len().div_ceil(chunk);
+    let sink = AtomicU64::new(0);
+    let exec: &dyn Exec = pool;
+    let pass = || {
+        let t = Instant::now();
+        exec.run(n, &|i| {
+            let part = &data[i * chunk..((i + 1) * chunk).min(data.len())];
+            sink.fetch_add(read(part), Relaxed);
+        });
+        data.len() as f64 / t.elapsed().as_secs_f64() / 1e9
+    };
+    pass();
     let out = (0..reps).map(|_| pass()).collect();
     std::hint::black_box(sink.into_inner());
     out
+}
+
+/// `bytes` of anonymous memory, every page written (a never-written page reads as the shared
+/// zero page, from cache); on 2 MiB pages if `huge` and the kernel agrees.
+fn anon(bytes: usize, huge: bool) -> std::io::Result<MmapMut> {
+    let mut m = MmapMut::map_anon(bytes)?;
+    #[cfg(target_os = "linux")]
+    if huge {
+        m.advise(memmap2::Advice::HugePage)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = huge;
+    for (i, w) in m.chunks_exact_mut(4).enumerate() {
+        w.copy_from_slice(&((i % 7) as f32).to_bits().to_le_bytes());
+    }
+    Ok(m)
+}
+
+/// KiB of this process's anonymous memory on huge pages (Linux), to say whether the 2 MiB
+/// buffer got them.
+fn anon_huge_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let line = s.lines().find(|l| l.starts_with("AnonHugePages:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The probe: f32 sums with the widest loads the CPU has. `x` starts page-aligned.
+fn probe(x: &[u8]) -> u64 {
+    // SAFETY: any bit pattern is an f32; align_to puts only whole, aligned f32 in the middle.
+    let (_, f, _) = unsafe { x.align_to::<f32>() };
+    u64::from(sum(f).to_bits())
+}
+
+/// What a plain loop over the words compiles to (baseline SIMD of the target).
+fn plain(x: &[u8]) -> u64 {
+    // SAFETY: any bit pattern is a u64.
+    let (a, w, b) = unsafe { x.align_to::<u64>() };
+    let s = w.iter().fold(0u64, |s, &v| s.wrapping_add(v));
+    a.iter()
+        .chain(b)
+        .fold(s, |s, &v| s.wrapping_add(u64::from(v)))
 }
 
 fn sum(x: &[f32]) -> f32 {

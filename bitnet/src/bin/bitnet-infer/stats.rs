@@ -30,3 +30,33 @@ pub fn print_kv(kv: &bitnet::model::KvCache, c: &bitnet::model::Config, pos: usi
         kv.ctx
     );
 }
+
+/// Mean and sample standard deviation.
+pub struct Stats {
+    pub samples: Vec<f64>,
+}
+
+impl Stats {
+    pub fn mean(&self) -> f64 {
+        self.samples.iter().sum::<f64>() / self.samples.len().max(1) as f64
+    }
+
+    pub fn stddev(&self) -> f64 {
+        let n = self.samples.len();
+        if n < 2 {
+            return 0.0;
+        }
+        let m = self.mean();
+        (self.samples.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1) as f64).sqrt()
+    }
+
+    pub fn json(&self) -> String {
+        let s: Vec<String> = self.samples.iter().map(|x| format!("{x:.3}")).collect();
+        format!(
+            "{{\"mean\": {:.3}, \"stddev\": {:.3}, \"samples\": [{}]}}",
+            self.mean(),
+            self.stddev(),
+            s.join(", ")
+        )
+    }
+}

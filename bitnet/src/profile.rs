@@ -1,0 +1,145 @@
+//! Where a forward pass spends its time, part by part (`bitnet-infer bench --profile`).
+//!
+//! The forward pass opens a [`Span`] around each part; the thread pool adds the time every
+//! thread spends inside the tasks of the part's parallel sections. Wall time on the calling
+//! thread times the thread count, minus that busy time, is what the part lost to thread
+//! synchronisation and imbalance. Off unless [`enable`]d: a span then costs one relaxed
+//! atomic load. Global, so profile one forward pass at a time.
+
+/// A part of a token's work, as the profile reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The token's embedding row.
+    Embed,
+    /// RMS norms and the int8 quantization of BitLinear inputs.
+    Norms,
+    /// The ternary matrices (q, k, v, o, gate, up, down): kernel and output transpose.
+    Ternary,
+    /// RoPE on q and k, and the write of k and v into the cache.
+    RopeKv,
+    /// Scores, softmax and the weighted sum of values over the cache.
+    Attention,
+    /// The activation times `up`, and the residual adds.
+    Elementwise,
+    /// The final norm and the output head.
+    Head,
+}
+
+impl Part {
+    pub const ALL: [Part; 7] = [
+        Part::Embed,
+        Part::Norms,
+        Part::Ternary,
+        Part::RopeKv,
+        Part::Attention,
+        Part::Elementwise,
+        Part::Head,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Embed => "embedding",
+            Part::Norms => "norms + act quant",
+            Part::Ternary => "ternary layers",
+            Part::RopeKv => "rope + kv write",
+            Part::Attention => "attention",
+            Part::Elementwise => "act * up, residual",
+            Part::Head => "head (+ final norm)",
+        }
+    }
+}
+
+/// Nanoseconds per part accumulated since the last [`reset`].
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    /// Wall time on the thread that called the forward pass.
+    pub wall_ns: [u64; 7],
+    /// Time summed over all threads inside the part's parallel tasks (0 for a part that
+    /// runs on the calling thread alone).
+    pub busy_ns: [u64; 7],
+}
+
+#[cfg(feature = "std")]
+pub(crate) use imp::{add_busy, enabled};
+pub use imp::{enable, reset, snapshot, span, Span};
+
+#[cfg(feature = "std")]
+mod imp {
+    use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+    use std::time::Instant;
+
+    use super::{Part, Profile};
+
+    static ON: AtomicBool = AtomicBool::new(false);
+    static CURRENT: AtomicUsize = AtomicUsize::new(0);
+    static WALL: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+    static BUSY: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+
+    pub fn enable(on: bool) {
+        ON.store(on, Relaxed);
+    }
+
+    pub(crate) fn enabled() -> bool {
+        ON.load(Relaxed)
+    }
+
+    pub fn reset() {
+        for a in WALL.iter().chain(&BUSY) {
+            a.store(0, Relaxed);
+        }
+    }
+
+    pub fn snapshot() -> Profile {
+        let mut p = Profile::default();
+        for i in 0..7 {
+            p.wall_ns[i] = WALL[i].load(Relaxed);
+            p.busy_ns[i] = BUSY[i].load(Relaxed);
+        }
+        p
+    }
+
+    /// Wall time of one part on the calling thread, until dropped. Spans do not nest.
+    pub struct Span(Option<(usize, Instant)>);
+
+    pub fn span(part: Part) -> Span {
+        if !enabled() {
+            return Span(None);
+        }
+        let i = part as usize;
+        CURRENT.store(i, Relaxed);
+        Span(Some((i, Instant::now())))
+    }
+
+    impl Drop for Span {
+        fn drop(&mut self) {
+            if let Some((i, t)) = self.0 {
+                WALL[i].fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+            }
+        }
+    }
+
+    /// Called by the pool: `ns` one thread spent inside tasks of the current part.
+    pub(crate) fn add_busy(ns: u64) {
+        BUSY[CURRENT.load(Relaxed)].fetch_add(ns, Relaxed);
+    }
+}
+
+/// Without `std` there is no clock: profiling is never on.
+#[cfg(not(feature = "std"))]
+mod imp {
+    use super::{Part, Profile};
+
+    pub fn enable(_: bool) {}
+
+    pub fn reset() {}
+
+    pub fn snapshot() -> Profile {
+        Profile::default()
+    }
+
+    pub struct Span;
+
+    pub fn span(_: Part) -> Span {
+        Span
+    }
+}
