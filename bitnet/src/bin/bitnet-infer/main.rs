@@ -6,6 +6,8 @@ mod chat;
 mod convert;
 mod cpu_check;
 mod errors;
+#[cfg(target_os = "linux")]
+mod hugealloc;
 mod info;
 mod membw;
 mod perplexity;
@@ -18,6 +20,10 @@ mod tokenize;
 use std::process::ExitCode;
 
 use clap::Parser;
+
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOC: hugealloc::HugePageAlloc = hugealloc::HugePageAlloc;
 
 fn main() -> ExitCode {
     // Before anything else: the compiler may use any compiled-in target feature anywhere.
