@@ -28,11 +28,11 @@ pub fn rms_inv(x: &[f32], eps: f32) -> f32 {
 /// Softmax in place, numerically stabilised by the maximum.
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
+    // Two loops: the exponentials vectorise, the sum keeps its order.
     for v in x.iter_mut() {
-        *v = libm::expf(*v - max);
-        sum += *v;
+        *v = exp(*v - max);
     }
+    let sum: f32 = x.iter().sum();
     let inv = 1.0 / sum;
     for v in x.iter_mut() {
         *v *= inv;
@@ -40,7 +40,34 @@ pub fn softmax(x: &mut [f32]) {
 }
 
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + libm::expf(-x))
+    x / (1.0 + exp(-x))
+}
+
+/// `e^x` within 2 ulp of `expf` (Cephes' `expf` reduction and polynomial), without branches
+/// or calls, so that the compiler vectorises the loops around it: `libm::expf` per element
+/// was 1.6 ms of a 2B4T-shape token in the SiLU alone. Inputs are clamped to
+/// [-87.3, 88.3], the range where the result is a normal float: below, it is 1e-38 instead of
+/// a subnormal or 0; above, 2.2e38 instead of infinity. NaN gives NaN.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = core::f32::consts::LOG2_E;
+    // ln 2 in two parts: n * LN2_HI is exact for |n| <= 128.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5 * 2^23 rounds to an integer (|x log2 e| < 2^22).
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.3, 88.3);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let e_r = p * (r * r) + r + 1.0;
+    // 2^n from its exponent bits: n is in -126..=127.
+    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 /// Squared ReLU, BitNet b1.58's FFN activation (`hidden_act = relu2`).
@@ -154,6 +181,7 @@ pub fn norm_quantize(exec: &dyn Exec, x: &[f32], w: &[f32], eps: f32, out: &mut 
         let (q, scale) = &mut task[0];
         let row = &x[t * cols..(t + 1) * cols];
         let inv = rms_inv(row, eps);
+        let w = &w[..cols];
         **scale = quantize_row_i8_ref(row, |i, v| v * inv * w[i], q);
     });
     out.update_block_sums();
@@ -195,6 +223,28 @@ pub fn quantize(exec: &dyn Exec, x: &[f32], cols: usize, out: &mut ActBatch) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_within_2_ulp_of_expf() {
+        let ulps = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).abs();
+        let mut worst = 0;
+        // Every 97th float in the normal-result range, both signs, and the range's ends.
+        let mut bits = 0u32;
+        while bits < 0x42b0_0000 {
+            let v = f32::from_bits(bits);
+            for x in [v, -v] {
+                if (-87.3..=88.3).contains(&x) {
+                    worst = worst.max(ulps(exp(x), libm::expf(x)));
+                }
+            }
+            bits += 97;
+        }
+        assert!(worst <= 2, "worst {worst} ulp");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-1000.0) > 0.0 && exp(-1000.0) < 1.3e-38);
+        assert!(exp(1000.0).is_finite());
+        assert!(exp(f32::NAN).is_nan());
+    }
 
     #[test]
     fn rmsnorm_unit_rms() {
