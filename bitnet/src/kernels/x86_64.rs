@@ -646,28 +646,33 @@ pub mod avx512vnni {
         let n = j.n_tokens;
         let rows_end = row0 + out.len() / n.max(1);
         let (g_begin, g_end) = (row0 / 16, rows_end.div_ceil(16));
-        let mut t0 = 0;
-        while t0 < n {
-            let tn = (n - t0).min(4);
-            if tn == 1 {
-                for g in g_begin..g_end {
-                    // SAFETY: the caller guarantees the features; `Job::new` checked the
-                    // shapes, g < g_end covers rows below rows_end, t0 < n.
-                    unsafe { row16_decode(&j, g, t0, rows_end, out) };
-                }
-                t0 += 1;
-                continue;
+        if n == 1 {
+            for g in g_begin..g_end {
+                // SAFETY: the caller guarantees the features; `Job::new` checked the shapes,
+                // g < g_end covers rows below rows_end, 0 < n.
+                unsafe { row16_decode(&j, g, 0, rows_end, out) };
             }
-            // Prefill: two row groups x up to four tokens share each code vector and each
-            // broadcast.
-            let rmax = 2;
-            let mut g = g_begin;
-            while g < g_end {
-                let rn = if g_end - g >= rmax { rmax } else { 1 };
+            return;
+        }
+        // Prefill: two row groups x up to four tokens share each code vector and each
+        // broadcast. Row groups outermost: a pair's codes (2 x cols x 4 bytes) stay in cache
+        // while every token passes over them, so each weight comes from memory once per call
+        // rather than once per four tokens.
+        let mut g = g_begin;
+        while g < g_end {
+            let rn = if g_end - g >= 2 { 2 } else { 1 };
+            let mut t0 = 0;
+            while t0 < n {
+                let tn = (n - t0).min(4);
                 // SAFETY: the caller guarantees the features; `Job::new` checked the shapes,
                 // g + rn <= g_end covers rows below rows_end, t0 + tn <= n.
                 unsafe {
                     match (rn, tn) {
+                        (_, 1) => {
+                            for g in g..g + rn {
+                                row16_decode(&j, g, t0, rows_end, out);
+                            }
+                        }
                         (2, 2) => tile16::<2, 2>(&j, g, t0, rows_end, out),
                         (2, 3) => tile16::<2, 3>(&j, g, t0, rows_end, out),
                         (2, 4) => tile16::<2, 4>(&j, g, t0, rows_end, out),
@@ -677,9 +682,9 @@ pub mod avx512vnni {
                         _ => unreachable!("tile shape"),
                     }
                 }
-                g += rn;
+                t0 += tn;
             }
-            t0 += tn;
+            g += rn;
         }
     }
 

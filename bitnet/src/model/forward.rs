@@ -353,12 +353,15 @@ impl Model {
             );
             drop(span);
             let span = profile::span(Part::Elementwise);
-            // One loop per activation, so each is inlined (and relu2 vectorised).
-            let gate_up = b.gate.iter_mut().zip(&b.up);
-            match c.act {
-                Activation::Relu2 => gate_up.for_each(|(g, &u)| *g = ops::relu2(*g) * u),
-                Activation::Silu => gate_up.for_each(|(g, &u)| *g = ops::silu(*g) * u),
-            }
+            let up = &b.up;
+            exec.for_each_chunk(&mut b.gate, c.n_ff, &|t, g| {
+                let gate_up = g.iter_mut().zip(&up[t * c.n_ff..]);
+                // One loop per activation, so that each is inlined and vectorised.
+                match c.act {
+                    Activation::Relu2 => gate_up.for_each(|(g, &u)| *g = ops::relu2(*g) * u),
+                    Activation::Silu => gate_up.for_each(|(g, &u)| *g = ops::silu(*g) * u),
+                }
+            });
             // g = rmsnorm(g) * ffn_sub_norm (BitNet; llama has none); x = x + BitLinear_down(g)
             drop(span);
             let span = profile::span(Part::Norms);
