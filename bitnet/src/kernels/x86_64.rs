@@ -252,6 +252,11 @@ macro_rules! kernels_256 {
                         acc[1][t][0] = init;
                     }
                     for c in g * per_group..(g + 1) * per_group {
+                        if T == 1 {
+                            // Decode streams the codes once: 1 KiB ahead, as in avx512vnni.
+                            let ahead = codes.wrapping_add((c + 16) * 64);
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                        }
                         for h in 0..2 {
                             // SAFETY: in bounds as noted where `codes` is taken.
                             let w = unsafe { unpack_half(codes.add(c * 64), h) };
@@ -315,10 +320,12 @@ macro_rules! kernels_256 {
                 let n = j.n_tokens;
                 let rows_end = row0 + out.len() / n.max(1);
                 let (g_begin, g_end) = (row0 / 16, rows_end.div_ceil(16));
-                let mut t0 = 0;
-                while t0 < n {
-                    let tn = (n - t0).min(2);
-                    for g in g_begin..g_end {
+                // Row groups outermost: a group's codes stay in cache while every token
+                // passes over them (each weight from memory once per call).
+                for g in g_begin..g_end {
+                    let mut t0 = 0;
+                    while t0 < n {
+                        let tn = (n - t0).min(2);
                         // SAFETY: the caller guarantees the features; `Job::new` checked the
                         // shapes, g < g_end covers rows below rows_end, t0 + tn <= n.
                         unsafe {
@@ -327,8 +334,8 @@ macro_rules! kernels_256 {
                                 _ => tile16::<2, 1>(&j, g, t0, rows_end, out),
                             }
                         }
+                        t0 += tn;
                     }
-                    t0 += tn;
                 }
             }
 
@@ -388,6 +395,11 @@ macro_rules! kernels_256 {
                         let mut acc = [_mm256_setzero_ps(); 4];
                         let mut k = 0;
                         while k < main {
+                            if t == 0 {
+                                // 1 KiB ahead, as in avx512vnni.
+                                let ahead = row.as_ptr().wrapping_add(2 * k + 1024);
+                                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                            }
                             for (i, a) in acc.iter_mut().enumerate() {
                                 // SAFETY: k + 8i + 8 <= main <= cols: eight halves of `row`
                                 // and eight floats of `xt`.
