@@ -23,7 +23,11 @@ pub fn rms_inv(x: &[f32], eps: f32) -> f32 {
     // Eight partial sums: one chain of dependent f64 adds was most of the norms' time.
     let mut acc = [0.0f64; 8];
     let blocks = x.chunks_exact(8);
-    let tail: f64 = blocks.remainder().iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let tail: f64 = blocks
+        .remainder()
+        .iter()
+        .map(|&v| (v as f64) * (v as f64))
+        .sum();
     for b in blocks {
         for (a, &v) in acc.iter_mut().zip(b) {
             *a += (v as f64) * (v as f64);
