@@ -65,6 +65,7 @@ pub fn run(a: &CompareArgs) -> Result<(), String> {
                     s.ours_pp.extend(r.prefill);
                     s.ours_tg.extend(r.decode);
                     s.read_gb_s.extend(r.read_gb_s);
+                    s.decode_of_read.extend(r.decode_of_read);
                 } else {
                     let r = run_llama(&llama_bench, &model, a, t)?;
                     s.theirs_pp.extend(r.prefill);
@@ -97,6 +98,14 @@ pub fn run(a: &CompareArgs) -> Result<(), String> {
                 gb_s: Stat::of(&s.read_gb_s),
             })
             .collect(),
+        decode_of_read_bandwidth: samples
+            .iter()
+            .filter(|s| !s.decode_of_read.is_empty())
+            .map(|s| Share {
+                threads: s.threads,
+                share: Stat::of(&s.decode_of_read),
+            })
+            .collect(),
     };
     println!("{}", markdown(&report));
     if let Some(path) = &a.json {
@@ -116,6 +125,9 @@ struct Samples {
     theirs_pp: Vec<f64>,
     theirs_tg: Vec<f64>,
     read_gb_s: Vec<f64>,
+    /// This engine's decode: bytes of weights per token x tok/s over the read bandwidth of
+    /// the same run.
+    decode_of_read: Vec<f64>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -168,6 +180,12 @@ struct Bandwidth {
 }
 
 #[derive(Serialize, Debug)]
+struct Share {
+    threads: usize,
+    share: Stat,
+}
+
+#[derive(Serialize, Debug)]
 struct Report {
     date: String,
     cpu: String,
@@ -178,6 +196,7 @@ struct Report {
     llama_cpp: String,
     command: String,
     read_bandwidth: Vec<Bandwidth>,
+    decode_of_read_bandwidth: Vec<Share>,
     rows: Vec<Row>,
 }
 
@@ -251,6 +270,26 @@ fn markdown(r: &Report) -> String {
             bw.join(", ")
         ));
     }
+    if !r.decode_of_read_bandwidth.is_empty() {
+        let shares: Vec<String> = r
+            .decode_of_read_bandwidth
+            .iter()
+            .map(|s| {
+                let (m, lo, hi) = (s.share.mean, s.share.min, s.share.max);
+                format!(
+                    "{} thread(s) {:.0}% ({:.0}-{:.0}%)",
+                    s.threads,
+                    100.0 * m,
+                    100.0 * lo,
+                    100.0 * hi
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "* this engine's decode reads its weights at, of that bandwidth: {}\n",
+            shares.join(", ")
+        ));
+    }
     out.push_str(&format!(
         "* model: {}\n* llama.cpp: {}\n* {}\n\n",
         r.model, r.llama_cpp, r.command
@@ -286,6 +325,7 @@ struct Measured {
     prefill: Option<f64>,
     decode: Option<f64>,
     read_gb_s: Option<f64>,
+    decode_of_read: Option<f64>,
     build: String,
 }
 
@@ -299,6 +339,7 @@ struct OurResult {
     prefill_tok_s: Option<OurStat>,
     decode_tok_s: Option<OurStat>,
     mem_read_gb_s: Option<OurStat>,
+    decode_bw_ratio: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -322,6 +363,7 @@ fn parse_ours(json: &str) -> Result<Measured, String> {
         prefill: first.prefill_tok_s.map(|s| s.mean),
         decode: first.decode_tok_s.map(|s| s.mean),
         read_gb_s: first.mem_read_gb_s.map(|s| s.mean),
+        decode_of_read: first.decode_bw_ratio,
         build: String::new(),
     })
 }
@@ -380,6 +422,7 @@ fn run_llama(
         prefill: r.prefill,
         decode: r.decode,
         read_gb_s: None,
+        decode_of_read: None,
         build: r.build,
     })
 }
@@ -497,6 +540,7 @@ mod tests {
             theirs_pp: vec![k],
             theirs_tg: vec![k],
             read_gb_s: vec![],
+            decode_of_read: vec![],
         };
         let r = rows(&[s(1, 1.0), s(2, 2.0)], 128, 32);
         let names: Vec<(String, usize)> = r.iter().map(|r| (r.test.clone(), r.threads)).collect();
@@ -522,8 +566,8 @@ mod tests {
             "decode_bw_ratio": 0.68}]}"#;
         let m = parse_ours(j).unwrap();
         assert_eq!(
-            (m.prefill, m.decode, m.read_gb_s),
-            (Some(53.5), Some(9.6), Some(17.0))
+            (m.prefill, m.decode, m.read_gb_s, m.decode_of_read),
+            (Some(53.5), Some(9.6), Some(17.0), Some(0.68))
         );
         assert!(parse_ours("{\"results\": []}").is_err());
         assert!(parse_ours("error").is_err());
