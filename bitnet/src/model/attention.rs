@@ -29,8 +29,10 @@ use crate::parallel::Exec;
 use crate::quants::{q4_0, q8_0};
 
 /// `o` (n, q_dim) = softmax(q k^T / sqrt(head_dim) + causal mask) v, per head; query head
-/// h reads kv head h / (n_head / n_kv_head) of its own sequence's cache. One task per
-/// (token, kv head): the query heads sharing a kv head share each cached row read.
+/// h reads kv head h / (n_head / n_kv_head) of its own sequence's cache. Decode: one task per
+/// (token, kv head), the query heads sharing a kv head sharing each cached row read. Prefill:
+/// one task per block of tokens, whose tokens share one f32 copy of each kv head's cached
+/// rows ([`Prefix`]) instead of converting the whole prefix again for every token.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn attention(
     c: &Config,
@@ -45,19 +47,117 @@ pub(super) fn attention(
     let (hd, n_kv) = (c.head_dim, c.n_kv_head);
     let group = c.n_head / c.n_kv_head;
     let scale = 1.0 / libm::sqrtf(hd as f32);
-    exec.for_each_chunk(o, group * hd, &|i, out| {
-        let (t, kvh) = (i / n_kv, i % n_kv);
+    let head = |t: usize, kvh: usize, prefix: Option<&Prefix>, out: &mut [f32]| {
         let (seq, pos) = at[t];
         let kv: &KvCache = &*kvs[seq];
+        let i = t * n_kv + kvh;
         let qs = &q[i * group * hd..(i + 1) * group * hd]; // (group, head_dim)
         let len = pos + 1;
         let mut att = vec![0.0f32; group * len]; // (group, pos + 1) scores, then weights
-        scores(kernel, kv.keys(layer, kvh, len), qs, hd, scale, &mut att);
+        match prefix {
+            Some(p) if !p.keys.is_empty() => {
+                scores_f32(&p.keys[..len * hd], qs, hd, scale, &mut att)
+            }
+            _ => scores(kernel, kv.keys(layer, kvh, len), qs, hd, scale, &mut att),
+        }
         for a in att.chunks_exact_mut(len) {
             ops::softmax(a);
         }
-        weighted_sum(kv.values(layer, kvh, len), &att, hd, out);
+        match prefix {
+            Some(p) => weighted_sum_f32(&p.values[..len * hd], &att, hd, out),
+            None => weighted_sum(kv.values(layer, kvh, len), &att, hd, out),
+        }
+    };
+    let n = at.len();
+    if n < PREFILL_TOKENS {
+        exec.for_each_chunk(o, group * hd, &|i, out| head(i / n_kv, i % n_kv, None, out));
+        return;
+    }
+    let q_dim = n_kv * group * hd;
+    exec.for_each_chunk(o, PREFILL_TOKENS * q_dim, &|b, out| {
+        let t0 = b * PREFILL_TOKENS;
+        for kvh in 0..n_kv {
+            let mut prefix = Prefix::default();
+            for (k, out_t) in out.chunks_exact_mut(q_dim).enumerate() {
+                let (seq, pos) = at[t0 + k];
+                prefix.extend(&*kvs[seq], seq, layer, kvh, pos + 1, hd);
+                head(
+                    t0 + k,
+                    kvh,
+                    Some(&prefix),
+                    &mut out_t[kvh * group * hd..][..group * hd],
+                );
+            }
+        }
     });
+}
+
+/// Tokens per prefill task (and the fewest that take the prefill path).
+const PREFILL_TOKENS: usize = 16;
+
+/// The f32 rows of one (sequence, kv head) at positions `0..len`, grown as a prompt's later
+/// tokens need more: the same conversions [`Rows::dequantize`] makes per row, done once.
+/// Keys are kept only for f32/f16 caches (quantized keys are scored in their own type).
+#[derive(Default)]
+struct Prefix {
+    seq: usize,
+    len: usize,
+    keys: Vec<f32>,   // (len, head_dim), or empty
+    values: Vec<f32>, // (len, head_dim)
+}
+
+impl Prefix {
+    fn extend(
+        &mut self,
+        kv: &KvCache,
+        seq: usize,
+        layer: usize,
+        kvh: usize,
+        len: usize,
+        hd: usize,
+    ) {
+        if seq != self.seq || len < self.len {
+            *self = Prefix {
+                seq,
+                ..Prefix::default()
+            };
+        }
+        let (keys, values) = (kv.keys(layer, kvh, len), kv.values(layer, kvh, len));
+        let float_keys = matches!(keys, Rows::F32(_) | Rows::F16(_));
+        for j in self.len..len {
+            if float_keys {
+                self.keys.resize((j + 1) * hd, 0.0);
+                keys.dequantize(j, &mut self.keys[j * hd..(j + 1) * hd]);
+            }
+            self.values.resize((j + 1) * hd, 0.0);
+            values.dequantize(j, &mut self.values[j * hd..(j + 1) * hd]);
+        }
+        self.len = len;
+    }
+}
+
+/// [`scores`] of f32 keys (len, head_dim): the same dot per key and head.
+fn scores_f32(keys: &[f32], qs: &[f32], hd: usize, scale: f32, att: &mut [f32]) {
+    let len = keys.len() / hd;
+    for (j, row) in keys.chunks_exact(hd).enumerate() {
+        for (g, qh) in qs.chunks_exact(hd).enumerate() {
+            att[g * len + j] = ops::dot_lanes(qh, row) * scale;
+        }
+    }
+}
+
+/// [`weighted_sum`] of f32 values (len, head_dim): the same multiply-adds in the same order.
+fn weighted_sum_f32(values: &[f32], att: &[f32], hd: usize, out: &mut [f32]) {
+    let len = values.len() / hd;
+    out.fill(0.0);
+    for (j, row) in values.chunks_exact(hd).enumerate() {
+        for (g, y) in out.chunks_exact_mut(hd).enumerate() {
+            let a = att[g * len + j];
+            for (y, &v) in y.iter_mut().zip(row) {
+                *y += a * v;
+            }
+        }
+    }
 }
 
 /// `att[g * len + j] = scale * q_g . k_j` for the `group` query heads in `qs` against the
