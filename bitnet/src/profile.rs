@@ -25,8 +25,11 @@ pub enum Part {
     Head,
 }
 
+/// How many parts there are.
+pub const PARTS: usize = 7;
+
 impl Part {
-    pub const ALL: [Part; 7] = [
+    pub const ALL: [Part; PARTS] = [
         Part::Embed,
         Part::Norms,
         Part::Ternary,
@@ -53,10 +56,10 @@ impl Part {
 #[derive(Clone, Debug, Default)]
 pub struct Profile {
     /// Wall time on the thread that called the forward pass.
-    pub wall_ns: [u64; 7],
+    pub wall_ns: [u64; PARTS],
     /// Time summed over all threads inside the part's parallel tasks (0 for a part that
     /// runs on the calling thread alone).
-    pub busy_ns: [u64; 7],
+    pub busy_ns: [u64; PARTS],
 }
 
 #[cfg(feature = "std")]
@@ -68,12 +71,12 @@ mod imp {
     use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
     use std::time::Instant;
 
-    use super::{Part, Profile};
+    use super::{Part, Profile, PARTS};
 
     static ON: AtomicBool = AtomicBool::new(false);
     static CURRENT: AtomicUsize = AtomicUsize::new(0);
-    static WALL: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
-    static BUSY: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+    static WALL: [AtomicU64; PARTS] = [const { AtomicU64::new(0) }; PARTS];
+    static BUSY: [AtomicU64; PARTS] = [const { AtomicU64::new(0) }; PARTS];
 
     pub fn enable(on: bool) {
         ON.store(on, Relaxed);
@@ -91,7 +94,7 @@ mod imp {
 
     pub fn snapshot() -> Profile {
         let mut p = Profile::default();
-        for i in 0..7 {
+        for i in 0..PARTS {
             p.wall_ns[i] = WALL[i].load(Relaxed);
             p.busy_ns[i] = BUSY[i].load(Relaxed);
         }

@@ -29,11 +29,7 @@ pub fn main(a: &BenchArgs) -> Result<(), String> {
     if a.reps == 0 || a.batch_size == 0 {
         return Err("--reps and --batch-size must be at least 1".into());
     }
-    let threads = match &a.threads {
-        Some(t) if t.contains(&0) => return Err("-t: thread counts must be at least 1".into()),
-        Some(t) if !t.is_empty() => t.clone(),
-        _ => vec![setup::threads(None)?],
-    };
+    let threads = setup::thread_counts(a.threads.as_deref())?;
     let shown = a.model.display().to_string();
     let file = GgufFile::open(&a.model).map_err(|e| e.to_string())?;
     let max_threads = threads.iter().copied().max().unwrap_or(1);

@@ -43,11 +43,7 @@ pub fn main(a: &MembwArgs) -> Result<(), String> {
     if a.mib == 0 || a.reps == 0 {
         return Err("--mib and --reps must be at least 1".into());
     }
-    let threads = match &a.threads {
-        Some(t) if t.contains(&0) => return Err("-t: thread counts must be at least 1".into()),
-        Some(t) if !t.is_empty() => t.clone(),
-        _ => vec![setup::threads(None)?],
-    };
+    let threads = setup::thread_counts(a.threads.as_deref())?;
     let bytes = a.mib << 20;
     let small = anon(bytes, false).map_err(|e| format!("cannot map {} MiB: {e}", a.mib))?;
     let huge = anon(bytes, true).map_err(|e| format!("cannot map {} MiB: {e}", a.mib))?;

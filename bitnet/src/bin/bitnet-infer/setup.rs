@@ -21,6 +21,15 @@ pub fn kernel(a: &KernelArgs) -> Result<Kernel, String> {
     }
 }
 
+/// `-t 1,2`: the thread counts to measure, else the physical cores alone.
+pub fn thread_counts(t: Option<&[usize]>) -> Result<Vec<usize>, String> {
+    match t {
+        Some(t) if t.contains(&0) => Err("-t: thread counts must be at least 1".into()),
+        Some(t) if !t.is_empty() => Ok(t.to_vec()),
+        _ => Ok(vec![threads(None)?]),
+    }
+}
+
 /// `--threads`, else the physical cores.
 pub fn threads(n: Option<usize>) -> Result<usize, String> {
     match n {
