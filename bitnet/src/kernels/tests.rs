@@ -168,6 +168,10 @@ fn bitmatmul_random_shapes() {
         (9, 768),
         (2, 2560),
         (3, 6912),
+        // Several row groups of the 16-row layouts, an odd and an even count: the x86
+        // decode interleaves two halves of the groups and does an odd one alone.
+        (45, 256),
+        (64, 128),
     ];
     for (i, &(rows, cols)) in shapes.iter().enumerate() {
         for group_len in [cols, 256] {
