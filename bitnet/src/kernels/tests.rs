@@ -243,6 +243,7 @@ fn head_f16_matches_reference() {
         (9, 2560, 1),
         (7, 256, 3),
         (4, 100, 1),
+        (6, 128, 1),
     ] {
         let w = f16_rows(&mut rng, rows, cols);
         let x = rng.f32s(n * cols, 2.0);

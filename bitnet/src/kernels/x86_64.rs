@@ -793,6 +793,50 @@ pub mod avx512vnni {
     pub unsafe fn head_f16_avx512vnni(rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]) {
         let (n, n_rows) = super::super::head::check_head_f16(rows, cols, x, out);
         let main = cols / 64 * 64;
+        if n == 1 && cols == main && n_rows >= 2 {
+            // Decode: two rows at once, from the first and second half of the chunk, as
+            // two streams (as the ternary decode does); each row's sums are the same as below.
+            let half = n_rows / 2;
+            let xt = x.as_ptr();
+            for r in 0..half {
+                let (a, b) = (
+                    &rows[r * cols * 2..][..cols * 2],
+                    &rows[(r + half) * cols * 2..][..cols * 2],
+                );
+                let mut acc = [[_mm512_setzero_ps(); 4]; 2];
+                let mut k = 0;
+                while k < main {
+                    for (row, acc) in [a, b].iter().zip(acc.iter_mut()) {
+                        let ahead = row.as_ptr().wrapping_add(2 * k + HEAD_PREFETCH);
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
+                        for (i, acc) in acc.iter_mut().enumerate() {
+                            // SAFETY: k + 16i + 16 <= main == cols: sixteen halves of the row
+                            // and sixteen floats of `x` (one token of `cols`).
+                            let (w, xv) = unsafe {
+                                (
+                                    _mm256_loadu_si256(row.as_ptr().add(2 * (k + 16 * i)).cast()),
+                                    _mm512_loadu_ps(xt.add(k + 16 * i)),
+                                )
+                            };
+                            *acc = _mm512_fmadd_ps(_mm512_cvtph_ps(w), xv, *acc);
+                        }
+                    }
+                    k += 64;
+                }
+                for (acc, r) in acc.iter().zip([r, r + half]) {
+                    let s =
+                        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+                    out[r] = _mm512_reduce_add_ps(s);
+                }
+            }
+            if n_rows % 2 == 1 {
+                let r = n_rows - 1;
+                // SAFETY: as this function's contract, for the last row alone.
+                unsafe { head_f16_avx512vnni(&rows[r * cols * 2..], cols, x, &mut out[r..]) };
+            }
+            return;
+        }
         for r in 0..n_rows {
             let row = &rows[r * cols * 2..(r + 1) * cols * 2];
             for t in 0..n {
