@@ -9,6 +9,7 @@ mod errors;
 #[cfg(target_os = "linux")]
 mod hugealloc;
 mod info;
+mod marks;
 mod membw;
 mod perplexity;
 mod profile;
