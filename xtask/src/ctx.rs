@@ -64,6 +64,7 @@ impl Ctx {
             timeout: Duration::from_secs(e.timeout),
             inject_fault: e.inject_fault.clone(),
             scratch: self.scratch.join("logits"),
+            counters: None,
         })
     }
 }

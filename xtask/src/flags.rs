@@ -51,9 +51,46 @@ pub enum Command {
     /// Run this engine and llama.cpp's llama-bench side by side on the same GGUF file in
     /// interleaved rounds (downloads and builds llama-bench under target/compare/ once).
     Compare(CompareArgs),
+    /// Guest instructions and bytes per prefill and decode token, per target, board profile
+    /// and kernel, counted by a QEMU plugin (QEMU with plugins is built under
+    /// target/qemu-plugins/ once); a table, JSON, an SVG plot, and the matrix's baseline.
+    Counters(CountersArgs),
     /// Run the libFuzzer targets of fuzz/ (needs nightly and cargo-fuzz), one after the
     /// other; prints executions and executions per second per target.
     Fuzz(FuzzArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CountersArgs {
+    #[command(flatten)]
+    pub select: Select,
+    /// Board profiles to count on (default: every profile of the target that runs under
+    /// QEMU).
+    #[arg(long, value_delimiter = ',')]
+    pub cpu: Vec<String>,
+    /// Models to count (default: the fixture model the matrix gates on, and one decode
+    /// token of the 2B4T-shape model of `cargo xtask bench-model --arch bitnet`).
+    #[arg(long)]
+    pub model: Vec<PathBuf>,
+    /// Write the rows as JSON here (default: target/counters/counters.json).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the plot here (default: target/counters/counters.svg).
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Write the counted instructions per token into the baseline, the matrix's gate
+    /// (commit it with the reason).
+    #[arg(long, conflicts_with = "check")]
+    pub save_baseline: bool,
+    /// Fail when a count grew more than 3% over the baseline, as the matrix does.
+    #[arg(long)]
+    pub check: bool,
+    /// The baseline file (default: qemu/counters-baseline.json).
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Do not install missing requirements first.
+    #[arg(long)]
+    pub no_setup: bool,
 }
 
 #[derive(Args, Debug)]
@@ -200,6 +237,9 @@ pub struct MatrixArgs {
     /// Do not install missing requirements first.
     #[arg(long)]
     pub no_setup: bool,
+    /// Skip the instruction-count gate (qemu/counters-baseline.json).
+    #[arg(long)]
+    pub no_counters: bool,
 }
 
 #[derive(Args, Debug)]

@@ -13,6 +13,7 @@ mod bench_model;
 mod checks;
 mod clean_room;
 mod compare;
+mod counters;
 mod ctx;
 mod fixtures;
 mod flags;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
                 Command::SizeReport(a) => size_report::run(&ctx, a),
                 Command::Matrix(a) => matrix::run(&ctx, a),
                 Command::Test(a) => test::run(&ctx, a),
+                Command::Counters(a) => counters::run(&ctx, a),
                 Command::Fixtures(_)
                 | Command::BenchModel(_)
                 | Command::BenchConvert(_)

@@ -24,7 +24,13 @@ pub fn run(ctx: &Ctx, a: &MatrixArgs) -> Result<(), String> {
         }
         crate::setup::setup(&ctx.matrix, &with_host)?;
     }
-    let inputs = ctx.inputs(&a.eval)?;
+    let mut inputs = ctx.inputs(&a.eval)?;
+    // A fault-injection build counts other instructions: the gate is for real builds.
+    if !a.no_counters && inputs.inject_fault.is_none() {
+        inputs.counters = Some(crate::counters::baseline::load(
+            &crate::counters::baseline::path(),
+        )?);
+    }
     let progress = Progress::new();
     progress.step("host: building the reference".into());
     let host_bin = build::binary(&ctx.sh, &ctx.host()?, false)?;

@@ -165,7 +165,7 @@ fn download(dir: &Path) -> Result<(), String> {
     })
 }
 
-fn sha256_of(file: &Path) -> Result<String, String> {
+pub(crate) fn sha256_of(file: &Path) -> Result<String, String> {
     let o = Command::new("sha256sum")
         .arg(file)
         .output()

@@ -8,7 +8,7 @@
 //!
 //! Not part of `.ci/run`: the first run downloads and builds llama.cpp (minutes).
 
-mod llama_cpp;
+pub(crate) mod llama_cpp;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

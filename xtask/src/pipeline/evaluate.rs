@@ -299,6 +299,19 @@ pub fn profile(
                 }
             }
             logits_runs(&b, &d, host, inputs, &mut rep);
+            if let Some(baseline) = &inputs.counters {
+                let scratch = inputs.scratch.join("counters");
+                let (rows, failures) =
+                    crate::counters::gate(t, name, p, bin, &d.available, baseline, &scratch);
+                rep.instructions_per_token = rows
+                    .iter()
+                    .map(|r| {
+                        let (p, d) = (r.prefill_per_token(), r.decode_per_token());
+                        (r.kernel.clone(), [p.instructions, d.instructions])
+                    })
+                    .collect();
+                rep.failures.extend(failures);
+            }
         }
     }
     if let Some(tb) = test_bin {

@@ -37,6 +37,9 @@ pub struct Inputs {
     /// Test builds only: make this kernel's output wrong, to prove validation notices.
     pub inject_fault: Option<String>,
     pub scratch: PathBuf,
+    /// The matrix's instruction-count gate: every emulated profile's kernels are counted
+    /// on the gate model and held to this baseline.
+    pub counters: Option<crate::counters::baseline::Baseline>,
 }
 
 /// What a model's reference says: the prompt and decode tokens it was computed over, and

@@ -66,6 +66,8 @@ pub enum FailureKind {
     KernelUntested,
     /// A binary built for a feature did not refuse cleanly on a CPU without it.
     Refusal,
+    /// A kernel's instructions per token grew past the baseline, or could not be counted.
+    Counters,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -124,6 +126,10 @@ pub struct ProfileReport {
     pub logits_bit_identical: Option<bool>,
     pub max_abs_vs_host: Option<f32>,
     pub max_abs_vs_oracle: Option<f32>,
+    /// Kernel -> guest instructions per [prefill, decode] token on the gate model, counted
+    /// under QEMU (emulated profiles of a matrix run with the gate on).
+    #[serde(default)]
+    pub instructions_per_token: BTreeMap<String, [f64; 2]>,
     pub failures: Vec<Failure>,
 }
 
@@ -141,6 +147,7 @@ impl ProfileReport {
             logits_bit_identical: None,
             max_abs_vs_host: None,
             max_abs_vs_oracle: None,
+            instructions_per_token: BTreeMap::new(),
             failures: Vec::new(),
         }
     }

@@ -104,6 +104,9 @@ pub fn checks(m: &Matrix, t: &Target) -> Vec<Check> {
     for q in emulators(m, t) {
         out.push(qemu::check(&q, &m.harness.qemu_min));
     }
+    if !emulators(m, t).is_empty() {
+        out.push(crate::counters::qemu::check());
+    }
     if let Some(prefix) = &t.ld_prefix {
         out.push(Check {
             what: format!("sysroot {prefix}"),
@@ -207,6 +210,9 @@ pub fn setup(m: &Matrix, targets: &[Target]) -> Result<(), String> {
         }
     }
     crate::venv::ensure(&m.harness.python)?;
+    if !emulators.is_empty() {
+        crate::counters::qemu::ensure()?;
+    }
     let mut missing: Vec<String> = harness_checks(m)
         .into_iter()
         .filter(|c| !c.ok)
