@@ -282,8 +282,106 @@ pub unsafe fn vec_dot_ternary_i8_neon(
     }
 }
 
-/// The armv7 kernel: integer accumulators, then the reference's epilogue (bit-exact); no head
-/// of its own.
+/// `sum row[k] * x[k]` over `4 * quads` F16 weights at `w` and f32 activations at `x`.
+///
+/// F16 to f32 in integer NEON ops (the NEON half-precision conversions are an extension some
+/// armv7 NEON cores lack), and without ever forming an f32 subnormal, which armv7 NEON
+/// flushes to zero: the magnitude shifted into f32 position plus the exponent rebias
+/// (112 << 23) is the value for exponents 1..=30; exponent 31 (inf, NaN) takes the rebias
+/// twice, reaching 255; exponent 0 (zero, subnormal m) gives 2^-15 (1 + m / 1024), from which
+/// subtracting 2^-15 and doubling leaves m 2^-24, exactly. `vmla` sums four lanes.
+///
+/// # Safety
+/// The CPU must have NEON; `quads >= 1`, and `w..w + 4 * quads` (u16) and `x..x + 4 * quads`
+/// must be readable.
+#[inline(always)]
+unsafe fn dot_f16_neon(w: *const u16, x: *const f32, quads: usize) -> f32 {
+    debug_assert!(quads > 0);
+    let sum: u32;
+    // SAFETY: the caller guarantees NEON (enabled for the block by `.fpu neon`), `quads >= 1`,
+    // and that the `vld1` loads, `w..w + 4 * quads` and `x..x + 4 * quads` (no alignment
+    // hint), are readable; the asm only reads memory (`readonly`, `nostack`), and every
+    // register it writes is declared: `w`, `x`, `n` as inouts, `sum` as an output, d0-d15
+    // (q0-q7) as clobbers; the flags `subs` sets are clobbered by default.
+    unsafe {
+        asm!(
+            ".fpu neon",
+            "vmov.i32 q5, #0",
+            // q6: the exponent rebias, 112 << 23, which is also 2^-15 as a float.
+            "vmov.i32 q6, #0x38000000",
+            // q7: the exponent field, 31 << 23.
+            "vmov.i32 q7, #0x0f000000",
+            "vorr.i32 q7, #0x00800000",
+            "2:",
+            "vld1.16 {{d0}}, [{w}]!",
+            "vld1.32 {{d2-d3}}, [{x}]!",
+            "vmovl.u16 q2, d0",
+            "vshr.u32 q3, q2, #15",
+            "vshl.i32 q3, q3, #31",
+            "vshl.i32 q2, q2, #17",
+            "vshr.u32 q2, q2, #4",
+            "vtst.32 q0, q2, q7",
+            "vcge.u32 q4, q2, q7",
+            "vand q4, q4, q6",
+            "vadd.i32 q2, q2, q6",
+            "vadd.i32 q2, q2, q4",
+            "vsub.f32 q4, q2, q6",
+            "vadd.f32 q4, q4, q4",
+            "vbsl q0, q2, q4",
+            "vorr q0, q0, q3",
+            "vmla.f32 q5, q0, q1",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "vadd.f32 d10, d10, d11",
+            "vpadd.f32 d10, d10, d10",
+            "vmov.32 {sum}, d10[0]",
+            w = inout(reg) w => _,
+            x = inout(reg) x => _,
+            n = inout(reg) quads => _,
+            sum = lateout(reg) sum,
+            out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+            out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _, out("d11") _,
+            out("d12") _, out("d13") _, out("d14") _, out("d15") _,
+            options(nostack, readonly)
+        );
+    }
+    f32::from_bits(sum)
+}
+
+/// F16 head rows against f32 activations: `out[r * n + t] = row r . x[t]`.
+///
+/// # Safety
+/// The CPU must have NEON (the `neon` kernel is available); the shapes are checked here.
+#[inline(never)]
+pub unsafe fn head_f16_neon(rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]) {
+    use crate::quants::f16::f16_to_f32;
+    let (n, _) = super::head::check_head_f16(rows, cols, x, out);
+    // GGUF aligns tensor data to 32 bytes and a row is 2 * cols bytes.
+    assert!(
+        rows.as_ptr().align_offset(2) == 0,
+        "F16 head rows must be 2-byte aligned"
+    );
+    let quads = cols / 4;
+    for (row, o) in rows.chunks_exact(2 * cols).zip(out.chunks_exact_mut(n)) {
+        for (t, y) in o.iter_mut().enumerate() {
+            let xt = &x[t * cols..(t + 1) * cols];
+            let main = if quads > 0 {
+                // SAFETY: the caller guarantees NEON; `row` holds `cols` F16 values (2-byte
+                // aligned, asserted above) and `xt` `cols` floats, and 4 * quads <= cols.
+                unsafe { dot_f16_neon(row.as_ptr().cast(), xt.as_ptr(), quads) }
+            } else {
+                0.0
+            };
+            let tail: f32 = (4 * quads..cols)
+                .map(|k| f16_to_f32(u16::from_le_bytes([row[2 * k], row[2 * k + 1]])) * xt[k])
+                .sum();
+            *y = main + tail;
+        }
+    }
+}
+
+/// The armv7 kernel: integer accumulators, then the reference's epilogue (bit-exact), and an
+/// F16 head of its own.
 pub static KERNELS: &[KernelDesc] = &[KernelDesc {
     name: "neon",
     requires: &["neon"],
@@ -291,7 +389,7 @@ pub static KERNELS: &[KernelDesc] = &[KernelDesc {
     bit_exact: true,
     bitmatmul: bitmatmul_neon,
     vec_dot: Some(vec_dot_ternary_i8_neon),
-    head_f16: None,
+    head_f16: Some(head_f16_neon),
     head_q8_0: None,
     kv_dot_q8_0: None,
     kv_dot_q4_0: None,

@@ -688,8 +688,109 @@ pub unsafe fn vec_dot_ternary_i8_zbb(
     }
 }
 
+/// `sum row[k] * x[k]` over `len` F16 weights at `w` and f32 activations at `x`.
+///
+/// F16 to f32 with integer ops, since RVV 1.0 boards need not have Zvfhmin: an F16
+/// magnitude's bits shifted left by 13 are an f32 whose value is the F16 value times 2^-112,
+/// exactly (subnormals too: RVV float arithmetic keeps subnormals), so one multiply by
+/// 2^112 converts it. F16 exponent 31 (inf, NaN) comes out as f32 exponent 143 after the
+/// multiply; or-ing 0x7f80_0000 makes it 255 with the payload kept. The sign is or-ed back
+/// last. Strip-mined at e16/m2 -> e32/m4; the accumulator lanes past a short last strip
+/// stay as they were (tail-undisturbed), and one ordered reduction ends the row.
+///
+/// # Safety
+/// The CPU must have V; `w..w + len` (u16, 2-byte aligned) and `x..x + len` must be
+/// readable.
+#[inline(always)]
+unsafe fn dot_f16_rvv(w: *const u16, x: *const f32, len: usize) -> f32 {
+    let sum: f32;
+    // SAFETY: the caller guarantees V (enabled only inside `.option push/pop`) and that the
+    // `vle16.v` / `vle32.v` loads, `w..w + len` and `x..x + len`, are readable; the asm only
+    // reads memory (`readonly`, `nostack`), and every register it writes is declared: `w`,
+    // `x`, `len` as inouts, `vl`, `tmp`, `sum` as outputs, and v0-v3, v8-v27 as clobbers.
+    unsafe {
+        asm!(
+            ".option push",
+            ".option arch, +v",
+            "vsetvli {tmp}, zero, e32, m4, ta, ma",
+            "vmv.v.i v8, 0",
+            "2:",
+            "vsetvli {vl}, {len}, e16, m2, tu, mu",
+            "vle16.v v2, ({w})",
+            // e32/m4 has e16/m2's SEW/LMUL ratio: same vl.
+            "vsetvli zero, zero, e32, m4, tu, mu",
+            "vzext.vf2 v12, v2",
+            "vle32.v v16, ({x})",
+            "vsll.vi v20, v12, 16",
+            "vand.vx v20, v20, {sign}",
+            "vand.vx v12, v12, {mag}",
+            "vsll.vi v12, v12, 13",
+            "vmsgeu.vx v0, v12, {inf}",
+            "vfmul.vf v24, v12, {scale}",
+            "vor.vx v24, v24, {exp255}, v0.t",
+            "vor.vv v24, v24, v20",
+            "vfmacc.vv v8, v24, v16",
+            "slli {tmp}, {vl}, 1",
+            "add {w}, {w}, {tmp}",
+            "slli {tmp}, {vl}, 2",
+            "add {x}, {x}, {tmp}",
+            "sub {len}, {len}, {vl}",
+            "bnez {len}, 2b",
+            "vsetvli {tmp}, zero, e32, m1, ta, ma",
+            "vmv.s.x v1, zero",
+            "vsetvli {tmp}, zero, e32, m4, ta, ma",
+            "vfredosum.vs v1, v8, v1",
+            "vfmv.f.s {sum}, v1",
+            ".option pop",
+            w = inout(reg) w => _,
+            x = inout(reg) x => _,
+            len = inout(reg) len => _,
+            vl = out(reg) _,
+            tmp = out(reg) _,
+            sign = in(reg) 0x8000_0000u64,
+            mag = in(reg) 0x7fffu64,
+            inf = in(reg) 0x0f80_0000u64,
+            exp255 = in(reg) 0x7f80_0000u64,
+            scale = in(freg) f32::from_bits(0x7780_0000), // 2^112
+            sum = lateout(freg) sum,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _, out("v12") _, out("v13") _,
+            out("v14") _, out("v15") _, out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v20") _, out("v21") _, out("v22") _, out("v23") _, out("v24") _, out("v25") _,
+            out("v26") _, out("v27") _,
+            options(nostack, readonly)
+        );
+    }
+    sum
+}
+
+/// F16 head rows against f32 activations: `out[r * n + t] = row r . x[t]`.
+///
+/// # Safety
+/// The CPU must have V (the `rvv` kernel is available); the shapes are checked here.
+#[inline(never)]
+pub unsafe fn head_f16_rvv(rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]) {
+    let (n, _) = super::head::check_head_f16(rows, cols, x, out);
+    // GGUF aligns tensor data to 32 bytes and a row is 2 * cols bytes.
+    assert!(
+        rows.as_ptr().align_offset(2) == 0,
+        "F16 head rows must be 2-byte aligned"
+    );
+    if cols == 0 {
+        out.fill(0.0);
+        return;
+    }
+    for (row, o) in rows.chunks_exact(2 * cols).zip(out.chunks_exact_mut(n)) {
+        for (t, y) in o.iter_mut().enumerate() {
+            // SAFETY: the caller guarantees V; `row` is one row of `cols` F16 values (2-byte
+            // aligned, asserted above) and token t of `x` holds `cols` floats.
+            *y = unsafe { dot_f16_rvv(row.as_ptr().cast(), x[t * cols..].as_ptr(), cols) };
+        }
+    }
+}
+
 /// The riscv64 kernels, worst to best: integer accumulators, then the reference's epilogue
-/// (bit-exact); no heads of their own.
+/// (bit-exact); rvv has its own F16 head, zbb none.
 pub static KERNELS: &[KernelDesc] = &[
     // Cores without V (SiFive U74: VisionFive 2, HiFive Unmatched).
     KernelDesc {
@@ -712,7 +813,7 @@ pub static KERNELS: &[KernelDesc] = &[
         bit_exact: true,
         bitmatmul: bitmatmul_rvv,
         vec_dot: Some(vec_dot_ternary_i8_rvv),
-        head_f16: None,
+        head_f16: Some(head_f16_rvv),
         head_q8_0: None,
         kv_dot_q8_0: Some(kv_dot_q8_0_rvv),
         kv_dot_q4_0: Some(kv_dot_q4_0_rvv),

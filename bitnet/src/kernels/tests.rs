@@ -255,6 +255,39 @@ fn head_f16_matches_reference() {
     }
 }
 
+/// F16 weights of every class a SIMD head converts by hand: zeros, subnormals, the
+/// smallest and largest normals, both signs; and an infinite weight, which must give an
+/// infinite output as in the reference.
+#[test]
+fn head_f16_special_values() {
+    let mut tally = Tally::all_kernels("head_f16_special_values");
+    let specials: [u16; 12] = [
+        0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x83ff, 0x0400, 0x8400, 0x7bff, 0xfbff, 0x3c00,
+        0x3555,
+    ];
+    let cols = 70; // 5 rounds of the specials and a tail of 10
+    let mut w: Vec<u8> = (0..cols)
+        .flat_map(|k| specials[k % specials.len()].to_le_bytes())
+        .collect();
+    // Row 1: the same with element 3 +inf.
+    let mut inf_row = w.clone();
+    inf_row[6..8].copy_from_slice(&0x7c00u16.to_le_bytes());
+    w.extend(inf_row);
+    let x: Vec<f32> = (0..cols).map(|k| 0.25 + (k % 7) as f32 * 0.5).collect();
+    let want_inf = head::vec_dot_f16_f32_ref(&w[2 * cols..], &x);
+    assert_eq!(want_inf, f32::INFINITY);
+    let mut scalar = vec![f32::NAN; 2];
+    head::head_f16_scalar(&w, cols, &x, &mut scalar);
+    for k in kernels() {
+        tally.case(k.name(), || {
+            check_head_f16(k, &w[..2 * cols], cols, &x, &scalar[..1]);
+            let mut out = [f32::NAN; 2];
+            k.head_f16(&w, cols, &x, &mut out);
+            assert_eq!(out[1], f32::INFINITY, "{k}: +inf weight");
+        });
+    }
+}
+
 /// One F16 head case: within tolerance of the reference dot, and bit for bit the scalar
 /// head's output (`scalar`) where the kernel has no head of its own.
 fn check_head_f16(k: Kernel, w: &[u8], cols: usize, x: &[f32], scalar: &[f32]) {

@@ -218,8 +218,18 @@ impl Rows<'_> {
         let hd = dst.len();
         match *self {
             Rows::F32(v) => dst.copy_from_slice(&v[j * hd..(j + 1) * hd]),
-            // One slice conversion: F16C on x86 when present, not a call per element.
-            Rows::F16(v) => v[j * hd..(j + 1) * hd].convert_to_f32_slice(dst),
+            // One slice conversion: F16C on x86 when present, not a call per element;
+            // elsewhere `half` has no fast path of its own.
+            Rows::F16(v) => {
+                let v = &v[j * hd..(j + 1) * hd];
+                if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+                    v.convert_to_f32_slice(dst);
+                } else {
+                    for (d, h) in dst.iter_mut().zip(v) {
+                        *d = crate::quants::f16::f16_to_f32(h.to_bits());
+                    }
+                }
+            }
             Rows::Q8_0(b) => {
                 let rb = hd / q8_0::BLOCK_ELEMS * q8_0::BLOCK_BYTES;
                 // Lengths match by construction.

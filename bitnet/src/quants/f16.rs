@@ -30,13 +30,49 @@ pub fn quantize_row_f32_ref(src: &[f32], dst: &mut [u8]) -> Result<(), QuantErro
     Ok(())
 }
 
+/// IEEE half bits to f32, exactly; NaNs come out quiet with their payload, as F16C,
+/// AArch64's `fcvt` and `half`'s software path give them.
+///
+/// `half` converts with the hardware instruction on x86_64 (F16C) and aarch64; elsewhere
+/// (armv7, riscv64) it runs a general software path that counted ~30 guest instructions
+/// per element of an F16 head under QEMU. Here a normal value is an integer add: the
+/// magnitude shifted into f32 position with the exponent rebiased by 127 - 15.
+#[inline]
+pub fn f16_to_f32(h: u16) -> f32 {
+    let h = u32::from(h);
+    let sign = (h & 0x8000) << 16;
+    let mag = (h & 0x7fff) << 13;
+    let exp = mag & 0x0f80_0000;
+    let bits = if exp.wrapping_sub(0x0080_0000) <= 0x0e80_0000 {
+        mag + 0x3800_0000 // exponent 1..=30: normal
+    } else if exp == 0 {
+        ((mag >> 13) as f32 * (1.0 / 16_777_216.0)).to_bits() // zero, subnormal: m * 2^-24
+    } else if mag & 0x007f_e000 == 0 {
+        0x7f80_0000 // inf
+    } else {
+        mag | 0x7fc0_0000 // NaN, quieted
+    };
+    f32::from_bits(bits | sign)
+}
+
 /// Decodes `dst.len()` little-endian IEEE half values from `src` (exact).
 pub fn dequantize_row_f16(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
     check_len(GgmlType::F16, "src", dst.len() * F16_BYTES, src.len())?;
     for (y, b) in dst.iter_mut().zip(src.chunks_exact(F16_BYTES)) {
-        *y = f16::from_le_bytes([b[0], b[1]]).to_f32();
+        *y = to_f32(u16::from_le_bytes([b[0], b[1]]));
     }
     Ok(())
+}
+
+/// The fastest exact conversion on this target: the hardware's through `half` where it
+/// has one, [`f16_to_f32`] elsewhere.
+#[inline]
+pub fn to_f32(h: u16) -> f32 {
+    if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        f16::from_bits(h).to_f32()
+    } else {
+        f16_to_f32(h)
+    }
 }
 
 /// Encodes `src` as little-endian IEEE half, rounding to nearest even; overflow gives ±inf.
@@ -157,5 +193,15 @@ mod tests {
         assert!(quantize_row_f16_ref(&[0.0; 3], &mut [0u8; 4]).is_err());
         assert!(quantize_row_bf16_ref(&[0.0; 3], &mut [0u8; 8]).is_err());
         assert!(quantize_row_f32_ref(&[0.0; 3], &mut [0u8; 8]).is_err());
+    }
+
+    #[test]
+    fn f16_to_f32_is_exact_for_every_half() {
+        for h in 0..=u16::MAX {
+            let want = f16::from_bits(h).to_f32();
+            let got = f16_to_f32(h);
+            assert_eq!(got.to_bits(), want.to_bits(), "{h:#06x}: {got} vs {want}");
+            assert_eq!(to_f32(h).to_bits(), want.to_bits(), "{h:#06x}");
+        }
     }
 }
