@@ -592,6 +592,32 @@ unsafe fn tile_zbb<const NT: usize>(
     }
 }
 
+/// One token's accumulator of one group: code `words` (4 per block) against its
+/// [`bit_planes`] `a` (16 per block). Decode's case, so it keeps one signed population count
+/// per plane in registers across the group's blocks and weights the planes once at the end:
+/// seven instructions per plane word (load, two `and`, two `cpop`, `sub`, `add`) instead of
+/// the tile's shift and signed add on top, and few enough live values that nothing spills.
+///
+/// # Safety
+/// The CPU must have Zbb (the function is compiled with it, so `count_ones` is `cpop`). All
+/// memory is reached through slices.
+#[inline]
+#[target_feature(enable = "zbb")]
+unsafe fn group_zbb_1(words: &[u64], a: &[u64]) -> i32 {
+    let mut d = [0i32; 8]; // per plane: cpop(+1 & x) - cpop(-1 & x)
+    for (w, a) in words.chunks_exact(4).zip(a.chunks_exact(16)) {
+        let (pos, neg) = block_masks(w);
+        for c in 0..2 {
+            for (bit, d) in d.iter_mut().enumerate() {
+                let x = a[8 * c + bit];
+                *d += (pos[c] & x).count_ones() as i32 - (neg[c] & x).count_ones() as i32;
+            }
+        }
+    }
+    // Plane 7 is the sign bit: weight -128.
+    (0..7).map(|bit| d[bit] << bit).sum::<i32>() - (d[7] << 7)
+}
+
 /// Accumulators (rows, n_tokens, groups) of rows `row0..` against `n` tokens given as
 /// [`bit_planes`].
 ///
@@ -609,17 +635,43 @@ pub(crate) unsafe fn acc_rows_zbb(
     let (cols, bpg) = (w.cols, w.group_len / 128);
     let ng = cols / w.group_len;
     assert!(planes.len() == n * cols / 8);
-    // (cols / 32,) one row's codes as little-endian words: copied whole, because RV64GC has no
-    // fast misaligned loads and byte-wise assembly would cost more than the dot itself.
-    let mut words = vec![0u64; cols / 32];
+    // (cols / 32,) one row's codes as little-endian words, copied when the rows are not
+    // 8-byte aligned: RV64GC has no fast misaligned loads, and byte-wise assembly would cost
+    // more than the dot itself. Rows are `cols / 4` bytes, a multiple of 32.
+    let aligned = w.codes.as_ptr().align_offset(8) == 0;
+    let mut copy = vec![0u64; if aligned { 0 } else { cols / 32 }];
     for (i, acc) in acc.chunks_exact_mut(n * ng).enumerate() {
         let row = &w.codes[(row0 + i) * cols / 4..(row0 + i + 1) * cols / 4];
-        // SAFETY: `row` is a slice of cols / 4 bytes and `words`, a separate allocation, holds
-        // cols / 32 words = cols / 4 bytes because the caller guarantees cols % 128 == 0; byte
-        // copies need no alignment, and riscv64 is little-endian, so the words are LE.
-        unsafe {
-            core::ptr::copy_nonoverlapping(row.as_ptr(), words.as_mut_ptr().cast::<u8>(), cols / 4)
+        let words: &[u64] = if aligned {
+            // SAFETY: `row` starts 8-byte aligned (the codes are, and a row is a multiple of
+            // 32 bytes in) and holds cols / 4 bytes = cols / 32 words; any bits are a valid
+            // u64, and riscv64 is little-endian, so the words are LE.
+            unsafe { core::slice::from_raw_parts(row.as_ptr().cast::<u64>(), cols / 32) }
+        } else {
+            // SAFETY: `row` is a slice of cols / 4 bytes and `copy`, a separate allocation,
+            // holds cols / 32 words = cols / 4 bytes; byte copies need no alignment.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    row.as_ptr(),
+                    copy.as_mut_ptr().cast::<u8>(),
+                    cols / 4,
+                )
+            };
+            &copy
         };
+        if n == 1 {
+            let gw = w.group_len / 32; // words of a group's codes; 4 gw plane words
+            for (g, a) in acc.iter_mut().enumerate() {
+                // SAFETY: the caller guarantees Zbb; slices only.
+                *a = unsafe {
+                    group_zbb_1(
+                        &words[g * gw..(g + 1) * gw],
+                        &planes[4 * g * gw..4 * (g + 1) * gw],
+                    )
+                };
+            }
+            continue;
+        }
         let mut t = 0;
         while t < n {
             let nt = (n - t).min(TILE);
@@ -628,10 +680,10 @@ pub(crate) unsafe fn acc_rows_zbb(
             // slice arguments, with bounds checks.
             unsafe {
                 match nt {
-                    1 => tile_zbb::<1>(&words, p, bpg, a),
-                    2 => tile_zbb::<2>(&words, p, bpg, a),
-                    3 => tile_zbb::<3>(&words, p, bpg, a),
-                    _ => tile_zbb::<TILE>(&words, p, bpg, a),
+                    1 => tile_zbb::<1>(words, p, bpg, a),
+                    2 => tile_zbb::<2>(words, p, bpg, a),
+                    3 => tile_zbb::<3>(words, p, bpg, a),
+                    _ => tile_zbb::<TILE>(words, p, bpg, a),
                 }
             }
             t += nt;
