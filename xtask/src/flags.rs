@@ -78,6 +78,10 @@ pub struct CountersArgs {
     /// Write the plot here (default: target/counters/counters.svg).
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// Put the table into README.md (between its `counters:begin`/`counters:end` marks)
+    /// and the plot into qemu/counters.svg, which the README shows.
+    #[arg(long)]
+    pub readme: bool,
     /// Write the counted instructions per token into the baseline, the matrix's gate
     /// (commit it with the reason).
     #[arg(long, conflicts_with = "check")]

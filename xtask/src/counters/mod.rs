@@ -247,7 +247,11 @@ pub fn run(ctx: &Ctx, a: &CountersArgs) -> Result<(), String> {
     let json = a.json.clone().unwrap_or_else(|| out.join("counters.json"));
     let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
     std::fs::write(&json, text).map_err(|e| format!("{}: {e}", json.display()))?;
-    let svg = a.svg.clone().unwrap_or_else(|| out.join("counters.svg"));
+    let svg = match (&a.svg, a.readme) {
+        (Some(p), _) => p.clone(),
+        (None, true) => ctx.root.join(report::README_PLOT),
+        (None, false) => out.join("counters.svg"),
+    };
     std::fs::write(&svg, report::svg(&rows)).map_err(|e| format!("{}: {e}", svg.display()))?;
     println!(
         "counters: {} runs; JSON {}, plot {}",
@@ -255,6 +259,10 @@ pub fn run(ctx: &Ctx, a: &CountersArgs) -> Result<(), String> {
         json.display(),
         svg.display()
     );
+    if a.readme {
+        report::into_readme(&ctx.root.join("README.md"), &md)?;
+        println!("README.md: table updated; plot {}", report::README_PLOT);
+    }
     let base_path = a.baseline.clone().unwrap_or_else(baseline::path);
     if a.save_baseline {
         baseline::save(&base_path, &rows)?;

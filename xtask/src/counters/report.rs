@@ -92,6 +92,32 @@ pub fn markdown(rows: &[Row]) -> String {
     s
 }
 
+/// Where `--readme` puts the plot the README shows.
+pub const README_PLOT: &str = "qemu/counters.svg";
+const BEGIN: &str = "<!-- counters:begin (cargo xtask counters --readme writes this) -->";
+const END: &str = "<!-- counters:end -->";
+
+/// Replaces the README's text between the counters marks with `table`.
+pub fn into_readme(readme: &std::path::Path, table: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(readme).map_err(|e| format!("{}: {e}", readme.display()))?;
+    let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
+        return Err(format!(
+            "{}: no `{BEGIN}` ... `{END}` section to write the table into",
+            readme.display()
+        ));
+    };
+    let rustc = crate::setup::stdout_of("rustc", &["--version"]);
+    let new = format!(
+        "{}{BEGIN}\n\nCounted {} with {} and QEMU {} (`cargo xtask counters --readme`).\n\n{table}{}",
+        &text[..b],
+        crate::setup::stdout_of("date", &["-u", "+%Y-%m-%d"]).trim(),
+        rustc.trim(),
+        super::qemu::VERSION,
+        &text[e..]
+    );
+    std::fs::write(readme, new).map_err(|e| format!("{}: {e}", readme.display()))
+}
+
 const COLORS: [&str; 5] = ["#3b6ea8", "#e0a030", "#5aa05a", "#b05a8c", "#9a9a9a"];
 
 /// Horizontal stacked bars of decode instructions per token, one per counted run of the
