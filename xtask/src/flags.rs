@@ -92,6 +92,10 @@ pub struct CountersArgs {
     /// The baseline file (default: qemu/counters-baseline.json).
     #[arg(long)]
     pub baseline: Option<PathBuf>,
+    /// Count nothing: read the rows of an earlier run's JSON and write the table, plot,
+    /// README, baseline or check from them.
+    #[arg(long, conflicts_with_all = ["cpu", "model"])]
+    pub from: Option<PathBuf>,
     /// Do not install missing requirements first.
     #[arg(long)]
     pub no_setup: bool,

@@ -182,6 +182,18 @@ pub fn gate(
 }
 
 pub fn run(ctx: &Ctx, a: &CountersArgs) -> Result<(), String> {
+    let rows = match &a.from {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))?
+        }
+        None => count_all(ctx, a)?,
+    };
+    publish(ctx, a, &rows)
+}
+
+/// Every selected target, profile, kernel and model, counted.
+fn count_all(ctx: &Ctx, a: &CountersArgs) -> Result<Vec<Row>, String> {
     let targets: Vec<Target> = ctx
         .matrix
         .select(&a.select.target)?
@@ -240,23 +252,35 @@ pub fn run(ctx: &Ctx, a: &CountersArgs) -> Result<(), String> {
     if rows.is_empty() {
         return Err(format!("no profile matches --cpu {}", a.cpu.join(",")));
     }
-    let md = report::markdown(&rows);
+    Ok(rows)
+}
+
+/// The table, JSON, plot, and on request the README, the baseline and the check.
+fn publish(ctx: &Ctx, a: &CountersArgs, rows: &[Row]) -> Result<(), String> {
+    let md = report::markdown(rows);
     print!("\n{md}");
     let out = ctx.root.join("target/counters");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let json = a.json.clone().unwrap_or_else(|| out.join("counters.json"));
-    let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
-    std::fs::write(&json, text).map_err(|e| format!("{}: {e}", json.display()))?;
+    // Rows read with --from are written again only where asked.
+    let json = match (&a.json, &a.from) {
+        (Some(p), _) => Some(p.clone()),
+        (None, None) => Some(out.join("counters.json")),
+        (None, Some(_)) => None,
+    };
+    if let Some(json) = &json {
+        let text = serde_json::to_string_pretty(rows).map_err(|e| e.to_string())?;
+        std::fs::write(json, text).map_err(|e| format!("{}: {e}", json.display()))?;
+    }
     let svg = match (&a.svg, a.readme) {
         (Some(p), _) => p.clone(),
         (None, true) => ctx.root.join(report::README_PLOT),
         (None, false) => out.join("counters.svg"),
     };
-    std::fs::write(&svg, report::svg(&rows)).map_err(|e| format!("{}: {e}", svg.display()))?;
+    std::fs::write(&svg, report::svg(rows)).map_err(|e| format!("{}: {e}", svg.display()))?;
     println!(
         "counters: {} runs; JSON {}, plot {}",
         rows.len(),
-        json.display(),
+        json.map_or("not written".into(), |j| j.display().to_string()),
         svg.display()
     );
     if a.readme {
@@ -265,7 +289,7 @@ pub fn run(ctx: &Ctx, a: &CountersArgs) -> Result<(), String> {
     }
     let base_path = a.baseline.clone().unwrap_or_else(baseline::path);
     if a.save_baseline {
-        baseline::save(&base_path, &rows)?;
+        baseline::save(&base_path, rows)?;
         println!("baseline: {} updated", base_path.display());
     }
     if a.check {
