@@ -113,6 +113,38 @@ impl Model {
     }
 }
 
+/// Where a counted run leaves the plugin's output.
+fn tsv_path(scratch: &Path, model: &str, triple: &str, profile: &str, kernel: &str) -> PathBuf {
+    scratch.join(format!("{model}-{triple}-{profile}-{kernel}.tsv"))
+}
+
+/// Rows of an earlier run, their parts derived again from the plugin's outputs where those
+/// are still in `scratch` (the rules of `parts.rs` may have changed since).
+fn reread(f: &Path, scratch: &Path) -> Result<Vec<Row>, String> {
+    let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+    let mut rows: Vec<Row> =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))?;
+    for r in &mut rows {
+        let tsv = tsv_path(scratch, &r.model, &r.triple, &r.profile, &r.kernel);
+        if let Ok(text) = std::fs::read_to_string(&tsv) {
+            let mut phases = count::parse(&text).map_err(|e| format!("{}: {e}", tsv.display()))?;
+            let mut take = |name: &str| phases.remove(name).unwrap_or_default();
+            let (prefill, decode) = (take("prefill"), take("decode"));
+            if (prefill.instructions, decode.instructions)
+                != (r.prefill.instructions, r.decode.instructions)
+            {
+                return Err(format!(
+                    "{}: does not match {} (a later run overwrote it?)",
+                    tsv.display(),
+                    f.display()
+                ));
+            }
+            (r.prefill, r.decode) = (prefill, decode);
+        }
+    }
+    Ok(rows)
+}
+
 /// Counts `model` on `t`'s binary `bin` on profile `name` with `kernel`.
 pub fn count_one(
     t: &Target,
@@ -124,7 +156,7 @@ pub fn count_one(
     scratch: &Path,
 ) -> Result<Row, String> {
     let _ = std::fs::create_dir_all(scratch);
-    let out = scratch.join(format!("{}-{}-{name}-{kernel}.tsv", model.name, t.triple));
+    let out = tsv_path(scratch, &model.name, &t.triple, name, kernel);
     let c = count::run(bin, t, p, kernel, &model.workload(), &out, LIMIT).map_err(|e| {
         format!(
             "{} on {name}, kernel {kernel}, {}: {e}",
@@ -183,10 +215,7 @@ pub fn gate(
 
 pub fn run(ctx: &Ctx, a: &CountersArgs) -> Result<(), String> {
     let rows = match &a.from {
-        Some(f) => {
-            let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))?
-        }
+        Some(f) => reread(f, &ctx.scratch.join("counters"))?,
         None => count_all(ctx, a)?,
     };
     publish(ctx, a, &rows)

@@ -14,7 +14,7 @@ pub enum Part {
     Attention,
     /// RMS norms and the activations' int8 quantization.
     Norms,
-    /// Everything else: rope, residuals, embedding, the thread pool, libc.
+    /// Everything else: rope, residuals, the thread pool, libc, `half`'s conversions.
     Rest,
 }
 
@@ -42,10 +42,11 @@ impl Part {
 pub fn of(symbol: &str) -> Part {
     let path = format!("{:#}", rustc_demangle::demangle(symbol));
     let has = |s: &str| path.contains(s);
-    if has("::head") {
+    // F16 rows are the head's (and one embedding row per token); `half`'s conversion
+    // functions serve both the KV cache and the scalar head, so they stay in the rest.
+    if has("::head") || has("quants::f16::") {
         Part::Head
-    } else if has("model::attention") || has("kv_cache") || has("kernels::kv") || has("half::") {
-        // `half` converts the F16 KV cache's rows (the head kernels convert their own).
+    } else if has("model::attention") || has("kv_cache") || has("kernels::kv") {
         Part::Attention
     } else if has("ops::norm") || has("ops::rms") || has("ops::quantize") || has("kernels::act") {
         Part::Norms
@@ -88,6 +89,14 @@ mod tests {
                 Part::Ternary,
             ),
             ("_ZN4libm4math4sinf4sinf17h86efe222ed218a18E", Part::Rest),
+            (
+                "_ZN6bitnet6quants3f1618dequantize_row_f1617h39f3c0c18e442c93E",
+                Part::Head,
+            ),
+            (
+                "_ZN4half8binary164arch7aarch6419f16x4_to_f32x4_fp1617h4cc106499a4fdb76E",
+                Part::Rest,
+            ),
             ("?", Part::Rest),
             ("memcpy", Part::Rest),
         ];
