@@ -355,29 +355,21 @@ unsafe fn dot_f16_neon(w: *const u16, x: *const f32, quads: usize) -> f32 {
 #[inline(never)]
 pub unsafe fn head_f16_neon(rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]) {
     use crate::quants::f16::f16_to_f32;
-    let (n, _) = super::head::check_head_f16(rows, cols, x, out);
-    // GGUF aligns tensor data to 32 bytes and a row is 2 * cols bytes.
-    assert!(
-        rows.as_ptr().align_offset(2) == 0,
-        "F16 head rows must be 2-byte aligned"
-    );
     let quads = cols / 4;
-    for (row, o) in rows.chunks_exact(2 * cols).zip(out.chunks_exact_mut(n)) {
-        for (t, y) in o.iter_mut().enumerate() {
-            let xt = &x[t * cols..(t + 1) * cols];
-            let main = if quads > 0 {
-                // SAFETY: the caller guarantees NEON; `row` holds `cols` F16 values (2-byte
-                // aligned, asserted above) and `xt` `cols` floats, and 4 * quads <= cols.
-                unsafe { dot_f16_neon(row.as_ptr().cast(), xt.as_ptr(), quads) }
-            } else {
-                0.0
-            };
-            let tail: f32 = (4 * quads..cols)
-                .map(|k| f16_to_f32(u16::from_le_bytes([row[2 * k], row[2 * k + 1]])) * xt[k])
-                .sum();
-            *y = main + tail;
-        }
-    }
+    super::head::head_f16_by_rows(rows, cols, x, out, |row, xt| {
+        let main = if quads > 0 {
+            // SAFETY: the caller guarantees NEON; `row` holds `cols` F16 values, 2-byte
+            // aligned, and `xt` `cols` floats (checked by `head_f16_by_rows`), and
+            // 4 * quads <= cols.
+            unsafe { dot_f16_neon(row.as_ptr().cast(), xt.as_ptr(), quads) }
+        } else {
+            0.0
+        };
+        let tail: f32 = (4 * quads..cols)
+            .map(|k| f16_to_f32(u16::from_le_bytes([row[2 * k], row[2 * k + 1]])) * xt[k])
+            .sum();
+        main + tail
+    });
 }
 
 /// The armv7 kernel: integer accumulators, then the reference's epilogue (bit-exact), and an

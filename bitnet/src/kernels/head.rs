@@ -114,6 +114,30 @@ pub(crate) fn check_head_q8_0(rows: &[u8], a: &HeadActs, out: &[f32]) -> (usize,
     (a.n_tokens, n_rows, row_bytes)
 }
 
+/// An F16 head that goes row by row and token by token: `out[r * n + t] = dot(row r, x[t])`,
+/// for kernels whose `dot` takes one whole row (armv7 NEON, RVV). Checks the shapes and that
+/// the rows are 2-byte aligned (GGUF aligns tensor data to 32 bytes; a row is 2 * cols
+/// bytes), so `dot` may read a row as u16.
+#[cfg(any(target_arch = "arm", target_arch = "riscv64"))]
+pub(crate) fn head_f16_by_rows(
+    rows: &[u8],
+    cols: usize,
+    x: &[f32],
+    out: &mut [f32],
+    dot: impl Fn(&[u8], &[f32]) -> f32,
+) {
+    let (n, _) = check_head_f16(rows, cols, x, out);
+    assert!(
+        rows.as_ptr().align_offset(2) == 0,
+        "F16 head rows must be 2-byte aligned"
+    );
+    for (row, o) in rows.chunks_exact(2 * cols).zip(out.chunks_exact_mut(n)) {
+        for (t, y) in o.iter_mut().enumerate() {
+            *y = dot(row, &x[t * cols..(t + 1) * cols]);
+        }
+    }
+}
+
 /// The elements `from..cols` of an F16 row dot token `t` of `x`: the SIMD kernels' tail.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) fn dot_f16_tail(row: &[u8], x: &[f32], t: usize, cols: usize, from: usize) -> f32 {

@@ -822,23 +822,11 @@ unsafe fn dot_f16_rvv(w: *const u16, x: *const f32, len: usize) -> f32 {
 /// The CPU must have V (the `rvv` kernel is available); the shapes are checked here.
 #[inline(never)]
 pub unsafe fn head_f16_rvv(rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]) {
-    let (n, _) = super::head::check_head_f16(rows, cols, x, out);
-    // GGUF aligns tensor data to 32 bytes and a row is 2 * cols bytes.
-    assert!(
-        rows.as_ptr().align_offset(2) == 0,
-        "F16 head rows must be 2-byte aligned"
-    );
-    if cols == 0 {
-        out.fill(0.0);
-        return;
-    }
-    for (row, o) in rows.chunks_exact(2 * cols).zip(out.chunks_exact_mut(n)) {
-        for (t, y) in o.iter_mut().enumerate() {
-            // SAFETY: the caller guarantees V; `row` is one row of `cols` F16 values (2-byte
-            // aligned, asserted above) and token t of `x` holds `cols` floats.
-            *y = unsafe { dot_f16_rvv(row.as_ptr().cast(), x[t * cols..].as_ptr(), cols) };
-        }
-    }
+    super::head::head_f16_by_rows(rows, cols, x, out, |row, xt| {
+        // SAFETY: the caller guarantees V; `row` holds `cols >= 1` F16 values, 2-byte aligned,
+        // and `xt` `cols` floats (both checked by `head_f16_by_rows`).
+        unsafe { dot_f16_rvv(row.as_ptr().cast(), xt.as_ptr(), cols) }
+    });
 }
 
 /// The riscv64 kernels, worst to best: integer accumulators, then the reference's epilogue
