@@ -53,13 +53,7 @@ pub fn save(p: &Path, rows: &[Row]) -> Result<(), String> {
         .trim()
         .to_string();
     for r in rows {
-        b.entries.insert(
-            r.key(),
-            Entry {
-                prefill: r.prefill_per_token().instructions,
-                decode: r.decode_per_token().instructions,
-            },
-        );
+        b.entries.insert(r.key(), r.entry());
     }
     let text = serde_json::to_string_pretty(&b).map_err(|e| e.to_string())?;
     std::fs::write(p, text + "\n").map_err(|e| format!("{}: {e}", p.display()))

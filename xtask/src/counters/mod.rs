@@ -77,6 +77,14 @@ impl Row {
     pub fn decode_per_token(&self) -> PerToken {
         Row::per_token(&self.decode, self.decode_tokens)
     }
+
+    /// What the baseline holds of this row: instructions per prefill and decode token.
+    pub fn entry(&self) -> baseline::Entry {
+        baseline::Entry {
+            prefill: self.prefill_per_token().instructions,
+            decode: self.decode_per_token().instructions,
+        }
+    }
 }
 
 /// A model and the tokens a counted run feeds it.
@@ -198,11 +206,7 @@ pub fn gate(
     for k in kernels {
         match count_one(t, name, p, bin, k, &model, scratch) {
             Ok(r) => {
-                let got = baseline::Entry {
-                    prefill: r.prefill_per_token().instructions,
-                    decode: r.decode_per_token().instructions,
-                };
-                if let Some(why) = baseline::judge(b, &r.key(), got) {
+                if let Some(why) = baseline::judge(b, &r.key(), r.entry()) {
                     failures.push(Failure::new(FailureKind::Counters, why));
                 }
                 rows.push(r);
@@ -325,13 +329,7 @@ fn publish(ctx: &Ctx, a: &CountersArgs, rows: &[Row]) -> Result<(), String> {
         let b = baseline::load(&base_path)?;
         let problems: Vec<String> = rows
             .iter()
-            .filter_map(|r| {
-                let got = baseline::Entry {
-                    prefill: r.prefill_per_token().instructions,
-                    decode: r.decode_per_token().instructions,
-                };
-                baseline::judge(&b, &r.key(), got)
-            })
+            .filter_map(|r| baseline::judge(&b, &r.key(), r.entry()))
             .collect();
         if !problems.is_empty() {
             return Err(format!(

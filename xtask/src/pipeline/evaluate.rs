@@ -306,8 +306,8 @@ pub fn profile(
                 rep.instructions_per_token = rows
                     .iter()
                     .map(|r| {
-                        let (p, d) = (r.prefill_per_token(), r.decode_per_token());
-                        (r.kernel.clone(), [p.instructions, d.instructions])
+                        let e = r.entry();
+                        (r.kernel.clone(), [e.prefill, e.decode])
                     })
                     .collect();
                 rep.failures.extend(failures);
