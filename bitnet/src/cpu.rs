@@ -161,9 +161,12 @@ impl CpuFeatures {
         f
     }
 
-    /// Asks the CPU (and OS) now.
+    /// Asks the CPU (and OS) now; on bare metal, reads what the start-up code found.
     pub fn detect() -> CpuFeatures {
+        #[cfg(not(target_os = "none"))]
         let probe = arch::Probe::new();
+        #[cfg(target_os = "none")]
+        let probe = platform::Probe;
         let (mut known, mut present) = (0, 0);
         for (i, (name, _)) in FEATURES.iter().enumerate() {
             if let Some(yes) = probe.has(name) {
@@ -218,8 +221,45 @@ pub fn missing_target_features() -> alloc::vec::Vec<&'static str> {
     CpuFeatures::get().missing_built_in()
 }
 
+/// Bare metal: no OS reports features, and what can be asked is privileged (RISC-V `misa`,
+/// AArch64's ID registers at EL1) or needs a trap handler (a RISC-V probe of Zbb), all of
+/// which belong to the start-up code. It reports here, before the first
+/// [`CpuFeatures::get`]; features it did not name are absent, and before it reports none is
+/// known (so only the scalar kernel runs).
+#[cfg(target_os = "none")]
+pub fn set_found_by_platform(present: &[&str]) {
+    use core::sync::atomic::Ordering;
+    let bits = FEATURES
+        .iter()
+        .enumerate()
+        .filter(|(_, (n, _))| present.contains(n))
+        .fold(0u32, |b, (i, _)| b | 1 << i);
+    platform::PRESENT.store(bits, Ordering::Relaxed);
+    platform::SET.store(true, Ordering::Release);
+}
+
+#[cfg(target_os = "none")]
+mod platform {
+    use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    pub static PRESENT: AtomicU32 = AtomicU32::new(0);
+    pub static SET: AtomicBool = AtomicBool::new(false);
+
+    pub struct Probe;
+
+    impl Probe {
+        pub fn has(&self, f: &str) -> Option<bool> {
+            if !SET.load(Ordering::Acquire) {
+                return None;
+            }
+            let i = super::FEATURES.iter().position(|(n, _)| *n == f)?;
+            Some(PRESENT.load(Ordering::Relaxed) >> i & 1 == 1)
+        }
+    }
+}
+
 /// x86_64: CPUID (and XCR0 for the register state the OS saves); needs no OS.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(target_os = "none")))]
 mod arch {
     use core::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv, CpuidResult};
 
@@ -300,7 +340,10 @@ mod arch {
 }
 
 /// aarch64 and 32-bit ARM: the Linux HWCAP words (the bits differ per architecture).
-#[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
+#[cfg(all(
+    any(target_arch = "aarch64", target_arch = "arm"),
+    not(target_os = "none")
+))]
 mod arch {
     pub struct Probe {
         hwcap: Option<(u64, u64)>,
@@ -342,7 +385,7 @@ mod arch {
 
 /// riscv64: V from HWCAP (Linux reports it only for ratified RVV 1.0 and when it saves the
 /// vector state); Z* extensions have no HWCAP bits, so Zbb comes from `riscv_hwprobe`.
-#[cfg(target_arch = "riscv64")]
+#[cfg(all(target_arch = "riscv64", not(target_os = "none")))]
 mod arch {
     pub struct Probe {
         hwcap: Option<u64>,
@@ -418,7 +461,8 @@ mod arch {
     target_arch = "x86_64",
     target_arch = "aarch64",
     target_arch = "arm",
-    target_arch = "riscv64"
+    target_arch = "riscv64",
+    target_os = "none"
 )))]
 mod arch {
     pub struct Probe;

@@ -142,6 +142,11 @@ mod imp {
 
     pub struct Span;
 
+    // Callers end a part with `drop(span)` as with `std`, where a span is a timer.
+    impl Drop for Span {
+        fn drop(&mut self) {}
+    }
+
     pub fn span(_: Part) -> Span {
         Span
     }
