@@ -9,7 +9,7 @@ pub fn run(ctx: &crate::ctx::Ctx, a: &crate::flags::SizeArgs) -> Result<(), Stri
     let mut infos = Vec::new();
     let mut errors = Vec::new();
     for t in &targets {
-        let missing: Vec<String> = crate::setup::checks(&ctx.matrix, t)
+        let missing: Vec<String> = crate::setup::build_checks(t)
             .into_iter()
             .filter(|c| !c.ok)
             .map(|c| c.what)

@@ -56,12 +56,14 @@ pub fn check() -> Check {
     }
 }
 
-/// The counting QEMU runs the host's `true` under the plugin.
+/// The counting QEMU runs the host's `true` under the plugin. The output file is this
+/// process's own: harness commands run side by side (the harness's tests do) and one
+/// check must not delete another's probe.
 fn works() -> bool {
     let q = emulator("qemu-x86_64");
-    let out = dir().join("probe.tsv");
+    let out = dir().join(format!("probe-{}.tsv", std::process::id()));
     let _ = std::fs::remove_file(&out);
-    q.is_file()
+    let ok = q.is_file()
         && plugin().is_file()
         && Command::new(&q)
             .arg("-plugin")
@@ -69,7 +71,9 @@ fn works() -> bool {
             .arg("/bin/true")
             .output()
             .is_ok_and(|o| o.status.success())
-        && std::fs::read_to_string(&out).is_ok_and(|s| s.starts_with("# qemu-counters"))
+        && std::fs::read_to_string(&out).is_ok_and(|s| s.starts_with("# qemu-counters"));
+    let _ = std::fs::remove_file(&out);
+    ok
 }
 
 /// Builds what is missing: the plugin (always: cargo knows when it is current) and the

@@ -64,6 +64,26 @@ fn needs_zig(t: &Target) -> bool {
 /// Everything `t` needs that can be checked without building: packages, rustup parts,
 /// tools on PATH, QEMU's version.
 pub fn checks(m: &Matrix, t: &Target) -> Vec<Check> {
+    let mut out = build_checks(t);
+    for q in emulators(m, t) {
+        out.push(qemu::check(&q, &m.harness.qemu_min));
+    }
+    if !emulators(m, t).is_empty() {
+        out.push(crate::counters::qemu::check());
+    }
+    if let Some(prefix) = &t.ld_prefix {
+        out.push(Check {
+            what: format!("sysroot {prefix}"),
+            ok: std::path::Path::new(prefix).join("lib").is_dir(),
+            fix: "cargo xtask setup".into(),
+        });
+    }
+    out
+}
+
+/// What building `t` needs (the size report builds and runs nothing): packages, rustup
+/// parts, the linker, zig.
+pub fn build_checks(t: &Target) -> Vec<Check> {
     let installed = stdout("rustup", &["target", "list", "--installed"]);
     let components = stdout("rustup", &["component", "list", "--installed"]);
     let mut out = Vec::new();
@@ -98,19 +118,6 @@ pub fn checks(m: &Matrix, t: &Target) -> Vec<Check> {
         out.push(Check {
             what: format!("linker {linker}"),
             ok: on_path(linker),
-            fix: "cargo xtask setup".into(),
-        });
-    }
-    for q in emulators(m, t) {
-        out.push(qemu::check(&q, &m.harness.qemu_min));
-    }
-    if !emulators(m, t).is_empty() {
-        out.push(crate::counters::qemu::check());
-    }
-    if let Some(prefix) = &t.ld_prefix {
-        out.push(Check {
-            what: format!("sysroot {prefix}"),
-            ok: std::path::Path::new(prefix).join("lib").is_dir(),
             fix: "cargo xtask setup".into(),
         });
     }
