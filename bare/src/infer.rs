@@ -23,7 +23,7 @@ use bitnet::parallel::Serial;
 use bitnet::sampler::{Sampler, SamplerConfig};
 use bitnet::tokenizer::Tokenizer;
 
-use crate::semihosting::{self, File};
+use crate::semihosting::File;
 
 struct Args {
     model: String,
@@ -125,8 +125,8 @@ fn read_file(path: &str) -> Result<FileBytes, String> {
     Ok(FileBytes { lines, len })
 }
 
-pub fn main() -> Result<(), String> {
-    let a = parse(&semihosting::args()?)?;
+pub fn main(argv: &[String]) -> Result<(), String> {
+    let a = parse(argv)?;
     let bytes = Arc::new(read_file(&a.model)?);
     let g = Gguf::parse((*bytes).as_ref()).map_err(|e| format!("{}: {e}", a.model))?;
     let kernel = Kernel::select(a.kernel.as_deref()).map_err(|e| format!("--kernel: {e}"))?;

@@ -90,7 +90,7 @@ extern "C" fn mmu_on() {
     const XN: u64 = (1 << 54) | (1 << 53);
     const DEVICE: u64 = 0 << 2; // MAIR attr 0
     const NORMAL: u64 = 1 << 2; // MAIR attr 1
-                                let mut entries = [0u64; 512];
+    let mut entries = [0u64; 512];
     entries[0] = VALID_BLOCK | AF | DEVICE | XN;
     for gib in 1..4u64 {
         entries[gib as usize] = (gib << 30) | VALID_BLOCK | AF | NORMAL | INNER_SHAREABLE;

@@ -34,7 +34,7 @@ extern "C" fn bare_main() -> ! {
     }
     let found = arch::features();
     bitnet::cpu::set_found_by_platform(&found);
-    let code = match crate::infer::main() {
+    let code = match crate::run() {
         Ok(()) => 0,
         Err(e) => {
             println!("error: {e}");

@@ -825,8 +825,8 @@ pub static KERNELS: &[KernelDesc] = &[
     },
 ];
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "kernel-tests"))]
+pub(crate) mod tests {
     use super::super::head::Q8_0_BLOCK_BYTES;
     use super::super::scalar::bitmatmul_scalar;
     use super::super::tally::Tally;
@@ -883,8 +883,8 @@ mod tests {
         acc
     }
 
-    #[test]
-    fn accumulators_equal_reference() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn accumulators_equal_reference() {
         let mut tally = Tally::new("accumulators_equal_reference");
         let mut rng = XorShift::new(0xa64);
         let kernels = kernels(&mut tally);
@@ -911,8 +911,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn worst_case_activations_do_not_overflow() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn worst_case_activations_do_not_overflow() {
         // Every product at its extreme: +-128 per element, the case bitnet.cpp's NEON path
         // overflowed; 768 columns with one group sums 768 of them.
         let mut tally = Tally::new("worst_case_activations_do_not_overflow");
@@ -932,8 +932,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn outputs_match_scalar() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn outputs_match_scalar() {
         let mut tally = Tally::new("outputs_match_scalar");
         let mut rng = XorShift::new(0xa65);
         let kernels = kernels(&mut tally);
@@ -960,8 +960,8 @@ mod tests {
             }
         }
     }
-    #[test]
-    fn q8_0_block_sums_exact() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn q8_0_block_sums_exact() {
         // Random blocks plus the extremes: weights of -128 (a file may hold them) against
         // activations of +-127.
         let mut tally = Tally::new("q8_0_block_sums_exact");
@@ -1003,8 +1003,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn f16_conversion_is_exact() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn f16_conversion_is_exact() {
         // Every finite half (normal, subnormal, zero) and the infinities convert exactly.
         for bits in 0..=u16::MAX {
             let h = half::f16::from_bits(bits);

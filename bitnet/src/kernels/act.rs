@@ -118,12 +118,12 @@ pub fn rmsnorm_quantize(x: &[f32], w: &[f32], eps: f32, out: &mut ActBatch) {
     out.update_block_sums();
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "kernel-tests"))]
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn absmax_maps_to_127_and_rounds_half_even() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn absmax_maps_to_127_and_rounds_half_even() {
         let x = [1.0f32, -0.5, 0.25, 0.0];
         let mut q = [0i8; 4];
         let s = quantize_row_i8_ref(&x, |_, v| v, &mut q);
@@ -136,17 +136,17 @@ mod tests {
         assert_eq!(q[..3], [127, -64, 64]);
     }
 
-    #[test]
-    fn zero_row_is_all_zero() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn zero_row_is_all_zero() {
         let mut q = [5i8; 3];
         let s = quantize_row_i8_ref(&[0.0; 3], |_, v| v, &mut q);
         assert_eq!(q, [0; 3]);
         assert_eq!(s, 127.0 / 1e-5);
     }
 
-    #[test]
-    fn fused_equals_unfused() {
-        let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+    #[cfg_attr(test, test)]
+    pub(crate) fn fused_equals_unfused() {
+        let x: Vec<f32> = (0..64).map(|i| libm::sinf(i as f32 * 0.37) * 3.0).collect();
         let w: Vec<f32> = (0..32).map(|i| 0.5 + i as f32 * 0.03).collect();
         let mut fused = ActBatch::default();
         rmsnorm_quantize(&x, &w, 1e-5, &mut fused);

@@ -387,8 +387,8 @@ pub static KERNELS: &[KernelDesc] = &[KernelDesc {
     kv_dot_q4_0: None,
 }];
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "kernel-tests"))]
+pub(crate) mod tests {
     use super::super::scalar::bitmatmul_scalar;
     use super::super::tally::Tally;
     use super::super::tests::{case, ref_acc};
@@ -413,8 +413,8 @@ mod tests {
         (tally, super::super::Kernel::by_name("neon").is_none())
     }
 
-    #[test]
-    fn accumulators_equal_reference() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn accumulators_equal_reference() {
         let (mut tally, absent) = start("accumulators_equal_reference");
         if absent {
             return;
@@ -439,8 +439,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn worst_case_activations_do_not_overflow() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn worst_case_activations_do_not_overflow() {
         let (mut tally, absent) = start("worst_case_activations_do_not_overflow");
         if absent {
             return;
@@ -460,8 +460,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn outputs_match_scalar() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn outputs_match_scalar() {
         let (mut tally, absent) = start("outputs_match_scalar");
         if absent {
             return;

@@ -12,14 +12,17 @@
 //! carries.
 
 pub mod act;
+/// The exactness tests as plain functions, for runners without libtest (bare metal).
+#[cfg(feature = "kernel-tests")]
+pub mod exactness;
 #[cfg(feature = "fault-injection")]
 mod fault;
 pub mod head;
 pub mod kv;
 pub mod scalar;
-#[cfg(test)]
+#[cfg(any(test, feature = "kernel-tests"))]
 mod tally;
-#[cfg(test)]
+#[cfg(any(test, feature = "kernel-tests"))]
 mod tests;
 
 #[cfg(target_arch = "aarch64")]

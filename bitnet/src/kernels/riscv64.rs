@@ -860,8 +860,8 @@ pub static KERNELS: &[KernelDesc] = &[
     },
 ];
 
-#[cfg(test)]
-mod tests {
+#[cfg(any(test, feature = "kernel-tests"))]
+pub(crate) mod tests {
     use super::super::scalar::{bitmatmul_scalar, vec_dot_ternary_i8_ref};
     use super::super::tally::Tally;
     use super::super::tests::{case, ref_acc};
@@ -885,8 +885,8 @@ mod tests {
         (tally, super::super::Kernel::by_name("rvv").is_none())
     }
 
-    #[test]
-    fn planes_hold_fields() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn planes_hold_fields() {
         let mut x = ActBatch::new(2, 256);
         for (i, q) in x.q.iter_mut().enumerate() {
             *q = i as i8;
@@ -901,8 +901,8 @@ mod tests {
         assert_eq!(sorted, want);
     }
 
-    #[test]
-    fn accumulators_equal_reference() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn accumulators_equal_reference() {
         let (mut tally, absent) = start_rvv("accumulators_equal_reference");
         if absent {
             return;
@@ -927,8 +927,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn long_rows_split_into_chunks() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn long_rows_split_into_chunks() {
         // 12288 columns in one group: 3072 code bytes, two CHUNKs, every product at its
         // extreme. In one call a lane would sum 384 products of 128 at VLEN 128 and overflow.
         let (mut tally, absent) = start_rvv("long_rows_split_into_chunks");
@@ -950,8 +950,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn outputs_match_scalar() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn outputs_match_scalar() {
         let (mut tally, absent) = start_rvv("outputs_match_scalar");
         if absent {
             return;
@@ -966,8 +966,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn kv_dot_at_i8_extremes() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn kv_dot_at_i8_extremes() {
         // `kernels::tests::kv_dot_*` keep the query in -127..=127, as the quantizer does; the
         // kernels' contract is any i8, so every lane at -128 * -128 = 16384 (the largest i16
         // product) and block sums far outside i16 must come out exact too.
@@ -1034,8 +1034,8 @@ mod tests {
         vec_dot_ternary_i8_ref(w, r, x.token(t), &mut want);
         assert_eq!(one, want);
     }
-    #[test]
-    fn transpose8_transposes() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn transpose8_transposes() {
         let mut rng = XorShift::new(0x7a);
         for _ in 0..100 {
             let x = rng.next_u64();
@@ -1048,8 +1048,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn bit_planes_line_up_with_block_masks() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn bit_planes_line_up_with_block_masks() {
         // A block whose element e has trit +1 only at e0 (else 0) must select exactly
         // activation e0 from each plane: the mask and plane layouts agree everywhere.
         let mut rng = XorShift::new(0x7b);
@@ -1098,8 +1098,8 @@ mod tests {
         (tally, super::super::Kernel::by_name("zbb").is_none())
     }
 
-    #[test]
-    fn zbb_accumulators_equal_reference() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn zbb_accumulators_equal_reference() {
         let (mut tally, absent) = start_zbb("zbb_accumulators_equal_reference");
         if absent {
             return;
@@ -1138,8 +1138,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn zbb_outputs_match_scalar() {
+    #[cfg_attr(test, test)]
+    pub(crate) fn zbb_outputs_match_scalar() {
         let (mut tally, absent) = start_zbb("zbb_outputs_match_scalar");
         if absent {
             return;

@@ -31,11 +31,15 @@ impl Tally {
     /// Counts for the running test. libtest names each test's thread after the test
     /// (`kernels::tests::bitmatmul_extremes`); `test` is the fallback.
     pub fn new(test: &str) -> Tally {
+        #[cfg(feature = "std")]
         let thread = std::thread::current();
+        #[cfg(feature = "std")]
         let name = match thread.name() {
             Some(n) if n != "main" && n.ends_with(test) => n,
             _ => test,
         };
+        #[cfg(not(feature = "std"))]
+        let name = test;
         Tally {
             test: name.to_string(),
             rows: Vec::new(),
@@ -71,7 +75,10 @@ impl Tally {
     /// `ran=0 passed=0`), and why.
     pub fn absent(&mut self, kernel: &'static str, why: &str) {
         self.row(kernel);
-        std::println!("note: {}: {kernel} not checked: {why}", self.test);
+        emit(&alloc::format!(
+            "note: {}: {kernel} not checked: {why}\n",
+            self.test
+        ));
     }
 
     /// One case of `kernel`: counted as run before `check` starts, as passed only once it
@@ -85,6 +92,7 @@ impl Tally {
     }
 
     /// (ran, passed) of `kernel` so far.
+    #[cfg(test)]
     pub fn counts(&self, kernel: &str) -> (usize, usize) {
         self.rows
             .iter()
@@ -109,7 +117,30 @@ impl Drop for Tally {
                 self.test
             );
         }
-        std::print!("{text}");
+        emit(&text);
+    }
+}
+
+/// Where the lines go without std: the runner's console ([`set_output`]); with std, stdout.
+static OUTPUT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Sends every tally line to `f` (a runner without stdout: bare metal).
+#[cfg(feature = "kernel-tests")]
+pub fn set_output(f: fn(&str)) {
+    OUTPUT.store(f as usize, core::sync::atomic::Ordering::Release);
+}
+
+fn emit(text: &str) {
+    match OUTPUT.load(core::sync::atomic::Ordering::Acquire) {
+        0 => {
+            #[cfg(feature = "std")]
+            std::print!("{text}");
+        }
+        f => {
+            // SAFETY: only `set_output` stores a non-zero value, a `fn(&str)`.
+            let f: fn(&str) = unsafe { core::mem::transmute::<usize, fn(&str)>(f) };
+            f(text)
+        }
     }
 }
 

@@ -155,8 +155,8 @@ fn check_kernel(k: Kernel, w: &TernaryMatrix, x: &ActBatch, what: &str) {
     }
 }
 
-#[test]
-fn bitmatmul_random_shapes() {
+#[cfg_attr(test, test)]
+pub(crate) fn bitmatmul_random_shapes() {
     let mut tally = Tally::all_kernels("bitmatmul_random_shapes");
     let mut rng = XorShift::new(0x5EED);
     let shapes = [
@@ -194,8 +194,8 @@ fn bitmatmul_random_shapes() {
     }
 }
 
-#[test]
-fn bitmatmul_extremes() {
+#[cfg_attr(test, test)]
+pub(crate) fn bitmatmul_extremes() {
     // Every code 0 or 2 against activations of -128 and 127: the largest sums a block can
     // produce, where a narrow or saturating accumulator would show.
     let mut tally = Tally::all_kernels("bitmatmul_extremes");
@@ -233,8 +233,8 @@ fn f16_rows(rng: &mut XorShift, rows: usize, cols: usize) -> Vec<u8> {
     b
 }
 
-#[test]
-fn head_f16_matches_reference() {
+#[cfg_attr(test, test)]
+pub(crate) fn head_f16_matches_reference() {
     let mut tally = Tally::all_kernels("head_f16_matches_reference");
     let mut rng = XorShift::new(0x4EAD);
     for &(rows, cols, n) in &[
@@ -258,8 +258,8 @@ fn head_f16_matches_reference() {
 /// F16 weights of every class a SIMD head converts by hand: zeros, subnormals, the
 /// smallest and largest normals, both signs; and an infinite weight, which must give an
 /// infinite output as in the reference.
-#[test]
-fn head_f16_special_values() {
+#[cfg_attr(test, test)]
+pub(crate) fn head_f16_special_values() {
     let mut tally = Tally::all_kernels("head_f16_special_values");
     let specials: [u16; 12] = [
         0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x83ff, 0x0400, 0x8400, 0x7bff, 0xfbff, 0x3c00,
@@ -367,8 +367,8 @@ fn check_head_q8_0(k: Kernel, w: &[u8], a: &HeadActs) {
     }
 }
 
-#[test]
-fn head_q8_0_matches_reference() {
+#[cfg_attr(test, test)]
+pub(crate) fn head_q8_0_matches_reference() {
     let mut tally = Tally::all_kernels("head_q8_0_matches_reference");
     let mut rng = XorShift::new(0x0808);
     for &(rows, cols, n) in &[(1, 32, 1), (5, 64, 2), (9, 2560, 1), (6, 256, 3)] {
@@ -381,8 +381,8 @@ fn head_q8_0_matches_reference() {
     }
 }
 
-#[test]
-fn head_q8_0_extremes() {
+#[cfg_attr(test, test)]
+pub(crate) fn head_q8_0_extremes() {
     // Weights of -128 (a file may hold them; |w| = 128 only fits as unsigned) against
     // activations of +-127: the largest pair sums the sign trick produces.
     let mut tally = Tally::all_kernels("head_q8_0_extremes");
@@ -406,8 +406,8 @@ fn head_q8_0_extremes() {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[test]
-fn q8_0_block_sums_exact_x86() {
+#[cfg_attr(test, test)]
+pub(crate) fn q8_0_block_sums_exact_x86() {
     use super::x86_64::q8_0_block_sums;
     let mut tally = Tally::new("q8_0_block_sums_exact_x86");
     let mut rng = XorShift::new(0x1808);
@@ -523,8 +523,8 @@ fn kv_dot_matches_reference(test: &str, ty: crate::quants::GgmlType, seed: u64) 
     }
 }
 
-#[test]
-fn kv_dot_q8_0_matches_reference() {
+#[cfg_attr(test, test)]
+pub(crate) fn kv_dot_q8_0_matches_reference() {
     kv_dot_matches_reference(
         "kv_dot_q8_0_matches_reference",
         crate::quants::GgmlType::Q8_0,
@@ -532,8 +532,8 @@ fn kv_dot_q8_0_matches_reference() {
     );
 }
 
-#[test]
-fn kv_dot_q4_0_matches_reference() {
+#[cfg_attr(test, test)]
+pub(crate) fn kv_dot_q4_0_matches_reference() {
     kv_dot_matches_reference(
         "kv_dot_q4_0_matches_reference",
         crate::quants::GgmlType::Q4_0,
@@ -541,8 +541,8 @@ fn kv_dot_q4_0_matches_reference() {
     );
 }
 
-#[test]
-fn kv_dot_references_equal_dequantized_codes() {
+#[cfg_attr(test, test)]
+pub(crate) fn kv_dot_references_equal_dequantized_codes() {
     // The references against an independent computation: each block dequantized with its
     // scale set to 1 gives its codes as floats, whose dot with the query is exact in f32
     // (|sum| <= 32 * 128 * 127 < 2^24).
@@ -570,4 +570,42 @@ fn kv_dot_references_equal_dequantized_codes() {
             assert_eq!(got[i] as f32, want, "{ty} block {i}");
         }
     }
+}
+
+/// The bare-metal runner's list (`exactness.rs`, compiled only with `kernel-tests`) names
+/// every kernel test of every architecture: a test added here but not there would silently
+/// never run without libtest.
+#[test]
+fn every_kernel_test_is_listed() {
+    let list = include_str!("exactness.rs");
+    let sources = [
+        ("act", include_str!("act.rs")),
+        ("aarch64", include_str!("aarch64.rs")),
+        ("armv7", include_str!("armv7.rs")),
+        ("riscv64", include_str!("riscv64.rs")),
+        ("tests", include_str!("tests.rs")),
+    ];
+    // Built here so that this test's own text does not match.
+    let marker = ["#[cfg_attr(test,", " test)]"].concat();
+    let mut n = 0;
+    for (module, text) in sources {
+        let mut rest = text;
+        while let Some(at) = rest.find(&marker) {
+            rest = &rest[at..];
+            let f = rest.find("fn ").expect("a test function follows");
+            let name: String = rest[f + 3..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let path = if module == "tests" {
+                alloc::format!("    tests::{name},")
+            } else {
+                alloc::format!("    {module}::tests::{name},")
+            };
+            assert!(list.contains(&path), "{path} is missing from exactness.rs");
+            n += 1;
+            rest = &rest[f..];
+        }
+    }
+    assert!(n >= 30, "found only {n} kernel tests");
 }

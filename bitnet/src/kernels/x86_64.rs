@@ -892,7 +892,7 @@ pub mod avx512vnni {
 ///
 /// # Safety
 /// The CPU must support what kernel `name` requires.
-#[cfg(test)]
+#[cfg(any(test, feature = "kernel-tests"))]
 #[target_feature(enable = "avx2")]
 pub unsafe fn q8_0_block_sums(name: &str, row: &[u8], xq: &[i8], isums: &mut [i32]) {
     assert_eq!(row.len(), isums.len() * Q8_0_BLOCK_BYTES);

@@ -315,7 +315,7 @@ fn read_f16(bytes: &[u8], at: usize) -> f32 {
 }
 
 /// Deterministic pseudo-random numbers for the unit tests (no `rand` dependency).
-#[cfg(test)]
+#[cfg(any(test, feature = "kernel-tests"))]
 pub(crate) mod test_rng {
     pub struct XorShift(u64);
 
