@@ -8,10 +8,10 @@ use super::Kernel;
 
 pub fn inject(k: Kernel, out: &mut [f32]) {
     #[cfg(feature = "std")]
-    let target = std::env::var("BITNET_INJECT_FAULT").ok();
+    let hit = std::env::var("BITNET_INJECT_FAULT").is_ok_and(|v| v == k.name());
     #[cfg(not(feature = "std"))]
-    let target = option_env!("BITNET_INJECT_FAULT");
-    if target.as_deref() == Some(k.name()) {
+    let hit = option_env!("BITNET_INJECT_FAULT") == Some(k.name());
+    if hit {
         if let Some(y) = out.first_mut() {
             *y += 0.5;
         }
