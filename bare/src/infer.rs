@@ -5,6 +5,7 @@
 //! ```text
 //! bitnet-bare --model F --prompt-tokens 1,2,3 [--force-tokens 4,5 | --max-tokens N]
 //!             [--kernel K] [--kv-type T] [--logits-out F.npy]
+//! bitnet-bare info --json --model F
 //! ```
 //!
 //! One thread (the image starts one core), greedy sampling.
@@ -77,10 +78,29 @@ fn parse(argv: &[String]) -> Result<Args, String> {
                     .ok_or_else(|| format!("--kv-type: unknown KV cache type '{v}'"))?;
             }
             "--logits-out" => a.logits_out = Some(value()?),
+            // Accepted as the harness passes them to `bitnet-infer`, with the only values
+            // an image with one core and greedy sampling can honour.
+            "--threads" => {
+                let v = value()?;
+                if v != "1" {
+                    return Err(format!(
+                        "--threads {v}: a bare-metal image runs on one core"
+                    ));
+                }
+            }
+            "--temperature" => {
+                let v = value()?;
+                if v.parse::<f32>() != Ok(0.0) {
+                    return Err(format!(
+                        "--temperature {v}: a bare-metal image samples greedily (0 only)"
+                    ));
+                }
+            }
             other => {
                 return Err(format!(
                     "unknown argument '{other}'; bitnet-bare takes --model, --prompt-tokens, \
-                     --force-tokens, --max-tokens, --kernel, --kv-type, --logits-out"
+                     --force-tokens, --max-tokens, --kernel, --kv-type, --logits-out, \
+                     --threads 1, --temperature 0"
                 ))
             }
         }
@@ -123,6 +143,32 @@ fn read_file(path: &str) -> Result<FileBytes, String> {
     f.read_exact(bytes)
         .map_err(|_| format!("{path}: short read from the host"))?;
     Ok(FileBytes { lines, len })
+}
+
+/// `info --json --model F`: the kernels this CPU runs, in `bitnet-infer info --json`'s
+/// shape (the part the harness reads).
+pub fn info_json(argv: &[String]) -> Result<(), String> {
+    match argv.get(1..).unwrap_or_default() {
+        [info, json, flag, model] if info == "info" && json == "--json" && flag == "--model" => {
+            let bytes = read_file(model)?;
+            Gguf::parse(bytes.as_ref()).map_err(|e| format!("{model}: {e}"))?;
+        }
+        _ => return Err("expected: info --json --model F".into()),
+    }
+    let list = |exact_only: bool| {
+        let names: Vec<String> = Kernel::available()
+            .filter(|k| !exact_only || k.logits_exact())
+            .map(|k| format!("\"{}\"", k.name()))
+            .collect();
+        format!("[{}]", names.join(", "))
+    };
+    println!(
+        "{{\"kernels\": {{\"available\": {}, \"selected\": \"{}\", \"logits_exact\": {}}}}}",
+        list(false),
+        Kernel::detect().name(),
+        list(true)
+    );
+    Ok(())
 }
 
 pub fn main(argv: &[String]) -> Result<(), String> {

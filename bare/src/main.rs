@@ -36,6 +36,9 @@ fn run() -> Result<(), alloc::string::String> {
     if args.get(1).is_some_and(|a| a == "--kernel-tests") {
         return exactness::run();
     }
+    if args.get(1).is_some_and(|a| a == "info") {
+        return infer::info_json(&args);
+    }
     infer::main(&args)
 }
 

@@ -58,6 +58,26 @@ pub enum Command {
     /// Run the libFuzzer targets of fuzz/ (needs nightly and cargo-fuzz), one after the
     /// other; prints executions and executions per second per target.
     Fuzz(FuzzArgs),
+    /// Boot a bare-metal image under qemu-system with the given arguments as its command
+    /// line (how the pipeline runs bare-metal boards); exits with the image's exit code.
+    #[command(hide = true)]
+    Boot(BootArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BootArgs {
+    /// qemu-system-riscv64 or qemu-system-aarch64.
+    #[arg(long)]
+    pub qemu: String,
+    /// The -cpu model.
+    #[arg(long)]
+    pub cpu: String,
+    /// The image (an ELF built for riscv64gc-unknown-none-elf or aarch64-unknown-none).
+    #[arg(long)]
+    pub image: PathBuf,
+    /// The image's own arguments.
+    #[arg(last = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -10,6 +10,7 @@
 
 mod bench_convert;
 mod bench_model;
+mod boot;
 mod checks;
 mod clean_room;
 mod compare;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
         Command::Summary(a) => summary::run(a),
         Command::Fuzz(a) => fuzz::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Boot(a) => boot::run(a),
         command => ctx::Ctx::new(&x).and_then(|ctx| {
             let select = |s: &flags::Select| ctx.matrix.select(&s.target);
             match command {
@@ -62,7 +64,8 @@ fn main() -> ExitCode {
                 | Command::CleanRoom(_)
                 | Command::Summary(_)
                 | Command::Fuzz(_)
-                | Command::Compare(_) => {
+                | Command::Compare(_)
+                | Command::Boot(_) => {
                     unreachable!("handled above")
                 }
             }

@@ -33,7 +33,7 @@ pub fn run(ctx: &Ctx, a: &MatrixArgs) -> Result<(), String> {
     }
     let progress = Progress::new();
     progress.step("host: building the reference".into());
-    let host_bin = build::binary(&ctx.sh, &ctx.host()?, false)?;
+    let host_bin = build::binary(&ctx.sh, &ctx.host()?, None)?;
     let host = reference::host_runs(&host_bin, &inputs)?;
     let mut reports = Vec::new();
     for t in &targets {

@@ -22,7 +22,7 @@ pub fn run(ctx: &crate::ctx::Ctx, a: &crate::flags::SizeArgs) -> Result<(), Stri
             ));
             continue;
         }
-        match crate::pipeline::build::binary(&ctx.sh, t, false)
+        match crate::pipeline::build::binary(&ctx.sh, t, None)
             .and_then(|b| inspect(t, &b, &ctx.scratch.join("size")))
         {
             Ok(s) => {

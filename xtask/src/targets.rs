@@ -41,7 +41,9 @@ pub struct Target {
     pub rustflags: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// `native`, `none` (build only) or the qemu-user binary that runs it.
+    /// `native`, `none` (build only), the qemu-user binary that runs it, or for a
+    /// bare-metal image the qemu-system binary that boots it (`virt` machine, each
+    /// profile's `cpu`).
     pub run: String,
     /// Sysroot for dynamically linked binaries under QEMU (`QEMU_LD_PREFIX`).
     pub ld_prefix: Option<String>,
@@ -190,6 +192,11 @@ impl Target {
         first.strip_suffix("gc").unwrap_or(first)
     }
 
+    /// A bare-metal image (`bitnet-bare`), booted by qemu-system rather than run by an OS.
+    pub fn is_bare_metal(&self) -> bool {
+        self.run.starts_with("qemu-system-")
+    }
+
     pub fn is_host(&self) -> bool {
         self.triple == HOST
     }
@@ -292,7 +299,13 @@ impl Matrix {
             let runs = matches!(t.run.as_str(), "native" | "none") || t.run.starts_with("qemu-");
             if !runs {
                 return Err(format!(
-                    "targets.toml: target {}: run = '{}'; expected native, none or a qemu-user binary",
+                    "targets.toml: target {}: run = '{}'; expected native, none, a qemu-user or a qemu-system binary",
+                    t.triple, t.run
+                ));
+            }
+            if t.is_bare_metal() && !t.triple.contains("-none") {
+                return Err(format!(
+                    "targets.toml: target {}: run = '{}' boots a bare-metal image, but the triple has an OS",
                     t.triple, t.run
                 ));
             }
@@ -352,11 +365,12 @@ mod tests {
         let m = committed();
         assert!(m.targets.len() >= 7);
         let arm = m.select(&["aarch64".into()]).unwrap();
-        assert_eq!(arm.len(), 2);
-        assert!(arm
-            .iter()
-            .all(|t| t.triple.starts_with("aarch64-unknown-linux")));
-        assert_eq!(m.select(&["riscv64".into()]).unwrap().len(), 2);
+        assert_eq!(arm.len(), 3);
+        assert!(arm.iter().all(|t| t.triple.starts_with("aarch64-unknown-")));
+        assert_eq!(m.select(&["riscv64".into()]).unwrap().len(), 3);
+        let bare: Vec<&Target> = m.targets.iter().filter(|t| t.is_bare_metal()).collect();
+        assert_eq!(bare.len(), 2);
+        assert!(bare.iter().all(|t| t.triple.contains("-none")));
         assert_eq!(m.select(&["darwin".into()]).unwrap().len(), 1);
         let e = m.select(&["sparc".into()]).unwrap_err();
         assert!(e.contains("unknown target 'sparc'"), "{e}");

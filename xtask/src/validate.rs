@@ -25,7 +25,7 @@ pub fn run(ctx: &Ctx, a: &ValidateArgs) -> Result<(), String> {
     let inputs = ctx.inputs(&a.eval)?;
     let progress = Progress::new();
     progress.step("host: building the reference".into());
-    let host_bin = build::binary(&ctx.sh, &ctx.host()?, false)?;
+    let host_bin = build::binary(&ctx.sh, &ctx.host()?, None)?;
     let host = reference::host_runs(&host_bin, &inputs)?;
     let mut failed = 0;
     for t in &targets {

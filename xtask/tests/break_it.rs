@@ -103,6 +103,34 @@ fn a_corrupted_simd_kernel_is_caught_under_qemu() {
     assert!(!out.contains("kernel neon, kv"), "{out}");
 }
 
+/// The same on bare metal, where the fault is compiled into the image (no environment).
+#[test]
+fn a_corrupted_kernel_in_a_bare_metal_image_is_caught() {
+    let triple = "riscv64gc-unknown-none-elf";
+    let o = xtask(&[
+        "validate",
+        "--target",
+        triple,
+        "--cpu",
+        "rv64-v128",
+        "--model",
+        "fixtures/tiny-b158-i2_s.gguf",
+        "--inject-fault",
+        "rvv",
+    ]);
+    let out = all_output(&o);
+    assert!(!o.status.success(), "{out}");
+    for needle in [
+        triple,
+        "rv64-v128",
+        "kernel rvv",
+        "logits differ from the host scalar run at position",
+    ] {
+        assert!(out.contains(needle), "no '{needle}' in:\n{out}");
+    }
+    assert!(!out.contains("kernel zbb, kv"), "{out}");
+}
+
 #[test]
 fn a_listed_kernel_that_ran_no_exactness_test_fails_the_profile() {
     let text = std::fs::read_to_string(root().join("qemu/profiles.toml")).unwrap();

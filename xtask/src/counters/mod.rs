@@ -231,14 +231,16 @@ fn count_all(ctx: &Ctx, a: &CountersArgs) -> Result<Vec<Row>, String> {
         .matrix
         .select(&a.select.target)?
         .into_iter()
+        // The plugin runs under qemu-user: bare-metal images are not counted.
         .filter(|t| {
-            t.profiles
-                .iter()
-                .any(|p| ctx.matrix.profiles[p].qemu.is_some())
+            !t.is_bare_metal()
+                && t.profiles
+                    .iter()
+                    .any(|p| ctx.matrix.profiles[p].qemu.is_some())
         })
         .collect();
     if targets.is_empty() {
-        return Err("none of the selected targets has a profile that runs under QEMU".into());
+        return Err("none of the selected targets has a profile that runs under qemu-user".into());
     }
     if !a.no_setup {
         crate::setup::setup(&ctx.matrix, &targets)?;
@@ -258,7 +260,7 @@ fn count_all(ctx: &Ctx, a: &CountersArgs) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     for t in &targets {
         progress.step(format!("{}: building", t.triple));
-        let bin = build::binary(&ctx.sh, t, false)?;
+        let bin = build::binary(&ctx.sh, t, None)?;
         for name in t.profiles.iter().filter(|p| {
             (a.cpu.is_empty() || a.cpu.contains(p)) && ctx.matrix.profiles[*p].qemu.is_some()
         }) {

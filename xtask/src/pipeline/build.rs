@@ -1,6 +1,6 @@
 //! Cross-building `bitnet-infer` (and the kernel test binary) for one target.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use xshell::{cmd, Shell};
 
@@ -44,18 +44,22 @@ pub fn cargo<'a>(sh: &'a Shell, t: &Target, sub: &str) -> xshell::Cmd<'a> {
     c
 }
 
-/// Where the harness-profile binary of `t` lands.
-fn binary_path(target_dir: &Path, t: &Target) -> PathBuf {
-    target_dir
-        .join(&t.triple)
-        .join("harness")
-        .join("bitnet-infer")
+/// The package and binary a target ships: `bitnet-infer`, or `bitnet-bare` for a
+/// bare-metal image.
+fn product(t: &Target) -> (&'static str, &'static str) {
+    if t.is_bare_metal() {
+        ("bitnet-bare", "bitnet-bare")
+    } else {
+        ("bitnet-edge", "bitnet-infer")
+    }
 }
 
-/// Builds the harness-profile binary; returns its path. A fault-injection build (tests
-/// of the harness itself) goes to its own target directory so it never replaces the
-/// real binary.
-pub fn binary(sh: &Shell, t: &Target, fault_injection: bool) -> Result<PathBuf, String> {
+/// Builds the harness-profile binary; returns its path. A fault-injection build (`fault`:
+/// the kernel to corrupt; tests of the harness itself) goes to its own target directory so
+/// it never replaces the real binary. A bare-metal image has no environment to read at run
+/// time, so the kernel's name is compiled in.
+pub fn binary(sh: &Shell, t: &Target, fault: Option<&str>) -> Result<PathBuf, String> {
+    let (package, bin) = product(t);
     let mut target_dir = crate::project_root().join("target");
     let mut c = cargo(sh, t, "build")
         .args([
@@ -63,20 +67,21 @@ pub fn binary(sh: &Shell, t: &Target, fault_injection: bool) -> Result<PathBuf, 
             "--profile",
             "harness",
             "-p",
-            "bitnet-edge",
+            package,
             "--bin",
-            "bitnet-infer",
+            bin,
         ])
         .quiet();
-    if fault_injection {
+    if let Some(kernel) = fault {
         target_dir = target_dir.join("fault-injection");
         c = c
-            .args(["--features", "bitnet-edge/fault-injection"])
-            .env("CARGO_TARGET_DIR", &target_dir);
+            .args(["--features", &format!("{package}/fault-injection")])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env("BITNET_INJECT_FAULT", kernel);
     }
     c.run()
         .map_err(|e| format!("{}: build failed: {e}", t.triple))?;
-    let path = binary_path(&target_dir, t);
+    let path = target_dir.join(&t.triple).join("harness").join(bin);
     if !path.exists() {
         return Err(format!(
             "{}: build produced no {}",
@@ -91,6 +96,9 @@ pub fn binary(sh: &Shell, t: &Target, fault_injection: bool) -> Result<PathBuf, 
 /// own flags, so a `+zbb` build's kernels are tested as compiled (zigbuild: `cargo
 /// zigbuild test`, std built from source with unwinding).
 pub fn kernel_tests(sh: &Shell, t: &Target) -> Result<PathBuf, String> {
+    if t.is_bare_metal() {
+        return bare_kernel_tests(sh, t);
+    }
     let out = cargo(sh, t, "test")
         .args([
             "--no-run",
@@ -114,4 +122,24 @@ pub fn kernel_tests(sh: &Shell, t: &Target) -> Result<PathBuf, String> {
         }
     }
     Err(format!("{}: cargo reported no test executable", t.triple))
+}
+
+/// Bare metal has no libtest: the image built with the `kernel-tests` feature runs the same
+/// tests with `--kernel-tests` (in its own target directory: the size budget and the
+/// symbols are the real image's).
+fn bare_kernel_tests(sh: &Shell, t: &Target) -> Result<PathBuf, String> {
+    let target_dir = crate::project_root().join("target/kernel-tests");
+    cargo(sh, t, "build")
+        .args(["--quiet", "--profile", "harness", "-p", "bitnet-bare"])
+        .args([
+            "--bin",
+            "bitnet-bare",
+            "--features",
+            "bitnet-bare/kernel-tests",
+        ])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .quiet()
+        .run()
+        .map_err(|e| format!("{}: building the kernel tests failed: {e}", t.triple))?;
+    Ok(target_dir.join(&t.triple).join("harness/bitnet-bare"))
 }

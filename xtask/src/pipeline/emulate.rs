@@ -63,6 +63,9 @@ impl Outcome {
 
 /// `bin` under the target's own runner (no CPU model): the setup probe.
 pub fn plain(bin: &Path, target: &Target) -> Command {
+    if target.is_bare_metal() {
+        return boot(bin, target, "max");
+    }
     if !target.run.starts_with("qemu-") {
         return Command::new(bin);
     }
@@ -74,8 +77,24 @@ pub fn plain(bin: &Path, target: &Target) -> Command {
     c
 }
 
-/// The command that runs `bin` for `target` on `profile`.
+/// A bare-metal image booted by `cargo xtask boot` (this program), so that callers append
+/// the image's arguments as they would a program's.
+fn boot(image: &Path, target: &Target, cpu: &str) -> Command {
+    let xtask = std::env::current_exe().unwrap_or_else(|_| "xtask".into());
+    let mut c = Command::new(xtask);
+    c.args(["boot", "--qemu", &target.run, "--cpu", cpu, "--image"])
+        .arg(image)
+        .arg("--");
+    c
+}
+
+/// The command that runs `bin` for `target` on `profile`: natively, under the profile's
+/// qemu-user, or for a bare-metal target booted by the target's qemu-system with the
+/// profile's CPU model.
 pub fn command(bin: &Path, target: &Target, profile: &Profile) -> Command {
+    if target.is_bare_metal() {
+        return boot(bin, target, profile.cpu.as_deref().unwrap_or("max"));
+    }
     match &profile.qemu {
         None => Command::new(bin),
         Some(qemu) => {

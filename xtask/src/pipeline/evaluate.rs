@@ -234,7 +234,11 @@ fn judge_logits(
 fn kernel_test_run(b: &Board, test_bin: &Path, inputs: &Inputs, rep: &mut ProfileReport) {
     let where_ = b.where_();
     let mut c = b.command(test_bin);
-    c.args(["kernels::", "--test-threads", "1", "--nocapture"]);
+    if b.t.is_bare_metal() {
+        c.arg("--kernel-tests");
+    } else {
+        c.args(["kernels::", "--test-threads", "1", "--nocapture"]);
+    }
     let limit = inputs.timeout * 4;
     let mut ok = true;
     let counts = match emulate::run(c, limit) {
@@ -299,7 +303,8 @@ pub fn profile(
                 }
             }
             logits_runs(&b, &d, host, inputs, &mut rep);
-            if let Some(baseline) = &inputs.counters {
+            // The counting plugin runs under qemu-user only.
+            if let Some(baseline) = inputs.counters.as_ref().filter(|_| !t.is_bare_metal()) {
                 let scratch = inputs.scratch.join("counters");
                 let (rows, failures) =
                     crate::counters::gate(t, name, p, bin, &d.available, baseline, &scratch);
@@ -434,7 +439,7 @@ pub fn target(
         return rep;
     }
     progress(format!("{}: building", t.triple));
-    let bin = match build::binary(sh, t, inputs.inject_fault.is_some()) {
+    let bin = match build::binary(sh, t, inputs.inject_fault.as_deref()) {
         Ok(b) => b,
         Err(e) => {
             rep.failures.push(Failure::new(FailureKind::Build, e));
@@ -473,10 +478,13 @@ pub fn target(
         .iter()
         .filter(|p| only_profile.is_none_or(|o| o == *p))
     {
-        let p = &m.profiles[name];
+        let mut p = m.profiles[name].clone();
+        if t.is_bare_metal() {
+            p.threads = vec![1]; // the image starts one core
+        }
         progress(format!("{}: validating on {name} ({})", t.triple, p.board));
         rep.profiles
-            .push(profile(t, name, p, &bin, tests.as_deref(), host, inputs));
+            .push(profile(t, name, &p, &bin, tests.as_deref(), host, inputs));
     }
     for r in t
         .refuse_profiles

@@ -1,5 +1,6 @@
-//! Debian/Ubuntu packages: what is installed, and installing what is missing, including a
-//! qemu-user new enough to show the boards (bookworm-backports on Debian 12).
+//! Debian/Ubuntu packages: what is installed, and installing what is missing, including
+//! QEMU new enough to show the boards (bookworm-backports on Debian 12): qemu-user, and
+//! qemu-system for the bare-metal targets.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -144,26 +145,45 @@ pub fn install_packages(packages: &BTreeSet<String>) -> Result<(), String> {
     apt_get(&sudo, &install)
 }
 
-/// Installs the missing `packages` and, when `qemu` is wanted, a qemu-user of at least
-/// `qemu_min`: the distribution's when new enough, else bookworm-backports' on Debian 12.
-pub fn install(packages: &BTreeSet<String>, qemu: bool, qemu_min: &str) -> Result<(), String> {
+/// The Debian package of a QEMU binary: the user-mode emulators are all in `qemu-user`,
+/// the system emulators in `qemu-system-arm` (aarch64) and `qemu-system-misc` (riscv64).
+pub fn qemu_package(emulator: &str) -> &'static str {
+    match emulator {
+        "qemu-system-aarch64" | "qemu-system-arm" => "qemu-system-arm",
+        e if e.starts_with("qemu-system-") => "qemu-system-misc",
+        _ => "qemu-user",
+    }
+}
+
+/// Installs the missing `packages` and, for the `emulators` wanted, QEMU packages of at
+/// least `qemu_min`: the distribution's when new enough, else bookworm-backports' on
+/// Debian 12 (where plain `qemu-system-misc` also conflicts with the backports qemu-utils).
+pub fn install(
+    packages: &BTreeSet<String>,
+    emulators: &BTreeSet<String>,
+    qemu_min: &str,
+) -> Result<(), String> {
     let min = parse_version(qemu_min)
         .ok_or_else(|| format!("targets.toml: qemu_min = '{qemu_min}'; expected major.minor"))?;
     let missing: BTreeSet<String> = packages.iter().filter(|p| !installed(p)).cloned().collect();
-    let qemu_ok = !qemu
-        || (installed("qemu-user")
-            && stdout("dpkg-query", &["-W", "-f=${Version}", "qemu-user"])
+    let new_enough = |pkg: &str| {
+        installed(pkg)
+            && stdout("dpkg-query", &["-W", "-f=${Version}", pkg])
                 .split_whitespace()
                 .next()
                 .and_then(parse_version)
-                .is_some_and(|v| v >= min));
-    if missing.is_empty() && qemu_ok {
+                .is_some_and(|v| v >= min)
+    };
+    let qemu: BTreeSet<&str> = emulators
+        .iter()
+        .map(|e| qemu_package(e))
+        .filter(|p| !new_enough(p))
+        .collect();
+    if missing.is_empty() && qemu.is_empty() {
         return Ok(());
     }
     let mut wanted = missing.clone();
-    if !qemu_ok {
-        wanted.insert("qemu-user".into());
-    }
+    wanted.extend(qemu.iter().map(|p| p.to_string()));
     let sudo = apt_prefix(&wanted)?;
     apt_get(&sudo, &["update", "-qq"])?;
     let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
@@ -171,20 +191,16 @@ pub fn install(packages: &BTreeSet<String>, qemu: bool, qemu_min: &str) -> Resul
     if !missing.is_empty() {
         apt_get(&sudo, &install)?;
     }
-    if qemu_ok {
+    if qemu.is_empty() {
         return Ok(());
     }
-    if candidate("qemu-user", None).is_some_and(|v| v >= min) {
-        return apt_get(
-            &sudo,
-            &[
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "qemu-user",
-            ],
-        );
+    let from_distribution = qemu
+        .iter()
+        .all(|p| candidate(p, None).is_some_and(|v| v >= min));
+    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    if from_distribution && codename() != "bookworm" {
+        install.extend(qemu.iter().copied());
+        return apt_get(&sudo, &install);
     }
     if codename() != "bookworm" {
         return Err(format!(
@@ -198,16 +214,7 @@ pub fn install(packages: &BTreeSet<String>, qemu: bool, qemu_min: &str) -> Resul
         }
         apt_get(&sudo, &["update", "-qq"])?;
     }
-    apt_get(
-        &sudo,
-        &[
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "-t",
-            "bookworm-backports",
-            "qemu-user",
-        ],
-    )
+    install.extend(["-t", "bookworm-backports"]);
+    install.extend(qemu.iter().copied());
+    apt_get(&sudo, &install)
 }

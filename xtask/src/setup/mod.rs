@@ -45,11 +45,15 @@ pub fn on_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
 }
 
-/// The qemu-user binaries `t` runs under: its own runner and its profiles' emulators.
+/// The QEMU binaries `t` runs under: its own runner and its profiles' emulators (a
+/// bare-metal target only its qemu-system: its profiles lend it their CPU models).
 pub fn emulators(m: &Matrix, t: &Target) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     if t.run.starts_with("qemu-") {
         out.insert(t.run.clone());
+    }
+    if t.is_bare_metal() {
+        return out;
     }
     for p in t.profiles.iter().filter_map(|p| m.profiles.get(p)) {
         out.extend(p.qemu.clone());
@@ -68,7 +72,7 @@ pub fn checks(m: &Matrix, t: &Target) -> Vec<Check> {
     for q in emulators(m, t) {
         out.push(qemu::check(&q, &m.harness.qemu_min));
     }
-    if !emulators(m, t).is_empty() {
+    if !emulators(m, t).is_empty() && !t.is_bare_metal() {
         out.push(crate::counters::qemu::check());
     }
     if let Some(prefix) = &t.ld_prefix {
@@ -196,8 +200,8 @@ pub(crate) fn run(program: &str, args: &[&str]) -> Result<(), String> {
 pub fn setup(m: &Matrix, targets: &[Target]) -> Result<(), String> {
     let mut packages: BTreeSet<String> = m.harness.apt.iter().cloned().collect();
     packages.extend(targets.iter().flat_map(|t| t.setup.apt.iter().cloned()));
-    let emulators: BTreeSet<String> = targets.iter().flat_map(|t| emulators(m, t)).collect();
-    apt::install(&packages, !emulators.is_empty(), &m.harness.qemu_min)?;
+    let qemus: BTreeSet<String> = targets.iter().flat_map(|t| emulators(m, t)).collect();
+    apt::install(&packages, &qemus, &m.harness.qemu_min)?;
     let installed = stdout("rustup", &["target", "list", "--installed"]);
     for t in targets.iter().filter(|t| t.setup.rustup) {
         if !installed.lines().any(|l| l.trim() == t.triple) {
@@ -217,7 +221,10 @@ pub fn setup(m: &Matrix, targets: &[Target]) -> Result<(), String> {
         }
     }
     crate::venv::ensure(&m.harness.python)?;
-    if !emulators.is_empty() {
+    if targets
+        .iter()
+        .any(|t| !t.is_bare_metal() && !emulators(m, t).is_empty())
+    {
         crate::counters::qemu::ensure()?;
     }
     let mut missing: Vec<String> = harness_checks(m)

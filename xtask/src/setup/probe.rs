@@ -74,6 +74,9 @@ pub fn prove(m: &Matrix, t: &Target) -> Check {
         ok: false,
         fix: why,
     };
+    if t.is_bare_metal() {
+        return prove_bare_metal(m, t, what);
+    }
     let bin = match build(t) {
         Ok(b) => b,
         Err(e) => return fail(e),
@@ -97,6 +100,41 @@ pub fn prove(m: &Matrix, t: &Target) -> Check {
             fix: String::new(),
         },
         Ok(o) => fail(o.describe("the probe", std::time::Duration::from_secs(60))),
+        Err(e) => fail(e),
+    }
+}
+
+/// A bare-metal target has no trivial program (the start-up code is the runtime crate):
+/// its proof is the image itself, built and booted to list its kernels on the fixture.
+fn prove_bare_metal(m: &Matrix, t: &Target, what: String) -> Check {
+    let what = what.replace("a trivial program links", "bitnet-bare builds, boots");
+    let fail = |why: String| Check {
+        what: what.clone(),
+        ok: false,
+        fix: why,
+    };
+    let sh = match Shell::new() {
+        Ok(sh) => sh,
+        Err(e) => return fail(e.to_string()),
+    };
+    let bin = match crate::pipeline::build::binary(&sh, t, None) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let Some(p) = t.profiles.first().and_then(|p| m.profiles.get(p)) else {
+        return fail("the target names no profile to boot on".into());
+    };
+    let model = crate::project_root().join("fixtures/tiny-bitnet-tq2_0.gguf");
+    let mut c = crate::pipeline::emulate::command(&bin, t, p);
+    c.args(["info", "--json", "--model"]).arg(model);
+    let limit = std::time::Duration::from_secs(60);
+    match crate::pipeline::emulate::run(c, limit) {
+        Ok(o) if o.success() && o.stdout.contains("\"available\"") => Check {
+            what,
+            ok: true,
+            fix: String::new(),
+        },
+        Ok(o) => fail(o.describe("the image", limit)),
         Err(e) => fail(e),
     }
 }

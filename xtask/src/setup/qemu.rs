@@ -34,9 +34,15 @@ pub fn check(program: &str, min: &str) -> Check {
     let min_v = parse_version(min).unwrap_or(Version(8, 1));
     match version(program) {
         None => Check {
-            what: format!("emulator {program} (qemu-user >= {min})"),
+            what: format!(
+                "emulator {program} ({} >= {min})",
+                super::apt::qemu_package(program)
+            ),
             ok: false,
-            fix: "cargo xtask setup (installs qemu-user)".into(),
+            fix: format!(
+                "cargo xtask setup (installs {})",
+                super::apt::qemu_package(program)
+            ),
         },
         Some(v) => Check {
             what: format!("emulator {program} {v} (>= {min})"),
