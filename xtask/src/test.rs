@@ -6,9 +6,14 @@ use xshell::cmd;
 
 use crate::flags::TestArgs;
 
-/// What the harness tests build: the host, and the static +dotprod aarch64 binary whose
-/// start-up check they exercise and whose dotprod kernel they corrupt under QEMU.
-const TEST_TARGETS: [&str; 2] = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-musl"];
+/// What the harness tests build: the host, the static +dotprod aarch64 binary whose
+/// start-up check they exercise and whose dotprod kernel they corrupt under QEMU, and the
+/// bare-metal RISC-V image whose rvv kernel they corrupt under qemu-system.
+const TEST_TARGETS: [&str; 3] = [
+    "x86_64-unknown-linux-gnu",
+    "aarch64-unknown-linux-musl",
+    "riscv64gc-unknown-none-elf",
+];
 
 pub fn run(ctx: &crate::ctx::Ctx, a: &TestArgs) -> Result<(), String> {
     let sh = &ctx.sh;
