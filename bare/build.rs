@@ -7,8 +7,11 @@ fn main() {
     if os != "none" {
         return;
     }
+    // The QEMU machine each architecture boots on: `virt`, and for 32-bit Arm (Cortex-M)
+    // the MPS3 AN547 board.
+    let machine = if arch == "arm" { "mps3-an547" } else { "virt" };
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../qemu/machines");
-    let script = dir.join(format!("{arch}-virt.ld"));
+    let script = dir.join(format!("{arch}-{machine}.ld"));
     if !script.exists() {
         panic!(
             "no memory map for bare-metal {arch}: {} is missing",

@@ -14,6 +14,9 @@ const SYS_READ: usize = 0x06;
 const SYS_FLEN: usize = 0x0C;
 const SYS_GET_CMDLINE: usize = 0x15;
 const SYS_EXIT: usize = 0x18;
+const SYS_EXIT_EXTENDED: usize = 0x20;
+#[cfg(target_arch = "arm")]
+const SYS_WRITEC: usize = 0x03;
 /// `ADP_Stopped_ApplicationExit`: with a 64-bit target the exit call carries a status.
 const APPLICATION_EXIT: usize = 0x20026;
 
@@ -25,6 +28,16 @@ fn call(op: usize, param: usize) -> isize {
     // SAFETY: the semihosting trap; the host touches only the memory the block names.
     unsafe {
         core::arch::asm!("hlt #0xf000", inout("x0") op => r, in("x1") param, options(nostack));
+    }
+    r
+}
+
+#[cfg(target_arch = "arm")]
+fn call(op: usize, param: usize) -> isize {
+    let r: isize;
+    // SAFETY: the M-profile semihosting trap; as above.
+    unsafe {
+        core::arch::asm!("bkpt 0xab", inout("r0") op => r, in("r1") param, options(nostack));
     }
     r
 }
@@ -126,10 +139,22 @@ impl Drop for File {
     }
 }
 
+/// One byte to the debug console (the Cortex-M image's only text output).
+#[cfg(target_arch = "arm")]
+pub fn write_char(b: u8) {
+    call(SYS_WRITEC, &b as *const u8 as usize);
+}
+
 /// Ends the run: QEMU exits with `code`.
 pub fn exit(code: i32) -> ! {
     let block = [APPLICATION_EXIT, code as u32 as usize];
-    call(SYS_EXIT, block.as_ptr() as usize);
+    // A 32-bit target's SYS_EXIT carries no status: the extended call does.
+    let op = if cfg!(target_pointer_width = "32") {
+        SYS_EXIT_EXTENDED
+    } else {
+        SYS_EXIT
+    };
+    call(op, block.as_ptr() as usize);
     // Only without semihosting does the call return: nothing else can end the run.
     loop {
         core::hint::spin_loop();

@@ -8,21 +8,42 @@ use std::process::Command;
 
 use crate::flags::BootArgs;
 
-/// What a `virt` machine needs besides the CPU model, per system emulator.
-fn machine(qemu: &str) -> Result<&'static [&'static str], String> {
-    match qemu {
-        // Machine mode from the first instruction: the image is its own firmware.
-        "qemu-system-riscv64" => Ok(&["-M", "virt", "-bios", "none"]),
-        "qemu-system-aarch64" => Ok(&["-M", "virt"]),
-        other => Err(format!(
-            "{other}: no bare-metal machine for it; expected qemu-system-riscv64 or qemu-system-aarch64"
-        )),
-    }
+/// A machine's options besides the CPU model, and where the image's text comes out: the
+/// `virt` images drive the UART; the Cortex-M image writes to semihosting's console.
+struct Machine {
+    args: &'static [&'static str],
+    text_on_semihosting: bool,
 }
 
-/// The qemu-system command line that boots `image` with `args` as its command line.
+fn machine(qemu: &str) -> Result<Machine, String> {
+    let (args, text_on_semihosting): (&[&str], bool) = match qemu {
+        // Machine mode from the first instruction: the image is its own firmware.
+        "qemu-system-riscv64" => (&["-M", "virt", "-bios", "none", "-m", "512M"], false),
+        "qemu-system-aarch64" => (&["-M", "virt", "-m", "512M"], false),
+        // Cortex-M55 with 2 GiB of DDR: the microcontroller-class board.
+        "qemu-system-arm" => (&["-M", "mps3-an547"], true),
+        other => {
+            return Err(format!(
+                "{other}: no bare-metal machine for it; expected qemu-system-riscv64, \
+                 qemu-system-aarch64 or qemu-system-arm"
+            ))
+        }
+    };
+    Ok(Machine {
+        args,
+        text_on_semihosting,
+    })
+}
+
+/// The qemu-system command line that boots `image` with `args` as its command line. The
+/// image's text is QEMU's stdout either way.
 pub fn command(a: &BootArgs) -> Result<Command, String> {
-    let mut semihosting = String::from("enable=on,target=native,arg=bitnet-bare");
+    let m = machine(&a.qemu)?;
+    let mut semihosting = String::from("enable=on,target=native");
+    if m.text_on_semihosting {
+        semihosting.push_str(",chardev=out");
+    }
+    semihosting.push_str(",arg=bitnet-bare");
     for arg in &a.args {
         // QEMU joins the arguments with spaces for the guest: one with a space would split.
         if arg.contains(char::is_whitespace) || arg.is_empty() {
@@ -35,12 +56,15 @@ pub fn command(a: &BootArgs) -> Result<Command, String> {
         semihosting.push_str(&arg.replace(',', ",,"));
     }
     let mut c = Command::new(&a.qemu);
-    c.args(machine(&a.qemu)?)
-        .args(["-cpu", &a.cpu])
-        // The memory maps in qemu/machines/ put the heap up to 512 MiB.
-        .args(["-m", "512M", "-smp", "1", "-nic", "none"])
-        .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
-        .arg("-semihosting-config")
+    c.args(m.args).args(["-cpu", &a.cpu]).args([
+        "-smp", "1", "-nic", "none", "-display", "none", "-monitor", "none",
+    ]);
+    if m.text_on_semihosting {
+        c.args(["-serial", "null", "-chardev", "stdio,id=out"]);
+    } else {
+        c.args(["-serial", "stdio"]);
+    }
+    c.arg("-semihosting-config")
         .arg(semihosting)
         .arg("-kernel")
         .arg(&a.image);
