@@ -75,60 +75,47 @@ fn wrong_logits_fail_validation_naming_target_profile_kernel_position() {
     }
 }
 
-#[test]
-fn a_corrupted_simd_kernel_is_caught_under_qemu() {
-    let triple = "aarch64-unknown-linux-musl";
+/// `validate` of `triple` on `cpu` with `kernel` corrupted fails, blaming that kernel's
+/// logits and not `innocent`'s.
+fn corrupted_kernel_is_caught(triple: &str, cpu: &str, kernel: &str, innocent: &str) {
     let o = xtask(&[
         "validate",
         "--target",
         triple,
         "--cpu",
-        "cortex-a76",
+        cpu,
         "--model",
         "fixtures/tiny-b158-i2_s.gguf",
         "--inject-fault",
-        "dotprod",
+        kernel,
     ]);
     let out = all_output(&o);
     assert!(!o.status.success(), "{out}");
     for needle in [
         triple,
-        "cortex-a76",
-        "kernel dotprod",
+        cpu,
+        &format!("kernel {kernel}"),
         "logits differ from the host scalar run at position",
     ] {
         assert!(out.contains(needle), "no '{needle}' in:\n{out}");
     }
-    // Only the corrupted kernel is blamed.
-    assert!(!out.contains("kernel neon, kv"), "{out}");
+    assert!(!out.contains(&format!("kernel {innocent}, kv")), "{out}");
+}
+
+#[test]
+fn a_corrupted_simd_kernel_is_caught_under_qemu() {
+    corrupted_kernel_is_caught(
+        "aarch64-unknown-linux-musl",
+        "cortex-a76",
+        "dotprod",
+        "neon",
+    );
 }
 
 /// The same on bare metal, where the fault is compiled into the image (no environment).
 #[test]
 fn a_corrupted_kernel_in_a_bare_metal_image_is_caught() {
-    let triple = "riscv64gc-unknown-none-elf";
-    let o = xtask(&[
-        "validate",
-        "--target",
-        triple,
-        "--cpu",
-        "rv64-v128",
-        "--model",
-        "fixtures/tiny-b158-i2_s.gguf",
-        "--inject-fault",
-        "rvv",
-    ]);
-    let out = all_output(&o);
-    assert!(!o.status.success(), "{out}");
-    for needle in [
-        triple,
-        "rv64-v128",
-        "kernel rvv",
-        "logits differ from the host scalar run at position",
-    ] {
-        assert!(out.contains(needle), "no '{needle}' in:\n{out}");
-    }
-    assert!(!out.contains("kernel zbb, kv"), "{out}");
+    corrupted_kernel_is_caught("riscv64gc-unknown-none-elf", "rv64-v128", "rvv", "zbb");
 }
 
 #[test]
