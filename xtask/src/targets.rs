@@ -369,7 +369,7 @@ mod tests {
         assert!(arm.iter().all(|t| t.triple.starts_with("aarch64-unknown-")));
         assert_eq!(m.select(&["riscv64".into()]).unwrap().len(), 3);
         let bare: Vec<&Target> = m.targets.iter().filter(|t| t.is_bare_metal()).collect();
-        assert_eq!(bare.len(), 2);
+        assert_eq!(bare.len(), 3);
         assert!(bare.iter().all(|t| t.triple.contains("-none")));
         assert_eq!(m.select(&["darwin".into()]).unwrap().len(), 1);
         let e = m.select(&["sparc".into()]).unwrap_err();
