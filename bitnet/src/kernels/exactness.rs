@@ -8,7 +8,7 @@ pub use super::tally::set_output;
 
 #[cfg(target_arch = "aarch64")]
 use super::aarch64;
-#[cfg(all(target_arch = "arm", not(target_os = "none")))]
+#[cfg(armv7_neon)]
 use super::armv7;
 #[cfg(target_arch = "riscv64")]
 use super::riscv64;
@@ -44,11 +44,11 @@ tests![
     aarch64::tests::q8_0_block_sums_exact,
     #[cfg(target_arch = "aarch64")]
     aarch64::tests::f16_conversion_is_exact,
-    #[cfg(all(target_arch = "arm", not(target_os = "none")))]
+    #[cfg(armv7_neon)]
     armv7::tests::accumulators_equal_reference,
-    #[cfg(all(target_arch = "arm", not(target_os = "none")))]
+    #[cfg(armv7_neon)]
     armv7::tests::worst_case_activations_do_not_overflow,
-    #[cfg(all(target_arch = "arm", not(target_os = "none")))]
+    #[cfg(armv7_neon)]
     armv7::tests::outputs_match_scalar,
     #[cfg(target_arch = "riscv64")]
     riscv64::tests::planes_hold_fields,

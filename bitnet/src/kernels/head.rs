@@ -118,10 +118,7 @@ pub(crate) fn check_head_q8_0(rows: &[u8], a: &HeadActs, out: &[f32]) -> (usize,
 /// for kernels whose `dot` takes one whole row (armv7 NEON, RVV). Checks the shapes and that
 /// the rows are 2-byte aligned (GGUF aligns tensor data to 32 bytes; a row is 2 * cols
 /// bytes), so `dot` may read a row as u16.
-#[cfg(any(
-    all(target_arch = "arm", not(target_os = "none")),
-    target_arch = "riscv64"
-))]
+#[cfg(any(armv7_neon, target_arch = "riscv64"))]
 pub(crate) fn head_f16_by_rows(
     rows: &[u8],
     cols: usize,

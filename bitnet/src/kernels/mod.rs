@@ -27,9 +27,8 @@ mod tests;
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
-// Armv7-A NEON, run-time detected on Linux. Bare-metal 32-bit Arm here is the M profile
-// (Cortex-M), which has no NEON (and `target_feature = "mclass"` is not a stable cfg).
-#[cfg(all(target_arch = "arm", not(target_os = "none")))]
+// `armv7_neon`: 32-bit Arm except the bare-metal M profile (build.rs).
+#[cfg(armv7_neon)]
 pub mod armv7;
 #[cfg(target_arch = "riscv64")]
 pub mod riscv64;
@@ -106,7 +105,7 @@ pub static SCALAR: KernelDesc = KernelDesc {
 
 #[cfg(target_arch = "aarch64")]
 use aarch64 as isa;
-#[cfg(all(target_arch = "arm", not(target_os = "none")))]
+#[cfg(armv7_neon)]
 use armv7 as isa;
 #[cfg(target_arch = "riscv64")]
 use riscv64 as isa;
@@ -115,7 +114,7 @@ use x86_64 as isa;
 #[cfg(not(any(
     target_arch = "x86_64",
     target_arch = "aarch64",
-    all(target_arch = "arm", not(target_os = "none")),
+    armv7_neon,
     target_arch = "riscv64"
 )))]
 mod isa {
@@ -322,7 +321,7 @@ impl core::fmt::Debug for Kernel {
 /// Panics unless `out` holds whole rows `row0..` of `W x` for the tokens of `x` (a caller
 /// bug, not bad input: shapes were checked at load). SIMD kernels call it once per entry
 /// and index without bounds checks afterwards. (Cortex-M builds have no SIMD kernel.)
-#[cfg_attr(all(target_arch = "arm", target_os = "none"), allow(dead_code))]
+#[cfg_attr(all(target_arch = "arm", not(armv7_neon)), allow(dead_code))]
 pub(crate) fn check_bitmatmul_args(w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &[f32]) {
     assert_eq!(x.cols, w.cols, "activation width");
     assert!(

@@ -46,11 +46,7 @@ pub fn epilogue(acc: &[i32], scales: &[f32], s: f32) -> f32 {
 /// `out` rows `row0..` from their integer accumulators (rows, n_tokens, groups), through
 /// [`epilogue`]: SIMD kernels finish with this so their outputs equal the reference's bit
 /// for bit.
-#[cfg(any(
-    target_arch = "aarch64",
-    all(target_arch = "arm", not(target_os = "none")),
-    target_arch = "riscv64"
-))]
+#[cfg(any(target_arch = "aarch64", armv7_neon, target_arch = "riscv64"))]
 pub(super) fn epilogue_rows(
     w: &TernaryMatrix,
     x: &ActBatch,

@@ -41,11 +41,7 @@ fn random_acts(rng: &mut XorShift, n: usize, cols: usize) -> ActBatch {
 
 /// A random (rows, cols) matrix and `n` tokens of activations that hit -128 and 127
 /// often: the input of the per-ISA kernel tests.
-#[cfg(any(
-    target_arch = "aarch64",
-    all(target_arch = "arm", not(target_os = "none")),
-    target_arch = "riscv64"
-))]
+#[cfg(any(target_arch = "aarch64", armv7_neon, target_arch = "riscv64"))]
 pub(super) fn case(
     rng: &mut XorShift,
     rows: usize,
@@ -74,11 +70,7 @@ pub(super) fn case(
 }
 
 /// The scalar reference's integer accumulators, (rows, n_tokens, groups).
-#[cfg(any(
-    target_arch = "aarch64",
-    all(target_arch = "arm", not(target_os = "none")),
-    target_arch = "riscv64"
-))]
+#[cfg(any(target_arch = "aarch64", armv7_neon, target_arch = "riscv64"))]
 pub(super) fn ref_acc(w: &TernaryMatrix, x: &ActBatch) -> Vec<i32> {
     let ng = w.cols / w.group_len;
     let mut acc = vec![0i32; w.rows * x.n_tokens * ng];
