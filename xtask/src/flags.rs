@@ -66,13 +66,13 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct BootArgs {
-    /// qemu-system-riscv64 or qemu-system-aarch64.
+    /// qemu-system-riscv64, qemu-system-aarch64 or qemu-system-arm.
     #[arg(long)]
     pub qemu: String,
     /// The -cpu model.
     #[arg(long)]
     pub cpu: String,
-    /// The image (an ELF built for riscv64gc-unknown-none-elf or aarch64-unknown-none).
+    /// The image (an ELF built for a bare-metal target of targets.toml).
     #[arg(long)]
     pub image: PathBuf,
     /// The image's own arguments.

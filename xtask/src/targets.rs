@@ -309,6 +309,19 @@ impl Matrix {
                     t.triple, t.run
                 ));
             }
+            // qemu-system is told the CPU model: a bare-metal profile must name one.
+            let no_cpu: Vec<&String> = t
+                .profiles
+                .iter()
+                .filter(|p| t.is_bare_metal() && profiles[*p].cpu.is_none())
+                .collect();
+            if t.is_bare_metal() && (t.profiles.is_empty() || !no_cpu.is_empty()) {
+                return Err(format!(
+                    "targets.toml: bare-metal target {} needs profiles with a `cpu` (missing in: {})",
+                    t.triple,
+                    if t.profiles.is_empty() { "no profile named".to_string() } else { no_cpu.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") }
+                ));
+            }
         }
         Ok(Matrix {
             harness,
@@ -368,9 +381,7 @@ mod tests {
         assert_eq!(arm.len(), 3);
         assert!(arm.iter().all(|t| t.triple.starts_with("aarch64-unknown-")));
         assert_eq!(m.select(&["riscv64".into()]).unwrap().len(), 3);
-        let bare: Vec<&Target> = m.targets.iter().filter(|t| t.is_bare_metal()).collect();
-        assert_eq!(bare.len(), 3);
-        assert!(bare.iter().all(|t| t.triple.contains("-none")));
+        assert_eq!(m.targets.iter().filter(|t| t.is_bare_metal()).count(), 3);
         assert_eq!(m.select(&["darwin".into()]).unwrap().len(), 1);
         let e = m.select(&["sparc".into()]).unwrap_err();
         assert!(e.contains("unknown target 'sparc'"), "{e}");
@@ -389,6 +400,27 @@ mod tests {
         let text = "[harness]\napt = []\npython = []\nqemu_min = \"8.1\"\n[[target]]\ntriple = \"x\"\nstands_for = \"y\"\nrun = \"native\"\nsize_budget = \"big\"\nkernels = []\n";
         let e = parse_str::<TargetsFile>(text).unwrap_err();
         assert!(e.contains("line 9"), "{e}");
+    }
+
+    #[test]
+    fn bare_metal_rows_need_a_bare_triple_and_cpu_models() {
+        let on_linux = |m: &mut Matrix| {
+            let t = m.targets.iter_mut().find(|t| t.is_host()).unwrap();
+            t.run = "qemu-system-riscv64".into();
+        };
+        let mut m = committed();
+        on_linux(&mut m);
+        let e = Matrix::check(m.harness, m.targets, m.profiles).unwrap_err();
+        assert!(e.contains("the triple has an OS"), "{e}");
+        let mut m = committed();
+        let t = m.targets.iter().position(|t| t.is_bare_metal()).unwrap();
+        let p = m.targets[t].profiles[0].clone();
+        m.profiles.get_mut(&p).unwrap().cpu = None;
+        let e = Matrix::check(m.harness, m.targets, m.profiles).unwrap_err();
+        assert!(
+            e.contains("needs profiles with a `cpu`") && e.contains(&p),
+            "{e}"
+        );
     }
 
     #[test]

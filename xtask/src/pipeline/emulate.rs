@@ -63,9 +63,6 @@ impl Outcome {
 
 /// `bin` under the target's own runner (no CPU model): the setup probe.
 pub fn plain(bin: &Path, target: &Target) -> Command {
-    if target.is_bare_metal() {
-        return boot(bin, target, "max");
-    }
     if !target.run.starts_with("qemu-") {
         return Command::new(bin);
     }
@@ -92,8 +89,9 @@ fn boot(image: &Path, target: &Target, cpu: &str) -> Command {
 /// qemu-user, or for a bare-metal target booted by the target's qemu-system with the
 /// profile's CPU model.
 pub fn command(bin: &Path, target: &Target, profile: &Profile) -> Command {
-    if target.is_bare_metal() {
-        return boot(bin, target, profile.cpu.as_deref().unwrap_or("max"));
+    if let (true, Some(cpu)) = (target.is_bare_metal(), &profile.cpu) {
+        // Every bare-metal profile names its CPU (checked when targets.toml is read).
+        return boot(bin, target, cpu);
     }
     match &profile.qemu {
         None => Command::new(bin),

@@ -69,10 +69,11 @@ fn needs_zig(t: &Target) -> bool {
 /// tools on PATH, QEMU's version.
 pub fn checks(m: &Matrix, t: &Target) -> Vec<Check> {
     let mut out = build_checks(t);
-    for q in emulators(m, t) {
-        out.push(qemu::check(&q, &m.harness.qemu_min));
+    let qemus = emulators(m, t);
+    for q in &qemus {
+        out.push(qemu::check(q, &m.harness.qemu_min));
     }
-    if !emulators(m, t).is_empty() && !t.is_bare_metal() {
+    if !qemus.is_empty() && !t.is_bare_metal() {
         out.push(crate::counters::qemu::check());
     }
     if let Some(prefix) = &t.ld_prefix {

@@ -63,9 +63,17 @@ fn build(t: &Target) -> Result<PathBuf, String> {
         .join("probe"))
 }
 
+/// A bare-metal target has no trivial program (its start-up code is the runtime crate):
+/// its proof is the image itself, booted to list its kernels on the fixture.
 pub fn prove(m: &Matrix, t: &Target) -> Check {
+    let bare = t.is_bare_metal();
     let what = if t.run == "none" {
         "probe: a trivial program links (build only)".to_string()
+    } else if bare {
+        format!(
+            "probe: bitnet-bare builds, boots and lists its kernels ({})",
+            t.run
+        )
     } else {
         format!("probe: a trivial program links and runs ({})", t.run)
     };
@@ -74,10 +82,14 @@ pub fn prove(m: &Matrix, t: &Target) -> Check {
         ok: false,
         fix: why,
     };
-    if t.is_bare_metal() {
-        return prove_bare_metal(m, t, what);
-    }
-    let bin = match build(t) {
+    let built = if bare {
+        Shell::new()
+            .map_err(|e| e.to_string())
+            .and_then(|sh| crate::pipeline::build::binary(&sh, t, None))
+    } else {
+        build(t)
+    };
+    let bin = match built {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
@@ -89,52 +101,25 @@ pub fn prove(m: &Matrix, t: &Target) -> Check {
         };
     }
     let profile = t.profiles.first().and_then(|p| m.profiles.get(p));
-    let c = match profile {
+    let mut c = match profile {
         Some(p) => crate::pipeline::emulate::command(&bin, t, p),
         None => crate::pipeline::emulate::plain(&bin, t),
     };
-    match crate::pipeline::emulate::run(c, std::time::Duration::from_secs(60)) {
-        Ok(o) if o.success() && o.stdout.contains("probe ok 55") => Check {
-            what,
-            ok: true,
-            fix: String::new(),
-        },
-        Ok(o) => fail(o.describe("the probe", std::time::Duration::from_secs(60))),
-        Err(e) => fail(e),
-    }
-}
-
-/// A bare-metal target has no trivial program (the start-up code is the runtime crate):
-/// its proof is the image itself, built and booted to list its kernels on the fixture.
-fn prove_bare_metal(m: &Matrix, t: &Target, what: String) -> Check {
-    let what = what.replace("a trivial program links", "bitnet-bare builds, boots");
-    let fail = |why: String| Check {
-        what: what.clone(),
-        ok: false,
-        fix: why,
+    let expected = if bare {
+        let model = crate::project_root().join("fixtures/tiny-bitnet-tq2_0.gguf");
+        c.args(["info", "--json", "--model"]).arg(model);
+        "\"available\""
+    } else {
+        "probe ok 55"
     };
-    let sh = match Shell::new() {
-        Ok(sh) => sh,
-        Err(e) => return fail(e.to_string()),
-    };
-    let bin = match crate::pipeline::build::binary(&sh, t, None) {
-        Ok(b) => b,
-        Err(e) => return fail(e),
-    };
-    let Some(p) = t.profiles.first().and_then(|p| m.profiles.get(p)) else {
-        return fail("the target names no profile to boot on".into());
-    };
-    let model = crate::project_root().join("fixtures/tiny-bitnet-tq2_0.gguf");
-    let mut c = crate::pipeline::emulate::command(&bin, t, p);
-    c.args(["info", "--json", "--model"]).arg(model);
     let limit = std::time::Duration::from_secs(60);
     match crate::pipeline::emulate::run(c, limit) {
-        Ok(o) if o.success() && o.stdout.contains("\"available\"") => Check {
+        Ok(o) if o.success() && o.stdout.contains(expected) => Check {
             what,
             ok: true,
             fix: String::new(),
         },
-        Ok(o) => fail(o.describe("the image", limit)),
+        Ok(o) => fail(o.describe("the probe", limit)),
         Err(e) => fail(e),
     }
 }
