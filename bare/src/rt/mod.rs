@@ -1,8 +1,9 @@
-//! Start-up shared by both machines. Each architecture's file (identical function names)
-//! enters at `_start`, sets up the stack and whatever the kernels need (FP and vector
-//! state, on AArch64 the MMU), installs a trap handler, and calls [`bare_main`].
+//! Start-up shared by every machine. Each architecture's file (identical function names)
+//! enters at its reset entry (`_start`; Cortex-M: the vector table's `reset`), sets up the
+//! stack and whatever the kernels need (FP and vector state, on AArch64 the MMU), installs
+//! a trap handler, and calls [`bare_main`].
 //!
-//! * `putc`: one byte to the UART.
+//! * `putc`: one byte of text (the UART; Cortex-M: semihosting's console).
 //! * `features`: the CPU features the hardware reports, by `target_feature` name.
 
 #[cfg_attr(target_arch = "riscv64", path = "riscv64.rs")]
