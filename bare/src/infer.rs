@@ -204,6 +204,7 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let keep = a.logits_out.is_some();
     let mut logits: Vec<f32> = Vec::new(); // (positions evaluated, vocab)
+    bitnet::marks::bitnet_counters_phase_prefill();
     gen.prefill(&[&a.prompt], keep, &mut |e| {
         if let (Event::Logits(l), true) = (e, keep) {
             logits.extend_from_slice(l);
@@ -218,12 +219,14 @@ pub fn main(argv: &[String]) -> Result<(), String> {
         forced: a.forced.as_deref(),
     };
     let mut out: Vec<u32> = Vec::new();
+    bitnet::marks::bitnet_counters_phase_decode();
     gen.generate(&options, &mut |e| match e {
         Event::Logits(l) if keep => logits.extend_from_slice(l),
         Event::Token { id, .. } => out.push(id),
         _ => {}
     })
     .map_err(|e| e.to_string())?;
+    bitnet::marks::bitnet_counters_phase_end();
     let shown: Vec<String> = out.iter().map(u32::to_string).collect();
     println!("tokens: {}", shown.join(","));
     if let Some(t) = &tokenizer {

@@ -12,6 +12,7 @@ pub mod cpu;
 pub mod generate;
 pub mod gguf;
 pub mod kernels;
+pub mod marks;
 pub mod model;
 pub mod npy;
 pub mod ops;

@@ -4,6 +4,7 @@
 //! reads its command line, the model and writes the logits through semihosting; its UART
 //! is this command's stdout; QEMU's exit code (the image's) is this command's.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::flags::BootArgs;
@@ -15,8 +16,13 @@ struct Machine {
     text_on_semihosting: bool,
 }
 
+/// The machine for an emulator, by its file name: `--qemu` may be a path (`cargo xtask
+/// counters` boots the counting QEMU under `target/qemu-plugins/bin/`).
 fn machine(qemu: &str) -> Result<Machine, String> {
-    let (args, text_on_semihosting): (&[&str], bool) = match qemu {
+    let name = Path::new(qemu)
+        .file_name()
+        .map_or(qemu.into(), |n| n.to_string_lossy());
+    let (args, text_on_semihosting): (&[&str], bool) = match &*name {
         // Machine mode from the first instruction: the image is its own firmware.
         "qemu-system-riscv64" => (&["-M", "virt", "-bios", "none", "-m", "512M"], false),
         "qemu-system-aarch64" => (&["-M", "virt", "-m", "512M"], false),
@@ -115,6 +121,9 @@ mod tests {
         assert!(line.windows(2).any(|w| w == ["-bios", "none"]));
         let e = command(&args("qemu-system-aarch64", &["a b"])).unwrap_err();
         assert!(e.contains("spaces"), "{e}");
+        let c = command(&args("target/qemu-plugins/bin/qemu-system-arm", &[])).unwrap();
+        assert_eq!(c.get_program(), "target/qemu-plugins/bin/qemu-system-arm");
+        assert!(c.get_args().any(|a| a == "mps3-an547"));
         let e = command(&args("qemu-system-x86_64", &[])).unwrap_err();
         assert!(e.contains("no bare-metal machine"), "{e}");
     }

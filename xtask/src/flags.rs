@@ -66,7 +66,7 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct BootArgs {
-    /// qemu-system-riscv64, qemu-system-aarch64 or qemu-system-arm.
+    /// qemu-system-riscv64, qemu-system-aarch64 or qemu-system-arm (a name on PATH or a path).
     #[arg(long)]
     pub qemu: String,
     /// The -cpu model.

@@ -13,7 +13,6 @@ pub struct Info {
     pub target_name: *const c_char,
     pub version_min: c_int,
     pub version_cur: c_int,
-    pub system_emulation: bool,
 }
 
 #[repr(C)]

@@ -1,5 +1,8 @@
-//! A QEMU TCG plugin for user mode: counts the guest instructions executed and the bytes
-//! its loads and stores moved, per function symbol, per phase of the run.
+//! A QEMU TCG plugin: counts the guest instructions executed and the bytes its loads and
+//! stores moved, per function symbol, per phase of the run. In user mode (`qemu-<arch>`)
+//! the symbols are the program's; in system mode (`qemu-system-<arch>`) those of the
+//! `-kernel` ELF, which for the bare-metal images (one vCPU, no interrupts, an identity map
+//! where there is an MMU) is the whole guest.
 //!
 //! The guest marks its phases by calling functions named `bitnet_counters_phase_<name>`
 //! (`bitnet-infer` does: `prefill`, `decode`, `end`); everything before the first mark is
@@ -154,10 +157,6 @@ pub unsafe extern "C" fn qemu_plugin_install(
                 return 1;
             }
         }
-    }
-    if info.system_emulation {
-        outs("qemu-counters: user mode only (qemu-<arch>, not qemu-system-<arch>)\n");
-        return 1;
     }
     let board = ffi::qemu_plugin_scoreboard_new(SLOTS * FIELDS * 8);
     BOARD.store(board, Ordering::Release);

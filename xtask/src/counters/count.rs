@@ -1,4 +1,4 @@
-//! One counted run: `bitnet-infer` under the counting QEMU with the plugin, teacher-forced
+//! One counted run: `bitnet-infer` (or a `bitnet-bare` image) under the counting QEMU with the plugin, teacher-forced
 //! through a prompt and decode tokens on one kernel and one thread, and what the plugin
 //! wrote, per phase, per part of a token.
 
@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::parts::{self, Part};
+use crate::flags::BootArgs;
 use crate::pipeline::emulate;
 use crate::targets::{Profile, Target};
 
@@ -23,7 +24,7 @@ pub struct Phase {
     pub parts: BTreeMap<Part, u64>,
 }
 
-/// The phases `bitnet-infer` marks (bin/bitnet-infer/marks.rs).
+/// The phases both binaries mark (`bitnet::marks`).
 pub struct Counts {
     pub prefill: Phase,
     pub decode: Phase,
@@ -36,7 +37,8 @@ pub struct Workload<'a> {
     pub decode: &'a [u32],
 }
 
-/// Runs `bin` for `t` on `profile`'s CPU model with `kernel`, under the counting QEMU.
+/// Runs `bin` for `t` on `profile`'s CPU model with `kernel`, under the counting QEMU: its
+/// qemu-user for a Linux triple, its qemu-system booting the image for a bare-metal one.
 pub fn run(
     bin: &Path,
     t: &Target,
@@ -50,27 +52,50 @@ pub fn run(
         .qemu
         .as_ref()
         .ok_or("a native profile cannot be counted (no emulator)")?;
-    let mut c = Command::new(super::qemu::emulator(qemu));
-    if let Some(cpu) = &profile.cpu {
-        c.args(["-cpu", cpu]);
-    }
-    if let Some(prefix) = &t.ld_prefix {
-        c.env("QEMU_LD_PREFIX", prefix);
-    }
     let _ = std::fs::remove_file(out);
     let ids = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-    c.arg("-plugin")
-        .arg(format!(
-            "{},out={}",
-            super::qemu::plugin().display(),
-            out.display()
-        ))
-        .arg(bin)
-        .arg("--model")
-        .arg(w.model)
-        .args(["--prompt-tokens", &ids(w.prompt)])
-        .args(["--force-tokens", &ids(w.decode)])
-        .args(["--temperature", "0", "--threads", "1", "--kernel", kernel]);
+    let model = w.model.to_string_lossy().into_owned();
+    let args: Vec<String> = [
+        "--model",
+        &model,
+        "--prompt-tokens",
+        &ids(w.prompt),
+        "--force-tokens",
+        &ids(w.decode),
+        "--temperature",
+        "0",
+        "--threads",
+        "1",
+        "--kernel",
+        kernel,
+    ]
+    .map(String::from)
+    .into();
+    let plugin = format!("{},out={}", super::qemu::plugin().display(), out.display());
+    let c = if t.is_bare_metal() {
+        // The counting qemu-system boots the image as `cargo xtask boot` would.
+        let mut c = crate::boot::command(&BootArgs {
+            qemu: super::qemu::emulator(&t.run).to_string_lossy().into_owned(),
+            cpu: profile
+                .cpu
+                .clone()
+                .ok_or("a bare-metal profile names its CPU model")?,
+            image: bin.to_path_buf(),
+            args,
+        })?;
+        c.arg("-plugin").arg(plugin);
+        c
+    } else {
+        let mut c = Command::new(super::qemu::emulator(qemu));
+        if let Some(cpu) = &profile.cpu {
+            c.args(["-cpu", cpu]);
+        }
+        if let Some(prefix) = &t.ld_prefix {
+            c.env("QEMU_LD_PREFIX", prefix);
+        }
+        c.arg("-plugin").arg(plugin).arg(bin).args(args);
+        c
+    };
     let o = emulate::run(c, limit)?;
     if !o.success() {
         return Err(o.describe("counted run", limit));

@@ -2,8 +2,10 @@
 //! linked, and a static QEMU cannot load a TCG plugin (`-plugin` is not even an option).
 //! So the linux-user emulators are built here, with plugins enabled, from Debian's QEMU
 //! source (the `.orig` tarball of the bookworm-backports package the matrix runs, pinned
-//! by sha256), under `target/qemu-plugins/` once; later runs reuse them. The plugin itself
-//! is the workspace crate `qemu/counters` (GPL-2.0-or-later, kept apart from the engine).
+//! by sha256), under `target/qemu-plugins/` once; later runs reuse them. The system
+//! emulators that boot the bare-metal images are a second build from the same source
+//! (~5 minutes on two cores), made when a bare-metal target is set up. The plugin itself is the workspace crate `qemu/counters` (GPL-2.0-or-later, kept
+//! apart from the engine).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -27,14 +29,74 @@ const PACKAGES: [&str; 5] = [
     "python3-venv",
     "xz-utils",
 ];
-/// Every emulator the matrix's profiles name.
-pub const EMULATORS: [&str; 4] = ["aarch64", "arm", "riscv64", "x86_64"];
+/// What the system emulators need besides: the `virt` boards build their device trees
+/// with libfdt (QEMU's own copy is a git subproject, absent from the tarball).
+const SYSTEM_PACKAGES: [&str; 1] = ["libfdt-dev"];
+
+/// Which emulators a build makes.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Kind {
+    /// `qemu-<arch>`: every emulator the matrix's Linux profiles name.
+    User,
+    /// `qemu-system-<arch>`: the machines the bare-metal targets boot.
+    System,
+}
+
+impl Kind {
+    fn arches(self) -> &'static [&'static str] {
+        match self {
+            Kind::User => &["aarch64", "arm", "riscv64", "x86_64"],
+            Kind::System => &["aarch64", "arm", "riscv64"],
+        }
+    }
+
+    fn emulators(self) -> Vec<String> {
+        let prefix = match self {
+            Kind::User => "qemu-",
+            Kind::System => "qemu-system-",
+        };
+        self.arches()
+            .iter()
+            .map(|a| format!("{prefix}{a}"))
+            .collect()
+    }
+
+    fn built(self) -> bool {
+        self.emulators().iter().all(|e| emulator(e).is_file())
+    }
+
+    /// `configure`'s target list and options: user mode as Debian builds it, plus plugins;
+    /// system mode with TCG, plugins and libfdt and every optional feature off (no display,
+    /// network or block backends: the images use a UART and semihosting).
+    fn configure(self) -> (String, &'static [&'static str]) {
+        let (suffix, options): (&str, &[&str]) = match self {
+            Kind::User => ("linux-user", &["--disable-system", "--enable-linux-user"]),
+            Kind::System => (
+                "softmmu",
+                &[
+                    "--disable-user",
+                    "--disable-linux-user",
+                    "--without-default-features",
+                    "--enable-tcg",
+                    "--enable-fdt=system",
+                ],
+            ),
+        };
+        let list = self
+            .arches()
+            .iter()
+            .map(|a| format!("{a}-{suffix}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        (list, options)
+    }
+}
 
 pub fn dir() -> PathBuf {
     crate::project_root().join("target/qemu-plugins")
 }
 
-/// `qemu-<arch>` of the counting build, for a profile's emulator name (`qemu-aarch64`).
+/// An emulator of the counting builds, by name (`qemu-aarch64`, `qemu-system-riscv64`).
 pub fn emulator(name: &str) -> PathBuf {
     dir().join("bin").join(name)
 }
@@ -44,19 +106,26 @@ pub fn plugin() -> PathBuf {
     crate::project_root().join("target/release/libqemu_counters.so")
 }
 
-/// Whether the counting QEMU and the plugin are built and load each other.
-pub fn check() -> Check {
+/// Whether the counting QEMU of `kind` and the plugin are built and load each other.
+pub fn check(kind: Kind) -> Check {
+    let what = match kind {
+        Kind::User => "qemu-user",
+        Kind::System => "qemu-system",
+    };
     Check {
         what: format!(
-            "QEMU {VERSION} with TCG plugins and the counting plugin ({})",
+            "{what} {VERSION} with TCG plugins and the counting plugin ({})",
             dir().display()
         ),
-        ok: works(),
-        fix: "cargo xtask setup (builds them under target/qemu-plugins/, ~3 minutes)".into(),
+        ok: kind.built() && works(),
+        fix: "cargo xtask setup (builds them under target/qemu-plugins/, ~3 minutes for \
+              qemu-user, ~5 for qemu-system)"
+            .into(),
     }
 }
 
-/// The counting QEMU runs the host's `true` under the plugin. The output file is this
+/// The counting qemu-user runs the host's `true` under the plugin (a system emulator has
+/// no program to run without an image: the counted runs themselves say when it fails). The output file is this
 /// process's own: harness commands run side by side (the harness's tests do) and one
 /// check must not delete another's probe.
 fn works() -> bool {
@@ -76,18 +145,17 @@ fn works() -> bool {
     ok
 }
 
-/// Builds what is missing: the plugin (always: cargo knows when it is current) and the
-/// emulators (once).
-pub fn ensure() -> Result<(), String> {
+/// Builds what is missing: the plugin (always: cargo knows when it is current), the user
+/// emulators (once) and, when `system`, the system emulators (once).
+pub fn ensure(system: bool) -> Result<(), String> {
     build_plugin()?;
-    if EMULATORS
-        .iter()
-        .all(|a| emulator(&format!("qemu-{a}")).is_file())
-        && works()
-    {
+    if system && !Kind::System.built() {
+        build_emulators(Kind::System)?;
+    }
+    if Kind::User.built() && works() {
         return Ok(());
     }
-    build_emulators()?;
+    build_emulators(Kind::User)?;
     if works() {
         Ok(())
     } else {
@@ -113,8 +181,11 @@ fn build_plugin() -> Result<(), String> {
     }
 }
 
-fn build_emulators() -> Result<(), String> {
+fn build_emulators(kind: Kind) -> Result<(), String> {
     let mut want: BTreeSet<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
+    if kind == Kind::System {
+        want.extend(SYSTEM_PACKAGES.map(String::from));
+    }
     if !on_path("cc") {
         want.insert("gcc".into());
     }
@@ -150,24 +221,41 @@ fn build_emulators() -> Result<(), String> {
             &dir.to_string_lossy(),
         ],
     )?;
+    if kind == Kind::System {
+        // The tarball has no firmware (+ds), yet meson still lists the edk2 images to
+        // unpack when bzip2 is on PATH; nothing here needs them.
+        let meson = src.join("meson.build");
+        let text =
+            std::fs::read_to_string(&meson).map_err(|e| format!("{}: {e}", meson.display()))?;
+        let patched = text.replace(
+            "unpack_edk2_blobs = bzip2.found()",
+            "unpack_edk2_blobs = false",
+        );
+        if patched == text {
+            return Err(format!(
+                "{}: no `unpack_edk2_blobs = bzip2.found()` to turn off (another QEMU version?)",
+                meson.display()
+            ));
+        }
+        std::fs::write(&meson, patched).map_err(|e| format!("{}: {e}", meson.display()))?;
+    }
     // Meson comes from PyPI into the harness venv; QEMU's configure makes its own venv on
     // top of that Python and finds it there.
     crate::venv::ensure(&MESON.map(String::from))?;
     let build = src.join("build");
     std::fs::create_dir_all(&build).map_err(|e| format!("{}: {e}", build.display()))?;
-    let targets = EMULATORS.map(|a| format!("{a}-linux-user")).join(",");
+    let (targets, options) = kind.configure();
     let status = Command::new(src.join("configure"))
         .current_dir(&build)
         .arg(format!("--python={}", crate::venv::python().display()))
         .arg(format!("--target-list={targets}"))
+        .args(options)
         .args([
-            "--disable-system",
-            "--enable-linux-user",
             "--enable-plugins",
             "--disable-docs",
             "--disable-tools",
             "--disable-werror",
-            // The +ds tarball has no firmware blobs, and user mode needs none.
+            // The +ds tarball has no firmware blobs, and the images need none.
             "--disable-install-blobs",
         ])
         .status()
@@ -183,7 +271,7 @@ fn build_emulators() -> Result<(), String> {
     ninja
         .current_dir(&build)
         .arg(format!("-j{jobs}"))
-        .args(EMULATORS.map(|a| format!("qemu-{a}")));
+        .args(kind.emulators());
     let status = ninja
         .status()
         .map_err(|e| format!("ninja: {e} (apt package ninja-build)"))?;
@@ -195,8 +283,7 @@ fn build_emulators() -> Result<(), String> {
     }
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
-    for a in EMULATORS {
-        let name = format!("qemu-{a}");
+    for name in kind.emulators() {
         std::fs::copy(build.join(&name), bin.join(&name))
             .map_err(|e| format!("{}: {e}", build.join(&name).display()))?;
     }

@@ -303,8 +303,7 @@ pub fn profile(
                 }
             }
             logits_runs(&b, &d, host, inputs, &mut rep);
-            // The counting plugin runs under qemu-user only.
-            if let Some(baseline) = inputs.counters.as_ref().filter(|_| !t.is_bare_metal()) {
+            if let Some(baseline) = &inputs.counters {
                 let scratch = inputs.scratch.join("counters");
                 let (rows, failures) =
                     crate::counters::gate(t, name, p, bin, &d.available, baseline, &scratch);

@@ -61,6 +61,15 @@ pub fn emulators(m: &Matrix, t: &Target) -> BTreeSet<String> {
     out
 }
 
+/// The counting QEMU `t`'s gate runs under.
+fn counting_kind(t: &Target) -> crate::counters::qemu::Kind {
+    if t.is_bare_metal() {
+        crate::counters::qemu::Kind::System
+    } else {
+        crate::counters::qemu::Kind::User
+    }
+}
+
 fn needs_zig(t: &Target) -> bool {
     t.setup.zig || t.builder == Builder::Zigbuild
 }
@@ -73,8 +82,8 @@ pub fn checks(m: &Matrix, t: &Target) -> Vec<Check> {
     for q in &qemus {
         out.push(qemu::check(q, &m.harness.qemu_min));
     }
-    if !qemus.is_empty() && !t.is_bare_metal() {
-        out.push(crate::counters::qemu::check());
+    if !qemus.is_empty() {
+        out.push(crate::counters::qemu::check(counting_kind(t)));
     }
     if let Some(prefix) = &t.ld_prefix {
         out.push(Check {
@@ -222,11 +231,14 @@ pub fn setup(m: &Matrix, targets: &[Target]) -> Result<(), String> {
         }
     }
     crate::venv::ensure(&m.harness.python)?;
-    if targets
+    // Every emulated target is gated on counts, under the counting QEMU of its kind.
+    let counted: Vec<_> = targets
         .iter()
-        .any(|t| !t.is_bare_metal() && !emulators(m, t).is_empty())
-    {
-        crate::counters::qemu::ensure()?;
+        .filter(|t| !emulators(m, t).is_empty())
+        .map(counting_kind)
+        .collect();
+    if !counted.is_empty() {
+        crate::counters::qemu::ensure(counted.contains(&crate::counters::qemu::Kind::System))?;
     }
     let mut missing: Vec<String> = harness_checks(m)
         .into_iter()

@@ -9,7 +9,6 @@ mod errors;
 #[cfg(target_os = "linux")]
 mod hugealloc;
 mod info;
-mod marks;
 mod membw;
 mod perplexity;
 mod profile;

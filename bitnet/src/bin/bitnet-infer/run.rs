@@ -119,7 +119,7 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
     let mut gen = Generator::new(&model, &pool, Batch::from(state), vec![sampler])
         .map_err(crate::errors::model)?;
     let t_prefill = Instant::now();
-    crate::marks::bitnet_counters_phase_prefill();
+    bitnet::marks::bitnet_counters_phase_prefill();
     gen.prefill(&[&prompt], keep_logits, &mut |e| {
         if let (Event::Logits(logits), true) = (e, keep_logits) {
             all_logits.extend_from_slice(logits);
@@ -129,7 +129,7 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
     let prefill_ms = ms(t_prefill);
 
     let t_decode = Instant::now();
-    crate::marks::bitnet_counters_phase_decode();
+    bitnet::marks::bitnet_counters_phase_decode();
     let options = Options {
         max_tokens: a.max_tokens,
         is_end: &is_end,
@@ -145,7 +145,7 @@ pub fn main(a: &RunArgs) -> Result<(), String> {
             Event::End { .. } => {}
         })
         .map_err(crate::errors::model)?;
-    crate::marks::bitnet_counters_phase_end();
+    bitnet::marks::bitnet_counters_phase_end();
     let (generated, decode_steps) = (outcome.tokens, outcome.steps.max(1));
     let decode_ms = ms(t_decode);
     let _ = out.write_all(decoder.finish().as_bytes());
