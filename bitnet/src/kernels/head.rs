@@ -6,6 +6,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::quants::dequantize_row_f16;
+use crate::quants::f16::to_f32 as f16_to_f32;
 
 /// Bytes of a Q8_0 block: f16 scale, then 32 signed bytes (owned by `quants::q8_0`).
 pub use crate::quants::q8_0::BLOCK_BYTES as Q8_0_BLOCK_BYTES;
@@ -148,13 +149,66 @@ pub(crate) fn dot_f16_tail(row: &[u8], x: &[f32], t: usize, cols: usize, from: u
 }
 
 /// Portable head kernels, written rows outermost: `out[r * n_tokens + t]`.
+///
+/// Each row's dot runs in the reference's order (a product, then an add, element by
+/// element, from -0.0 as `f32`'s `Sum` does), so it is [`vec_dot_f16_f32_ref`] bit for
+/// bit. Four rows go at once: each activation is loaded once for four weights, and a core
+/// has four independent add chains instead of one; the weights convert as they are read,
+/// not through a row buffer. Rows 2-byte aligned (GGUF aligns tensor data to 32 bytes) are
+/// read as `u16`: byte by byte, RISC-V needs five instructions per weight to load it.
 pub fn head_f16_scalar(rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]) {
     let (n, _) = check_head_f16(rows, cols, x, out);
-    let mut w = vec![0.0f32; cols]; // (cols,) one dequantized row
-    for (row, o) in rows.chunks_exact(2 * cols).zip(out.chunks_exact_mut(n)) {
-        let _ = dequantize_row_f16(row, &mut w);
-        for (t, y) in o.iter_mut().enumerate() {
-            *y = crate::ops::dot(&w, &x[t * cols..(t + 1) * cols]);
+    // SAFETY: every bit pattern is a valid u16.
+    match unsafe { rows.align_to::<u16>() } {
+        (&[], words, &[]) => head_f16_rows(words, cols, x, out, n, |h| f16_to_f32(u16::from_le(h))),
+        _ => {
+            let (pairs, _) = rows.as_chunks::<2>();
+            head_f16_rows(pairs, cols, x, out, n, |b| {
+                f16_to_f32(u16::from_le_bytes(b))
+            });
+        }
+    }
+}
+
+/// [`head_f16_scalar`] on rows of `cols` F16 weights of type `W`, each read by `f32_of`.
+#[inline(always)]
+fn head_f16_rows<W: Copy>(
+    w: &[W],
+    cols: usize,
+    x: &[f32],
+    out: &mut [f32],
+    n: usize,
+    f32_of: impl Fn(W) -> f32,
+) {
+    let mut quads = w.chunks_exact(4 * cols);
+    let mut outs = out.chunks_exact_mut(4 * n);
+    for (quad, o) in (&mut quads).zip(&mut outs) {
+        let (w0, rest) = quad.split_at(cols);
+        let (w1, rest) = rest.split_at(cols);
+        let (w2, w3) = rest.split_at(cols);
+        for (t, xt) in x.chunks_exact(cols).enumerate() {
+            let mut acc = [-0.0f32; 4];
+            for ((((&a, &b), &c), &d), &xk) in w0.iter().zip(w1).zip(w2).zip(w3).zip(xt) {
+                acc[0] += f32_of(a) * xk;
+                acc[1] += f32_of(b) * xk;
+                acc[2] += f32_of(c) * xk;
+                acc[3] += f32_of(d) * xk;
+            }
+            for (i, y) in acc.into_iter().enumerate() {
+                o[i * n + t] = y;
+            }
+        }
+    }
+    for (row, o) in quads
+        .remainder()
+        .chunks_exact(cols)
+        .zip(outs.into_remainder().chunks_exact_mut(n))
+    {
+        for (y, xt) in o.iter_mut().zip(x.chunks_exact(cols)) {
+            *y = row
+                .iter()
+                .zip(xt)
+                .fold(-0.0f32, |acc, (&h, &xk)| acc + f32_of(h) * xk);
         }
     }
 }

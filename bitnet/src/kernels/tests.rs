@@ -244,11 +244,35 @@ pub(crate) fn head_f16_matches_reference() {
         (7, 256, 3),
         (4, 100, 1),
         (6, 128, 1),
+        (8, 33, 2),
+        (11, 64, 3),
     ] {
         let w = f16_rows(&mut rng, rows, cols);
         let x = rng.f32s(n * cols, 2.0);
         let mut scalar = vec![f32::NAN; rows * n];
         head::head_f16_scalar(&w, cols, &x, &mut scalar);
+        // The portable head is the reference's dot bit for bit (kernels without a head of
+        // their own, and so `logits_exact`, rely on it), on rows read as u16 and on rows
+        // at an odd address, read byte by byte.
+        let mut odd = vec![0u8; w.len() + 1];
+        odd[1..].copy_from_slice(&w);
+        let mut from_odd = vec![f32::NAN; rows * n];
+        head::head_f16_scalar(&odd[1..], cols, &x, &mut from_odd);
+        assert_eq!(
+            bits(&from_odd),
+            bits(&scalar),
+            "{rows}x{cols} at an odd address"
+        );
+        for (r, row) in w.chunks_exact(2 * cols).enumerate() {
+            for (t, xt) in x.chunks_exact(cols).enumerate() {
+                let want = head::vec_dot_f16_f32_ref(row, xt);
+                assert_eq!(
+                    scalar[r * n + t].to_bits(),
+                    want.to_bits(),
+                    "{rows}x{cols} r{r} t{t}"
+                );
+            }
+        }
         for k in kernels() {
             tally.case(k.name(), || check_head_f16(k, &w, cols, &x, &scalar));
         }

@@ -35,24 +35,24 @@ pub fn quantize_row_f32_ref(src: &[f32], dst: &mut [u8]) -> Result<(), QuantErro
 ///
 /// `half` converts with the hardware instruction on x86_64 (F16C) and aarch64; elsewhere
 /// (armv7, riscv64) it runs a general software path that counted ~30 guest instructions
-/// per element of an F16 head under QEMU. Here a normal value is an integer add: the
-/// magnitude shifted into f32 position with the exponent rebiased by 127 - 15.
+/// per element of an F16 head under QEMU. Here the half, sign-extended and shifted by 13,
+/// has its sign in bit 31 and exponent and mantissa in f32 position (bits 30..28, copies of
+/// the sign, are cleared); one multiply by 2^112 rebiases the exponent from 15 to 127 and
+/// makes a subnormal half a normal f32, exactly. Only infinities and NaNs need a branch.
 #[inline]
 pub fn f16_to_f32(h: u16) -> f32 {
-    let h = u32::from(h);
-    let sign = (h & 0x8000) << 16;
-    let mag = (h & 0x7fff) << 13;
-    let exp = mag & 0x0f80_0000;
-    let bits = if exp.wrapping_sub(0x0080_0000) <= 0x0e80_0000 {
-        mag + 0x3800_0000 // exponent 1..=30: normal
-    } else if exp == 0 {
-        ((mag >> 13) as f32 * (1.0 / 16_777_216.0)).to_bits() // zero, subnormal: m * 2^-24
-    } else if mag & 0x007f_e000 == 0 {
-        0x7f80_0000 // inf
-    } else {
-        mag | 0x7fc0_0000 // NaN, quieted
-    };
-    f32::from_bits(bits | sign)
+    let bits = ((h as i16 as i32) << 13) as u32 & 0x8fff_e000;
+    if bits & 0x0f80_0000 == 0x0f80_0000 {
+        // Exponent 31: infinity, or a NaN kept quiet with its payload.
+        let quiet = if bits & 0x007f_e000 != 0 {
+            0x7fc0_0000
+        } else {
+            0x7f80_0000
+        };
+        return f32::from_bits(bits | quiet);
+    }
+    const TWO_POW_112: f32 = f32::from_bits((112 + 127) << 23);
+    f32::from_bits(bits) * TWO_POW_112
 }
 
 /// Decodes `dst.len()` little-endian IEEE half values from `src` (exact).
