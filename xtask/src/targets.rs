@@ -197,6 +197,12 @@ impl Target {
         self.run.starts_with("qemu-system-")
     }
 
+    /// Whether `t` runs under QEMU on profile `p`: every bare-metal profile does (booted by
+    /// the target's qemu-system), a Linux one when it names a qemu-user.
+    pub fn emulated_on(&self, p: &Profile) -> bool {
+        self.is_bare_metal() || p.qemu.is_some()
+    }
+
     pub fn is_host(&self) -> bool {
         self.triple == HOST
     }

@@ -48,10 +48,6 @@ pub fn run(
     out: &Path,
     limit: Duration,
 ) -> Result<Counts, String> {
-    let qemu = profile
-        .qemu
-        .as_ref()
-        .ok_or("a native profile cannot be counted (no emulator)")?;
     let _ = std::fs::remove_file(out);
     let ids = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
     let model = w.model.to_string_lossy().into_owned();
@@ -86,6 +82,10 @@ pub fn run(
         c.arg("-plugin").arg(plugin);
         c
     } else {
+        let qemu = profile
+            .qemu
+            .as_ref()
+            .ok_or("a native profile cannot be counted (no emulator)")?;
         let mut c = Command::new(super::qemu::emulator(qemu));
         if let Some(cpu) = &profile.cpu {
             c.args(["-cpu", cpu]);

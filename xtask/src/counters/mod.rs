@@ -196,7 +196,7 @@ pub fn gate(
     scratch: &Path,
 ) -> (Vec<Row>, Vec<Failure>) {
     let (mut rows, mut failures) = (Vec::new(), Vec::new());
-    if p.qemu.is_none() {
+    if !t.emulated_on(p) {
         return (rows, failures);
     }
     let model = match Model::new(&crate::project_root().join(GATE_MODEL)) {
@@ -234,7 +234,7 @@ fn count_all(ctx: &Ctx, a: &CountersArgs) -> Result<Vec<Row>, String> {
         .filter(|t| {
             t.profiles
                 .iter()
-                .any(|p| ctx.matrix.profiles[p].qemu.is_some())
+                .any(|p| t.emulated_on(&ctx.matrix.profiles[p]))
         })
         .collect();
     if targets.is_empty() {
@@ -260,7 +260,7 @@ fn count_all(ctx: &Ctx, a: &CountersArgs) -> Result<Vec<Row>, String> {
         progress.step(format!("{}: building", t.triple));
         let bin = build::binary(&ctx.sh, t, None)?;
         for name in t.profiles.iter().filter(|p| {
-            (a.cpu.is_empty() || a.cpu.contains(p)) && ctx.matrix.profiles[*p].qemu.is_some()
+            (a.cpu.is_empty() || a.cpu.contains(p)) && t.emulated_on(&ctx.matrix.profiles[*p])
         }) {
             let p = &ctx.matrix.profiles[name];
             let kernels = evaluate::expected_kernels(t, p).unwrap_or_default();
