@@ -22,6 +22,7 @@ use core::arch::asm;
 
 use super::scalar::epilogue_rows;
 use super::{ActBatch, KernelDesc};
+use crate::quants::f16::to_f32 as f16_to_f32;
 use crate::ternary::{CodeLayout, TernaryMatrix};
 
 /// Tokens sharing each decoded weight block.
@@ -509,20 +510,6 @@ fn cvt_hi(h: uint8x16_t) -> float32x4_t {
     unsafe {
         asm!("fcvtl2 {o:v}.4s, {h:v}.8h", h = in(vreg) h, o = lateout(vreg) o,
             options(pure, nomem, nostack, preserves_flags));
-    }
-    o
-}
-
-/// f32 of one little-endian half.
-#[inline(always)]
-fn f16_to_f32(bits: u16) -> f32 {
-    let o: f32;
-    // SAFETY: `fmov` and the half-to-single `fcvt` are baseline AArch64 floating point, which
-    // the target enables (the `vreg` operand does not compile without it); they read and write
-    // registers only (nomem).
-    unsafe {
-        asm!("fmov {o:s}, {b:w}", "fcvt {o:s}, {o:h}", b = in(reg) u32::from(bits),
-            o = out(vreg) o, options(pure, nomem, nostack, preserves_flags));
     }
     o
 }
