@@ -2,7 +2,7 @@
 
 use bitnet::gguf::GgufFile;
 use bitnet::kernels::Kernel;
-use bitnet::model::{tensor_type_summary, KvType, KvTypes, Model};
+use bitnet::model::{tensor_type_summary, KvType, KvTypes};
 
 use crate::args::InfoArgs;
 use crate::setup::json_str;
@@ -13,7 +13,7 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
     let path = a.model.display();
     let selected = crate::setup::kernel(&a.kernel)?;
     // Loading checks every tensor's shape and type, so `info` also validates the file.
-    let model = Model::load(g, file.source(), selected).map_err(|e| format!("{path}: {e}"))?;
+    let model = crate::setup::load_model(&file, selected).map_err(|e| format!("{path}: {e}"))?;
     let c = &model.config;
     let tied = g.tensor("output.weight").is_none();
     let available: Vec<&str> = Kernel::available().map(Kernel::name).collect();

@@ -43,15 +43,25 @@ pub fn pool(threads: usize) -> Result<Pool, String> {
     Pool::new(threads).map_err(|e| format!("cannot start {threads} threads: {e}"))
 }
 
-/// Loads the model with the selected kernel and applies `--head`.
+/// `Model::load`, its weights on huge pages where the allocator can (`hugealloc`).
+pub fn load_model(file: &GgufFile, kernel: Kernel) -> Result<Model, bitnet::model::ModelError> {
+    let load = || Model::load(file.gguf(), file.source(), kernel);
+    #[cfg(target_os = "linux")]
+    return crate::hugealloc::packed(load);
+    #[cfg(not(target_os = "linux"))]
+    load()
+}
+
+/// Loads the model with the selected kernel and applies `--head` and `--head-in-file`.
 pub fn load(file: &GgufFile, shown: &str, a: &KernelArgs, pool: &Pool) -> Result<Model, String> {
     let kernel = kernel(a)?;
-    let mut model =
-        Model::load(file.gguf(), file.source(), kernel).map_err(|e| format!("{shown}: {e}"))?;
+    let mut model = load_model(file, kernel).map_err(|e| format!("{shown}: {e}"))?;
     if a.head == "q8_0" {
         model
             .quantize_head_q8_0(pool)
             .map_err(|e| format!("{shown}: {}", crate::errors::model(e)))?;
+    } else if !a.head_in_file {
+        model.copy_head_to_memory();
     }
     Ok(model)
 }
