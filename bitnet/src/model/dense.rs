@@ -8,7 +8,8 @@ use crate::quants::{self, GgmlType};
 pub type Source = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 /// A (rows, cols) matrix of a non-ternary type, left in the file and dequantized a row at
-/// a time: the 2B4T embedding is 656 MB as F16 and is never copied.
+/// a time: the 2B4T embedding is 656 MB as F16. (`bitnet-infer` copies a head it streams
+/// every token into memory: [`Model::copy_head_to_memory`](super::Model::copy_head_to_memory).)
 #[derive(Clone)]
 pub struct DenseMatrix {
     pub ty: GgmlType,
