@@ -515,3 +515,37 @@ fn block_kv_type_on_a_head_size_not_a_multiple_of_32_names_the_flag() {
         );
     }
 }
+
+#[test]
+fn head_in_file_or_copied_gives_the_same_logits() {
+    let model = fixture("tiny-b158-tq2_0.gguf");
+    let args = ["--prompt-tokens", "256,72,105", "--max-tokens", "3"];
+    let copied = logits_of(&model, "head-copied.npy", &args);
+    let in_file = logits_of(
+        &model,
+        "head-in-file.npy",
+        &[&args[..], &["--head-in-file"]].concat(),
+    );
+    assert_eq!(copied, in_file);
+}
+
+#[test]
+fn page_cache_rereads_a_file_and_names_a_missing_one() {
+    let path = scratch("page-cache.bin");
+    std::fs::write(&path, vec![7u8; 5 << 20]).unwrap();
+    let out = infer(&["page-cache", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("5.2 of 5.2 MB in the page cache"),
+        "{stdout}"
+    );
+    let missing = scratch("no-such-file.bin");
+    let out = infer(&["page-cache", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no-such-file.bin") && stderr.contains("No such file"),
+        "{stderr}"
+    );
+}

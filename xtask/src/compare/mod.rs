@@ -4,7 +4,9 @@
 //! goes first), so a load change on a shared machine hits both engines alike. The report:
 //! per test and thread count, each engine's tok/s (mean ± standard deviation over rounds)
 //! and their ratio (ratio of means, and the range of the per-round ratios), under a header
-//! with the host's CPU model, core count and the read bandwidth `bench` measured.
+//! with the host's CPU model, core count and the read bandwidth `bench` measured. Before
+//! the rounds, `bitnet-infer page-cache` re-reads the model into the page cache in 2 MiB
+//! folios where Linux can, so both engines' maps of it find the same cache.
 //!
 //! Not part of `.ci/run`: the first run downloads and builds llama.cpp (minutes).
 
@@ -33,6 +35,12 @@ pub fn run(a: &CompareArgs) -> Result<(), String> {
         }
         None => crate::bench_model::ensure("bitnet", "tq2_0", "f16", false)?,
     };
+    // The same page cache for both engines (llama.cpp reads its weights through the map):
+    // the file re-read in 2 MiB folios where Linux can.
+    let mut c = Command::new(&ours);
+    c.arg("page-cache").arg(&model);
+    let page_cache = output(c, "bitnet-infer page-cache", "")?.trim().to_string();
+    eprintln!("{page_cache}");
     let host = Host::probe();
     let load_before = load_average();
     let mut samples: Vec<Samples> = a
@@ -82,6 +90,7 @@ pub fn run(a: &CompareArgs) -> Result<(), String> {
         load_average_before: load_before,
         load_average_after: load_average(),
         model: model.display().to_string(),
+        page_cache,
         llama_cpp: format!("llama-cpp-python {} sdist, llama.cpp {llama_build}", llama_cpp::VERSION),
         command: format!(
             "bitnet-infer bench --json -p {p} -n {g} -t T -r 1 / llama-bench -m F -p {p} -n {g} -t T -r 1 -o json, {} interleaved round(s)",
@@ -193,6 +202,8 @@ struct Report {
     load_average_before: String,
     load_average_after: String,
     model: String,
+    /// `bitnet-infer page-cache`'s line, from before the rounds.
+    page_cache: String,
     llama_cpp: String,
     command: String,
     read_bandwidth: Vec<Bandwidth>,
@@ -291,8 +302,8 @@ fn markdown(r: &Report) -> String {
         ));
     }
     out.push_str(&format!(
-        "* model: {}\n* llama.cpp: {}\n* {}\n\n",
-        r.model, r.llama_cpp, r.command
+        "* model: {}\n* page cache before the rounds: {}\n* llama.cpp: {}\n* {}\n\n",
+        r.model, r.page_cache, r.llama_cpp, r.command
     ));
     out.push_str(&table(&r.rows));
     out

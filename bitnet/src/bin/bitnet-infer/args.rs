@@ -36,6 +36,17 @@ pub enum Command {
     /// Check `bench`'s read-bandwidth probe against a plain streaming read, on 4 KiB and
     /// 2 MiB pages and through a file's mmap (the pages a model's tensors live in).
     Membw(MembwArgs),
+    /// Re-read a file into the page cache in 2 MiB folios where Linux can (its cached pages
+    /// dropped, then read through a 2 MiB-aligned map advised onto huge pages), and say how
+    /// much is: what `cargo xtask compare` does before its rounds, so that every engine's map
+    /// of the model finds the same cache.
+    PageCache(PageCacheArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PageCacheArgs {
+    /// The file (a model).
+    pub file: PathBuf,
 }
 
 #[derive(Args, Debug)]

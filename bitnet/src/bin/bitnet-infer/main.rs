@@ -10,6 +10,7 @@ mod errors;
 mod hugealloc;
 mod info;
 mod membw;
+mod page_cache;
 mod perplexity;
 mod profile;
 mod run;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Some(args::Command::Perplexity(a)) => perplexity::main(&a),
         Some(args::Command::Convert(a)) => convert::main(&a),
         Some(args::Command::Membw(a)) => membw::main(&a),
+        Some(args::Command::PageCache(a)) => page_cache::main(&a),
         None => run::main(&cli.run),
     };
     match result {
