@@ -65,8 +65,20 @@ pub(super) fn linear(
             r -= rows[m];
             m += 1;
         }
-        mm.bitmatmul(&ls[m].w, x, r, out)
+        mm.bitmatmul(&ls[m].w, x, r, out);
+        if n == 1 {
+            // (rows, 1) is already (1, rows): scale here, while the rows are in cache.
+            out.iter_mut().for_each(|y| *y *= ls[m].out_scale);
+        }
     });
+    if n == 1 {
+        let mut off = 0;
+        for (out, &rows) in outs.iter_mut().zip(&rows) {
+            out[..rows].copy_from_slice(&tmp[off..off + rows]);
+            off += rows;
+        }
+        return;
+    }
     // (rows, n) -> (n, rows), 16 tokens per task: a task reads whole cache lines of `tmp`
     // (16 tokens of a row) instead of one float per line; one token per task took an eighth
     // of a 128-token prefill.
