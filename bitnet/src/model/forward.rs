@@ -354,8 +354,13 @@ impl Model {
             drop(span);
             let span = profile::span(Part::Elementwise);
             let up = &b.up;
-            exec.for_each_chunk(&mut b.gate, c.n_ff, &|t, g| {
-                let gate_up = g.iter_mut().zip(&up[t * c.n_ff..]);
+            // A token per task; one token's row split among the threads.
+            let chunk = match n {
+                1 => c.n_ff.div_ceil(exec.threads()),
+                _ => c.n_ff,
+            };
+            exec.for_each_chunk(&mut b.gate, chunk, &|i, g| {
+                let gate_up = g.iter_mut().zip(&up[i * chunk..]);
                 // One loop per activation, so that each is inlined and vectorised.
                 match c.act {
                     Activation::Relu2 => gate_up.for_each(|(g, &u)| *g = ops::relu2(*g) * u),
