@@ -111,7 +111,7 @@ struct Slabs {
     current: usize,
 }
 
-static SLABS: Mutex<Slabs> = Mutex::new(Slabs {
+const NO_SLABS: Slabs = Slabs {
     slabs: [Slab {
         base: 0,
         len: 0,
@@ -120,7 +120,9 @@ static SLABS: Mutex<Slabs> = Mutex::new(Slabs {
     }; MAX_SLABS],
     n: 0,
     current: 0,
-});
+};
+
+static SLABS: Mutex<Slabs> = Mutex::new(NO_SLABS);
 
 impl Slabs {
     /// A block of `size` bytes: from the current slab, a new one when it is full, or one
@@ -290,20 +292,9 @@ unsafe impl GlobalAlloc for HugePageAlloc {
 mod tests {
     use super::*;
 
-    const EMPTY: Slabs = Slabs {
-        slabs: [Slab {
-            base: 0,
-            len: 0,
-            used: 0,
-            live: 0,
-        }; MAX_SLABS],
-        n: 0,
-        current: 0,
-    };
-
     #[test]
     fn slab_blocks_pack_and_slabs_go_when_empty() {
-        let mut s = EMPTY;
+        let mut s = NO_SLABS;
         // Three 1.5 MB blocks share the first slab, 64-byte aligned, one after another.
         let size = 1_500_001;
         let b: Vec<usize> = (0..3).map(|_| s.alloc(size) as usize).collect();
