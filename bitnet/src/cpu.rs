@@ -216,6 +216,25 @@ impl CpuFeatures {
     }
 }
 
+/// Whether the CPU is AMD's (or Hygon's, whose cores are AMD's Zen), from CPUID's vendor
+/// string: the kernels' software prefetch defaults to off there ([`crate::kernels::prefetch`]).
+/// `false` on other architectures.
+pub fn is_amd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: CPUID exists on every x86_64 CPU (a safe fn on newer compilers).
+        #[allow(unused_unsafe)]
+        let l0 = unsafe { core::arch::x86_64::__cpuid(0) };
+        let mut vendor = [0u8; 12];
+        vendor[..4].copy_from_slice(&l0.ebx.to_le_bytes());
+        vendor[4..8].copy_from_slice(&l0.edx.to_le_bytes());
+        vendor[8..].copy_from_slice(&l0.ecx.to_le_bytes());
+        &vendor == b"AuthenticAMD" || &vendor == b"HygonGenuine"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// [`CpuFeatures::missing_built_in`] of this process.
 pub fn missing_target_features() -> alloc::vec::Vec<&'static str> {
     CpuFeatures::get().missing_built_in()
@@ -534,6 +553,19 @@ mod tests {
         for (f, want) in pairs {
             assert_eq!(cpu.detected(f), want, "{f}");
         }
+    }
+
+    #[cfg(all(feature = "std", target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn vendor_agrees_with_the_kernels_cpuinfo() {
+        let info = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo");
+        let vendor = info
+            .lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == "vendor_id"))
+            .map(|(_, v)| v.trim().to_string())
+            .expect("a vendor_id line");
+        let amd = vendor == "AuthenticAMD" || vendor == "HygonGenuine";
+        assert_eq!(is_amd(), amd, "vendor_id {vendor}");
     }
 
     #[cfg(feature = "std")]

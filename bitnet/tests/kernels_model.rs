@@ -430,3 +430,56 @@ fn cli_kernel_selection_info_json_and_bench() {
     assert_eq!(too_deep.status.code(), Some(1));
     assert!(err(&too_deep).contains("-d 100000"), "{}", err(&too_deep));
 }
+
+#[test]
+fn prefetch_choice_is_reported_checked_and_leaves_logits_alone() {
+    let m = fixture("tiny-b158-tq2_0.gguf");
+    let err = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let dir = std::env::temp_dir().join(format!("bitnet-prefetch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Decode steps (one token each) go through the loops that prefetch.
+    let logits = |mode: &str| {
+        let path = dir.join(format!("{mode}.npy"));
+        let args = [
+            "--model",
+            &m,
+            "--prompt-tokens",
+            "256,72,105",
+            "-n",
+            "4",
+            "--temperature",
+            "0",
+            "--threads",
+            "2",
+            "--prefetch",
+            mode,
+            "--logits-out",
+            path.to_str().unwrap(),
+        ];
+        let o = infer(&args, &[]);
+        assert!(o.status.success(), "{mode}: {}", err(&o));
+        std::fs::read(&path).unwrap()
+    };
+    assert_eq!(logits("on"), logits("off"));
+
+    let info = infer(&["info", "--model", &m, "--json", "--prefetch", "off"], &[]);
+    let json = String::from_utf8_lossy(&info.stdout);
+    assert!(json.contains("\"prefetch\": \"off\""), "{json}");
+    let auto = infer(&["info", "--model", &m, "--json"], &[]);
+    let want = if bitnet::cpu::is_amd() {
+        "\"prefetch\": \"off (auto: AMD CPU)\""
+    } else {
+        "\"prefetch\": \"on (auto)\""
+    };
+    assert!(String::from_utf8_lossy(&auto.stdout).contains(want));
+
+    let bad = infer(&["info", "--model", &m], &[("BITNET_PREFETCH", "maybe")]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        err(&bad)
+            .contains("BITNET_PREFETCH: unknown value 'maybe' (expected one of: auto, on, off)"),
+        "{}",
+        err(&bad)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

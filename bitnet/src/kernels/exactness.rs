@@ -72,6 +72,7 @@ tests![
     tests::bitmatmul_extremes,
     tests::head_f16_matches_reference,
     tests::head_f16_special_values,
+    tests::decode_with_and_without_prefetch,
     tests::head_q8_0_matches_reference,
     tests::head_q8_0_extremes,
     #[cfg(target_arch = "x86_64")]

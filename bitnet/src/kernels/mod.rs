@@ -19,6 +19,7 @@ pub mod exactness;
 mod fault;
 pub mod head;
 pub mod kv;
+pub mod prefetch;
 pub mod scalar;
 #[cfg(any(test, feature = "kernel-tests"))]
 mod tally;

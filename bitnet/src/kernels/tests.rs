@@ -279,6 +279,43 @@ pub(crate) fn head_f16_matches_reference() {
     }
 }
 
+/// The decode (one token) and head loops with software prefetch forced on and then off:
+/// each setting is a separate code path of the x86_64 loops, and which one `auto` picks
+/// depends on the CPU. The only test that sets the process's choice (the others only read
+/// it, and no result depends on it), so each pass runs the path it names.
+#[cfg_attr(test, test)]
+pub(crate) fn decode_with_and_without_prefetch() {
+    use super::prefetch::{self, Prefetch};
+    let mut tally = Tally::all_kernels("decode_with_and_without_prefetch");
+    let mut rng = XorShift::new(0xF37C);
+    for mode in [Prefetch::On, Prefetch::Off] {
+        prefetch::set(mode);
+        assert_eq!(prefetch::enabled(), mode == Prefetch::On);
+        // An odd and an even count of 16-row groups; rows of 2560 run past the 1 KiB the
+        // loops prefetch ahead.
+        for &(rows, cols, group_len) in &[(45, 2560, 256), (64, 2560, 2560), (33, 128, 128)] {
+            let w = random_matrix(&mut rng, rows, cols, group_len);
+            let x = random_acts(&mut rng, 1, cols);
+            let what = alloc::format!("prefetch {mode:?}, {rows}x{cols}");
+            for k in kernels() {
+                tally.case(k.name(), || check_kernel(k, &w, &x, &what));
+            }
+        }
+        for &(rows, cols) in &[(9, 2560), (4, 1024), (5, 100)] {
+            let w = f16_rows(&mut rng, rows, cols);
+            let x = rng.f32s(cols, 2.0);
+            let mut scalar = vec![f32::NAN; rows];
+            head::head_f16_scalar(&w, cols, &x, &mut scalar);
+            for k in kernels() {
+                tally.case(k.name(), || check_head_f16(k, &w, cols, &x, &scalar));
+            }
+        }
+    }
+    prefetch::set(Prefetch::Auto);
+    assert_eq!(prefetch::enabled(), prefetch::auto_enabled());
+    assert_eq!(prefetch::auto_enabled(), !crate::cpu::is_amd());
+}
+
 /// F16 weights of every class a SIMD head converts by hand: zeros, subnormals, the
 /// smallest and largest normals, both signs; and an infinite weight, which must give an
 /// infinite output as in the reference.

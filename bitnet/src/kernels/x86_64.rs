@@ -16,6 +16,7 @@ use core::arch::x86_64::*;
 
 use super::head::{HeadActs, Q8_0_BLOCK_BYTES};
 use super::kv::check_kv_dot;
+use super::prefetch;
 use super::{ActBatch, KernelDesc};
 use crate::quants::q4_0;
 use crate::ternary::{CodeLayout, TernaryMatrix};
@@ -234,6 +235,7 @@ macro_rules! kernels_256 {
                 t0: usize,
                 rows_end: usize,
                 out: &mut [f32],
+                prefetch: bool,
             ) {
                 let chunks = j.cols / 16;
                 let per_group = j.group_blocks * 8; // even
@@ -252,7 +254,7 @@ macro_rules! kernels_256 {
                         acc[1][t][0] = init;
                     }
                     for c in g * per_group..(g + 1) * per_group {
-                        if T == 1 {
+                        if T == 1 && prefetch {
                             // Decode streams the codes once: 1 KiB ahead, as in avx512vnni.
                             let ahead = codes.wrapping_add((c + 16) * 64);
                             _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
@@ -320,6 +322,7 @@ macro_rules! kernels_256 {
                 let n = j.n_tokens;
                 let rows_end = row0 + out.len() / n.max(1);
                 let (g_begin, g_end) = (row0 / 16, rows_end.div_ceil(16));
+                let pf = prefetch::enabled();
                 // Row groups outermost: a group's codes stay in cache while every token
                 // passes over them (each weight from memory once per call).
                 for g in g_begin..g_end {
@@ -330,8 +333,8 @@ macro_rules! kernels_256 {
                         // shapes, g < g_end covers rows below rows_end, t0 + tn <= n.
                         unsafe {
                             match tn {
-                                1 => tile16::<1, 2>(&j, g, t0, rows_end, out),
-                                _ => tile16::<2, 1>(&j, g, t0, rows_end, out),
+                                1 => tile16::<1, 2>(&j, g, t0, rows_end, out, pf),
+                                _ => tile16::<2, 1>(&j, g, t0, rows_end, out, pf),
                             }
                         }
                         t0 += tn;
@@ -388,6 +391,7 @@ macro_rules! kernels_256 {
             pub unsafe fn $head_f16(rows: &[u8], cols: usize, x: &[f32], out: &mut [f32]) {
                 let (n, n_rows) = super::super::head::check_head_f16(rows, cols, x, out);
                 let main = cols / 32 * 32;
+                let pf = prefetch::enabled();
                 for r in 0..n_rows {
                     let row = &rows[r * cols * 2..(r + 1) * cols * 2];
                     for t in 0..n {
@@ -395,7 +399,7 @@ macro_rules! kernels_256 {
                         let mut acc = [_mm256_setzero_ps(); 4];
                         let mut k = 0;
                         while k < main {
-                            if t == 0 {
+                            if t == 0 && pf {
                                 // 1 KiB ahead, as in avx512vnni.
                                 let ahead = row.as_ptr().wrapping_add(2 * k + 1024);
                                 _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
@@ -573,17 +577,24 @@ pub mod avx512vnni {
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
     unsafe fn row16_decode(j: &Job, g0: usize, t: usize, rows_end: usize, out: &mut [f32]) {
         // SAFETY: as this function's own contract.
-        unsafe { row16_decode_n::<1>(j, [g0], t, rows_end, out) }
+        unsafe {
+            if prefetch::enabled() {
+                row16_decode_n::<1, true>(j, [g0], t, rows_end, out)
+            } else {
+                row16_decode_n::<1, false>(j, [g0], t, rows_end, out)
+            }
+        }
     }
 
     /// [`row16_decode`] of `G` row groups at once, their code streams interleaved chunk by
-    /// chunk.
+    /// chunk, prefetching each stream `DECODE_PREFETCH` chunks ahead if `PF`
+    /// ([`prefetch`]).
     ///
     /// # Safety
     /// As [`row16_decode`] for each of `gs`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
-    unsafe fn row16_decode_n<const G: usize>(
+    unsafe fn row16_decode_n<const G: usize, const PF: bool>(
         j: &Job,
         gs: [usize; G],
         t: usize,
@@ -609,9 +620,11 @@ pub mod avx512vnni {
             let mut c = g * per_group;
             while c < (g + 1) * per_group {
                 for (codes, acc) in codes.iter().zip(acc.iter_mut()) {
-                    let ahead = codes.wrapping_add((c + DECODE_PREFETCH) * 64);
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
+                    if PF {
+                        let ahead = codes.wrapping_add((c + DECODE_PREFETCH) * 64);
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
+                    }
                     for h in 0..2 {
                         // SAFETY: chunk c + h < chunks (c is even, chunks per group even): its
                         // 64 code bytes and 16 activations are inside the slices taken above.
@@ -691,10 +704,18 @@ pub mod avx512vnni {
             // streams measured no better). One stream leaves too few cache-line misses in
             // flight.
             let half = (g_end - g_begin) / 2;
+            let pf = prefetch::enabled();
             for g in g_begin..g_begin + half {
+                let gs = [g, g + half];
                 // SAFETY: the caller guarantees the features; `Job::new` checked the shapes,
                 // g and g + half < g_end cover rows below rows_end, 0 < n.
-                unsafe { row16_decode_n::<2>(&j, [g, g + half], 0, rows_end, out) };
+                unsafe {
+                    if pf {
+                        row16_decode_n::<2, true>(&j, gs, 0, rows_end, out)
+                    } else {
+                        row16_decode_n::<2, false>(&j, gs, 0, rows_end, out)
+                    }
+                };
             }
             for g in g_begin + 2 * half..g_end {
                 // SAFETY: as above, the odd group left.
@@ -798,6 +819,7 @@ pub mod avx512vnni {
             // two streams (as the ternary decode does); each row's sums are the same as below.
             let half = n_rows / 2;
             let xt = x.as_ptr();
+            let pf = prefetch::enabled();
             for r in 0..half {
                 let (a, b) = (
                     &rows[r * cols * 2..][..cols * 2],
@@ -807,9 +829,11 @@ pub mod avx512vnni {
                 let mut k = 0;
                 while k < main {
                     for (row, acc) in [a, b].iter().zip(acc.iter_mut()) {
-                        let ahead = row.as_ptr().wrapping_add(2 * k + HEAD_PREFETCH);
-                        _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
-                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
+                        if pf {
+                            let ahead = row.as_ptr().wrapping_add(2 * k + HEAD_PREFETCH);
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
+                        }
                         for (i, acc) in acc.iter_mut().enumerate() {
                             // SAFETY: k + 16i + 16 <= main == cols: sixteen halves of the row
                             // and sixteen floats of `x` (one token of `cols`).
@@ -837,6 +861,7 @@ pub mod avx512vnni {
             }
             return;
         }
+        let pf = prefetch::enabled();
         for r in 0..n_rows {
             let row = &rows[r * cols * 2..(r + 1) * cols * 2];
             for t in 0..n {
@@ -844,7 +869,7 @@ pub mod avx512vnni {
                 let mut acc = [_mm512_setzero_ps(); 4];
                 let mut k = 0;
                 while k < main {
-                    if t == 0 {
+                    if t == 0 && pf {
                         let ahead = row.as_ptr().wrapping_add(2 * k + HEAD_PREFETCH);
                         _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                         _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());

@@ -178,6 +178,11 @@ pub struct KernelArgs {
     /// decode where the page cache holds the file in small pages.
     #[arg(long)]
     pub head_in_file: bool,
+    /// Software prefetch in the x86_64 decode and head loops: `auto` is on except on AMD
+    /// CPUs, whose hardware prefetchers stream faster without it. Also read from
+    /// BITNET_PREFETCH.
+    #[arg(long, value_parser = bitnet::kernels::prefetch::Prefetch::NAMES)]
+    pub prefetch: Option<String>,
 }
 
 /// The KV cache types. Keys and values can differ: `--kv-type-k` / `--kv-type-v` override

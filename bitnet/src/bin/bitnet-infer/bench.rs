@@ -308,12 +308,13 @@ fn report(a: &BenchArgs, file: &GgufFile, model: &Model, kv: KvTypes, rows: &[Ro
             })
             .collect();
         println!(
-            "{{\"model\": {}, \"weights\": {}, \"head\": {}, \"kernel\": {}, \"kv_type\": {}, \"bytes_per_token\": {bpt}, \"ctx_depth\": {}, \"kv_bytes_per_token_read\": {kv_read:.0}, \
+            "{{\"model\": {}, \"weights\": {}, \"head\": {}, \"kernel\": {}, \"prefetch\": {}, \"kv_type\": {}, \"bytes_per_token\": {bpt}, \"ctx_depth\": {}, \"kv_bytes_per_token_read\": {kv_read:.0}, \
              \"n_prompt\": {}, \"n_gen\": {}, \"batch_size\": {}, \"reps\": {}, \"results\": [{}]}}",
             json_str(&a.model.display().to_string()),
             json_str(&weights),
             json_str(head),
             json_str(model.kernel.name()),
+            json_str(bitnet::kernels::prefetch::describe()),
             json_str(&kv.to_string()),
             a.ctx_depth,
             a.n_prompt,
@@ -337,8 +338,9 @@ fn report(a: &BenchArgs, file: &GgufFile, model: &Model, kv: KvTypes, rows: &[Ro
         bpt as f64 / 1e9
     );
     println!(
-        "kernel  {}, kv {kv}, {} reps{}",
+        "kernel  {}, software prefetch {}, kv {kv}, {} reps{}",
         model.kernel,
+        bitnet::kernels::prefetch::describe(),
         a.reps,
         if b > 1 {
             format!(

@@ -100,10 +100,11 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
             cpu.join(", ")
         );
         println!(
-            "  \"kernels\": {{\"available\": {}, \"selected\": {}, \"logits_exact\": {}, \
-             \"cpu_features\": {}}}",
+            "  \"kernels\": {{\"available\": {}, \"selected\": {}, \"prefetch\": {}, \
+             \"logits_exact\": {}, \"cpu_features\": {}}}",
             list(&available),
             json_str(selected.name()),
+            json_str(bitnet::kernels::prefetch::describe()),
             list(&logits_exact),
             list(&present)
         );
@@ -168,8 +169,10 @@ pub fn main(a: &InfoArgs) -> Result<(), String> {
         feats.join(" ")
     );
     println!(
-        "kernels       available: {}; selected: {selected}; logits bit-identical to scalar: {}",
+        "kernels       available: {}; selected: {selected}; software prefetch: {}; \
+         logits bit-identical to scalar: {}",
         available.join(", "),
+        bitnet::kernels::prefetch::describe(),
         logits_exact.join(", ")
     );
     Ok(())

@@ -2,14 +2,17 @@
 //! and apply the head option.
 
 use bitnet::gguf::GgufFile;
+use bitnet::kernels::prefetch::{self, Prefetch};
 use bitnet::kernels::Kernel;
 use bitnet::model::{Config, KvCache, KvType, KvTypes, Model};
 use bitnet::parallel::Pool;
 
 use crate::args::{KernelArgs, KvArgs};
 
-/// `--kernel`, else `BITNET_KERNEL`, else the best kernel this CPU runs.
+/// `--kernel`, else `BITNET_KERNEL`, else the best kernel this CPU runs; also applies
+/// `--prefetch` (else `BITNET_PREFETCH`, else auto).
 pub fn kernel(a: &KernelArgs) -> Result<Kernel, String> {
+    prefetch::set(prefetch_choice(a)?);
     if let Some(name) = &a.kernel {
         return Kernel::select(Some(name)).map_err(|e| format!("--kernel: {e}"));
     }
@@ -19,6 +22,22 @@ pub fn kernel(a: &KernelArgs) -> Result<Kernel, String> {
         }
         _ => Ok(Kernel::detect()),
     }
+}
+
+fn prefetch_choice(a: &KernelArgs) -> Result<Prefetch, String> {
+    let (source, name) = match &a.prefetch {
+        Some(name) => ("--prefetch", name.clone()),
+        None => match std::env::var("BITNET_PREFETCH") {
+            Ok(name) if !name.is_empty() => ("BITNET_PREFETCH", name),
+            _ => return Ok(Prefetch::Auto),
+        },
+    };
+    Prefetch::from_name(&name).ok_or_else(|| {
+        format!(
+            "{source}: unknown value '{name}' (expected one of: {})",
+            Prefetch::NAMES.join(", ")
+        )
+    })
 }
 
 /// `-t 1,2`: the thread counts to measure, else the physical cores alone.
