@@ -732,7 +732,7 @@ pub mod avx512vnni {
             let rn = if g_end - g >= 2 { 2 } else { 1 };
             let mut t0 = 0;
             while t0 < n {
-                let tn = (n - t0).min(4);
+                let tn = if n - t0 >= 8 { 8 } else { (n - t0).min(4) };
                 // SAFETY: the caller guarantees the features; `Job::new` checked the shapes,
                 // g + rn <= g_end covers rows below rows_end, t0 + tn <= n.
                 unsafe {
@@ -745,6 +745,8 @@ pub mod avx512vnni {
                         (2, 2) => tile16::<2, 2>(&j, g, t0, rows_end, out),
                         (2, 3) => tile16::<2, 3>(&j, g, t0, rows_end, out),
                         (2, 4) => tile16::<2, 4>(&j, g, t0, rows_end, out),
+                        (2, 8) => tile16::<2, 8>(&j, g, t0, rows_end, out),
+                        (1, 8) => tile16::<1, 8>(&j, g, t0, rows_end, out),
                         (1, 2) => tile16::<1, 2>(&j, g, t0, rows_end, out),
                         (1, 3) => tile16::<1, 3>(&j, g, t0, rows_end, out),
                         (1, 4) => tile16::<1, 4>(&j, g, t0, rows_end, out),
