@@ -39,6 +39,7 @@ pub fn rms_inv(x: &[f32], eps: f32) -> f32 {
 }
 
 /// Softmax in place, numerically stabilised by the maximum.
+#[inline(always)]
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // Two loops: the exponentials vectorise, the sum keeps its order.
@@ -146,6 +147,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// A dot product in eight independent lanes, which the compiler vectorises. Sums in a
 /// different order than [`dot`]: the two are not interchangeable bit for bit.
+#[inline(always)]
 pub fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (xa, xb) = (a.chunks_exact(8), b.chunks_exact(8));
