@@ -4,7 +4,9 @@
 
 use alloc::vec::Vec;
 
-use crate::kernels::act::{quantize_acts_ref, quantize_row_i8_ref, rmsnorm_quantize};
+use crate::kernels::act::{
+    quantize_acts_ref, quantize_row_i8_ref, rmsnorm_quantize, rmsnorm_quantize_row,
+};
 use crate::kernels::ActBatch;
 use crate::model::RopeType;
 use crate::parallel::Exec;
@@ -19,6 +21,7 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
 }
 
 /// `1 / sqrt(mean(x^2) + eps)`.
+#[inline(always)]
 pub fn rms_inv(x: &[f32], eps: f32) -> f32 {
     // Eight partial sums: one chain of dependent f64 adds was most of the norms' time.
     let mut acc = [0.0f64; 8];
@@ -194,10 +197,7 @@ pub fn norm_quantize(exec: &dyn Exec, x: &[f32], w: &[f32], eps: f32, out: &mut 
         out.q.chunks_exact_mut(cols).zip(&mut out.scale).collect();
     exec.for_each_chunk(&mut rows, 1, &|t, task| {
         let (q, scale) = &mut task[0];
-        let row = &x[t * cols..(t + 1) * cols];
-        let inv = rms_inv(row, eps);
-        let w = &w[..cols];
-        **scale = quantize_row_i8_ref(row, |i, v| v * inv * w[i], q);
+        **scale = rmsnorm_quantize_row(&x[t * cols..(t + 1) * cols], w, eps, q);
     });
     out.update_block_sums();
 }
