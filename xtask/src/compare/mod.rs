@@ -146,7 +146,20 @@ pub struct Stat {
     pub stddev: f64,
     pub min: f64,
     pub max: f64,
+    /// The middle sample (the mean of the middle two for an even count): one round the
+    /// host's neighbours disturbed moves it less than the mean.
+    pub median: f64,
     pub samples: Vec<f64>,
+}
+
+fn median(x: &[f64]) -> f64 {
+    let mut v = x.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 impl Stat {
@@ -163,6 +176,7 @@ impl Stat {
             stddev,
             min: x.iter().copied().fold(f64::INFINITY, f64::min),
             max: x.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            median: median(x),
             samples: x.to_vec(),
         }
     }
@@ -274,7 +288,14 @@ fn markdown(r: &Report) -> String {
         let bw: Vec<String> = r
             .read_bandwidth
             .iter()
-            .map(|b| format!("{} thread(s) {}", b.threads, fmt_stat(&b.gb_s)))
+            .map(|b| {
+                let (md, lo, hi) = (b.gb_s.median, b.gb_s.min, b.gb_s.max);
+                let stat = fmt_stat(&b.gb_s);
+                format!(
+                    "{} thread(s) {stat} (median {md:.1}, rounds {lo:.1}-{hi:.1})",
+                    b.threads
+                )
+            })
             .collect();
         out.push_str(&format!(
             "* read bandwidth measured by `bitnet-infer bench`: {} GB/s\n",
@@ -286,11 +307,12 @@ fn markdown(r: &Report) -> String {
             .decode_of_read_bandwidth
             .iter()
             .map(|s| {
-                let (m, lo, hi) = (s.share.mean, s.share.min, s.share.max);
+                let (m, md, lo, hi) = (s.share.mean, s.share.median, s.share.min, s.share.max);
                 format!(
-                    "{} thread(s) {:.0}% ({:.0}-{:.0}%)",
+                    "{} thread(s) {:.0}% (median {:.0}%, rounds {:.0}-{:.0}%)",
                     s.threads,
                     100.0 * m,
+                    100.0 * md,
                     100.0 * lo,
                     100.0 * hi
                 )
@@ -512,6 +534,8 @@ mod tests {
         assert_relative_eq!(s.stddev, 2.0);
         assert_eq!((s.min, s.max), (10.0, 14.0));
         assert_eq!(Stat::of(&[5.0]).stddev, 0.0);
+        assert_eq!(Stat::of(&[3.0, 1.0, 2.0]).median, 2.0);
+        assert_eq!(Stat::of(&[4.0, 1.0, 3.0, 100.0]).median, 3.5);
     }
 
     #[test]
