@@ -235,6 +235,13 @@ pub fn is_amd() -> bool {
     false
 }
 
+/// Whether the float loops that have a second, AVX2-compiled build (attention, the fused
+/// norm + quantization) may run it: an x86_64 CPU whose AVX2 the OS enables. `false` on
+/// other architectures.
+pub fn avx2_float_loops() -> bool {
+    cfg!(target_arch = "x86_64") && CpuFeatures::get().usable("avx2")
+}
+
 /// [`CpuFeatures::missing_built_in`] of this process.
 pub fn missing_target_features() -> alloc::vec::Vec<&'static str> {
     CpuFeatures::get().missing_built_in()

@@ -34,6 +34,7 @@ tests![
     act::tests::absmax_maps_to_127_and_rounds_half_even,
     act::tests::zero_row_is_all_zero,
     act::tests::fused_equals_unfused,
+    act::tests::quantize_row_matches_its_definition_on_special_values,
     #[cfg(target_arch = "aarch64")]
     aarch64::tests::accumulators_equal_reference,
     #[cfg(target_arch = "aarch64")]

@@ -48,11 +48,17 @@ pub(super) fn attention(
     q: &[f32],
     o: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    let avx2 = crate::cpu::CpuFeatures::get().usable("avx2");
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx2 = false;
-    attention_with(avx2, c, kernel, exec, kvs, layer, at, q, o)
+    attention_with(
+        crate::cpu::avx2_float_loops(),
+        c,
+        kernel,
+        exec,
+        kvs,
+        layer,
+        at,
+        q,
+        o,
+    )
 }
 
 /// [`attention`] with the AVX2 build of its loops chosen by the caller (tests run both).

@@ -11,8 +11,6 @@
 
 use crate::args::PageCacheArgs;
 
-const PMD: usize = 2 << 20;
-
 pub fn main(a: &PageCacheArgs) -> Result<(), String> {
     let path = a.file.display();
     let (cached, huge, len) = imp::recache(&a.file).map_err(|e| format!("{path}: {e}"))?;
@@ -33,7 +31,8 @@ mod imp {
     use std::os::fd::AsRawFd;
     use std::path::Path;
 
-    use super::PMD;
+    /// A huge page's size (one PMD entry) on x86_64 and AArch64 with 4 KiB pages.
+    const PMD: usize = 2 << 20;
 
     /// Drops `path`'s clean, unmapped pages from the page cache, reads it back through a
     /// 2 MiB-aligned map advised onto huge pages, and returns (bytes resident in that map,
