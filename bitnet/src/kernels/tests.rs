@@ -172,6 +172,9 @@ pub(crate) fn bitmatmul_random_shapes() {
         // decode interleaves two halves of the groups and does an odd one alone.
         (45, 256),
         (64, 128),
+        // One scale group longer than the x86 decode's fold of its accumulators (512
+        // chunks of 16 columns): two whole folds and a short one.
+        (33, 16512),
     ];
     for (i, &(rows, cols)) in shapes.iter().enumerate() {
         for group_len in [cols, 256] {

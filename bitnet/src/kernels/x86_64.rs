@@ -567,6 +567,12 @@ pub mod avx512vnni {
     /// host; 1 KiB ahead measured best there (2 KiB no better).
     const DECODE_PREFETCH: usize = 16;
 
+    /// Chunks (even) between folds of the decode accumulators into the group's sum. A lane
+    /// of field 3's accumulator gains at most 4 x 192 x 128 per `vpdpbusd` (code 3 masked in
+    /// place against the most negative activation), one per two chunks, and a fold adds
+    /// two of them: 512 chunks stay below 2^26, and a 2B4T row (432 chunks) takes one fold.
+    const DECODE_FOLD: usize = 512;
+
     /// Rows16 decode: one row group, one token, in memory order (one sequential stream for
     /// the prefetchers). Eight accumulators, one per (chunk parity, column quad), keep the
     /// `vpdpbusd` chains short; their exact sums are added per scale group.
@@ -603,7 +609,11 @@ pub mod avx512vnni {
     ) {
         let chunks = j.cols / 16;
         let per_group = j.group_blocks * 8; // even: 16-column chunks per scale group
-        let m3 = _mm512_set1_epi8(3);
+                                            // Field q of each code byte masked in place, not shifted down: lane sums of
+                                            // accumulator q are 4^q times the field's exact sums, shifted back (exactly) when
+                                            // folded. One `vpandd` per field instead of a shift and an and: the loop is as
+                                            // much arithmetic as memory on one Zen 4 core.
+        let masks = [3i8, 3 << 2, 3 << 4, -64].map(|m| _mm512_set1_epi8(m));
         // Raw pointers and unchecked reads: this loop is the decode hot path, and each check
         // is a compare and branch per 64 weights. Row group g0 is (chunks, 64) code bytes
         // inside the checked matrix, token t is `cols` activations.
@@ -611,57 +621,56 @@ pub mod avx512vnni {
         let xt = j.q[t * j.cols..][..j.cols].as_ptr();
         let mut facc = [_mm512_setzero_ps(); G];
         for g in 0..j.n_groups {
-            let mut acc = [[_mm512_setzero_si512(); 8]; G];
             let b0 = g * j.group_blocks;
-            let init = _mm512_set1_epi32(-j.qsum(t, b0, b0 + j.group_blocks));
-            for a in acc.iter_mut() {
-                a[0] = init;
-            }
-            let mut c = g * per_group;
-            while c < (g + 1) * per_group {
-                for (codes, acc) in codes.iter().zip(acc.iter_mut()) {
-                    if PF {
-                        let ahead = codes.wrapping_add((c + DECODE_PREFETCH) * 64);
-                        _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
-                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
-                    }
-                    for h in 0..2 {
-                        // SAFETY: chunk c + h < chunks (c is even, chunks per group even): its
-                        // 64 code bytes and 16 activations are inside the slices taken above.
-                        let (v, xp) = unsafe {
-                            (
-                                _mm512_loadu_si512(codes.add((c + h) * 64).cast()),
-                                xt.add(16 * (c + h)),
-                            )
-                        };
-                        for q in 0..4 {
-                            let wq = _mm512_and_si512(
-                                _mm512_srl_epi16(v, _mm_cvtsi32_si128(2 * q as i32)),
-                                m3,
-                            );
-                            // SAFETY: bytes 4q..4q + 4 of the chunk's 16 activations at `xp`.
-                            let xb = _mm512_set1_epi32(unsafe {
-                                xp.add(4 * q).cast::<i32>().read_unaligned()
-                            });
-                            acc[4 * h + q] = _mm512_dpbusd_epi32(acc[4 * h + q], wq, xb);
+            let mut sum = [_mm512_set1_epi32(-j.qsum(t, b0, b0 + j.group_blocks)); G];
+            let (mut c, end) = (g * per_group, (g + 1) * per_group);
+            while c < end {
+                let stop = end.min(c + DECODE_FOLD);
+                let mut acc = [[_mm512_setzero_si512(); 8]; G];
+                while c < stop {
+                    for (codes, acc) in codes.iter().zip(acc.iter_mut()) {
+                        if PF {
+                            let ahead = codes.wrapping_add((c + DECODE_PREFETCH) * 64);
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
+                        }
+                        for h in 0..2 {
+                            // SAFETY: chunk c + h < chunks (c is even, chunks per group
+                            // even): its 64 code bytes and 16 activations are inside the
+                            // slices taken above.
+                            let (v, xp) = unsafe {
+                                (
+                                    _mm512_loadu_si512(codes.add((c + h) * 64).cast()),
+                                    xt.add(16 * (c + h)),
+                                )
+                            };
+                            for q in 0..4 {
+                                let wq = _mm512_and_si512(v, masks[q]);
+                                // SAFETY: bytes 4q..4q + 4 of the chunk's 16 activations.
+                                let xb = _mm512_set1_epi32(unsafe {
+                                    xp.add(4 * q).cast::<i32>().read_unaligned()
+                                });
+                                acc[4 * h + q] = _mm512_dpbusd_epi32(acc[4 * h + q], wq, xb);
+                            }
                         }
                     }
+                    c += 2;
                 }
-                c += 2;
+                for (acc, sum) in acc.iter().zip(sum.iter_mut()) {
+                    let f = |q: usize| _mm512_add_epi32(acc[q], acc[4 + q]);
+                    let s01 = _mm512_add_epi32(f(0), _mm512_srai_epi32::<2>(f(1)));
+                    let s23 = _mm512_add_epi32(
+                        _mm512_srai_epi32::<4>(f(2)),
+                        _mm512_srai_epi32::<6>(f(3)),
+                    );
+                    *sum = _mm512_add_epi32(*sum, _mm512_add_epi32(s01, s23));
+                }
             }
-            for ((acc, facc), &g0) in acc.iter().zip(facc.iter_mut()).zip(&gs) {
-                let s01 = _mm512_add_epi32(
-                    _mm512_add_epi32(acc[0], acc[1]),
-                    _mm512_add_epi32(acc[2], acc[3]),
-                );
-                let s23 = _mm512_add_epi32(
-                    _mm512_add_epi32(acc[4], acc[5]),
-                    _mm512_add_epi32(acc[6], acc[7]),
-                );
+            for ((sum, facc), &g0) in sum.iter().zip(facc.iter_mut()).zip(&gs) {
                 let d = &j.scales[(g0 * j.n_groups + g) * 16..][..16];
                 // SAFETY: `d` holds the sixteen floats loaded.
                 let d = unsafe { _mm512_loadu_ps(d.as_ptr()) };
-                let p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s01, s23)), d);
+                let p = _mm512_mul_ps(_mm512_cvtepi32_ps(*sum), d);
                 *facc = _mm512_add_ps(*facc, p);
             }
         }
