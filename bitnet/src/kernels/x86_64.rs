@@ -609,10 +609,11 @@ pub mod avx512vnni {
     ) {
         let chunks = j.cols / 16;
         let per_group = j.group_blocks * 8; // even: 16-column chunks per scale group
-                                            // Field q of each code byte masked in place, not shifted down: lane sums of
-                                            // accumulator q are 4^q times the field's exact sums, shifted back (exactly) when
-                                            // folded. One `vpandd` per field instead of a shift and an and: the loop is as
-                                            // much arithmetic as memory on one Zen 4 core.
+
+        // Field q of each code byte masked in place, not shifted down: lane sums of
+        // accumulator q are 4^q times the field's exact sums, shifted back (exactly) when
+        // folded. One `vpandd` per field instead of a shift and an and: the loop is as much
+        // arithmetic as memory on one Zen 4 core.
         let masks = [3i8, 3 << 2, 3 << 4, -64].map(|m| _mm512_set1_epi8(m));
         // Raw pointers and unchecked reads: this loop is the decode hot path, and each check
         // is a compare and branch per 64 weights. Row group g0 is (chunks, 64) code bytes
