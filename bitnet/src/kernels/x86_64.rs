@@ -495,6 +495,10 @@ pub mod avx512vnni {
         let chunks = j.cols / 16;
         let per_group = j.group_blocks * 8; // 16-column chunks per scale group
         let m3 = _mm512_set1_epi8(3);
+        // Each token's activations checked once here, not per chunk: sixteen compares and
+        // branches per 64 `vpdpbusd` otherwise, with the token offsets spilled to the stack.
+        let xts: [*const i8; T] =
+            core::array::from_fn(|t| j.q[(t0 + t) * j.cols..][..j.cols].as_ptr());
         let mut facc = [[_mm512_setzero_ps(); T]; R];
         for g in 0..j.n_groups {
             let mut acc = [[_mm512_setzero_si512(); T]; R];
@@ -523,10 +527,12 @@ pub mod avx512vnni {
                     ];
                 }
                 for t in 0..T {
-                    let xp = &j.q[(t0 + t) * j.cols + 16 * c..][..16];
+                    // SAFETY: chunk c < chunks: its 16 activations are inside token t0 + t's
+                    // `cols`, the slice taken above.
+                    let xp = unsafe { xts[t].add(16 * c) };
                     for q in 0..4 {
-                        // SAFETY: bytes 4q..4q + 4 of the 16 in `xp`.
-                        let x4 = unsafe { xp.as_ptr().add(4 * q).cast::<i32>().read_unaligned() };
+                        // SAFETY: bytes 4q..4q + 4 of the 16 at `xp`.
+                        let x4 = unsafe { xp.add(4 * q).cast::<i32>().read_unaligned() };
                         let xb = _mm512_set1_epi32(x4);
                         for r in 0..R {
                             acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], w[r][q], xb);
