@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 
 use super::attention::attention;
 use super::linear::{linear, Matmul};
-use super::{ties, Activation, Config, KvCache, KvType, KvTypes, Model, ModelError};
+use super::{ties, Config, KvCache, KvType, KvTypes, Model, ModelError};
 use crate::kernels::{ActBatch, HeadActs};
 use crate::ops;
 use crate::parallel::Exec;
@@ -360,12 +360,7 @@ impl Model {
                 _ => c.n_ff,
             };
             exec.for_each_chunk(&mut b.gate, chunk, &|i, g| {
-                let gate_up = g.iter_mut().zip(&up[i * chunk..]);
-                // One loop per activation, so that each is inlined and vectorised.
-                match c.act {
-                    Activation::Relu2 => gate_up.for_each(|(g, &u)| *g = ops::relu2(*g) * u),
-                    Activation::Silu => gate_up.for_each(|(g, &u)| *g = ops::silu(*g) * u),
-                }
+                ops::act_mul(c.act, g, &up[i * chunk..]);
             });
             // g = rmsnorm(g) * ffn_sub_norm (BitNet; llama has none); x = x + BitLinear_down(g)
             drop(span);
