@@ -242,6 +242,16 @@ pub fn avx2_float_loops() -> bool {
     cfg!(target_arch = "x86_64") && CpuFeatures::get().usable("avx2")
 }
 
+/// For the tests that compare an AVX2 build with the baseline one: they must not pass by
+/// running only the baseline, so a host without AVX2 fails them.
+#[cfg(all(test, target_arch = "x86_64"))]
+pub(crate) fn assert_avx2_host() {
+    assert!(
+        avx2_float_loops(),
+        "this test needs an AVX2 host to run the AVX2 build"
+    );
+}
+
 /// [`CpuFeatures::missing_built_in`] of this process.
 pub fn missing_target_features() -> alloc::vec::Vec<&'static str> {
     CpuFeatures::get().missing_built_in()

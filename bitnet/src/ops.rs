@@ -281,10 +281,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn act_mul_avx2_build_gives_the_baseline_bits() {
-        assert!(
-            crate::cpu::CpuFeatures::get().usable("avx2"),
-            "this test needs an AVX2 host to run the AVX2 build"
-        );
+        crate::cpu::assert_avx2_host();
         let mut rng = crate::quants::test_rng::XorShift::new(0x5111);
         for act in [Activation::Silu, Activation::Relu2] {
             for len in [1, 7, 8, 9, 33, 6912] {

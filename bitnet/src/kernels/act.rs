@@ -163,10 +163,7 @@ pub(crate) mod tests {
     #[cfg(all(test, target_arch = "x86_64"))]
     #[test]
     fn avx2_build_gives_the_baseline_bits() {
-        assert!(
-            crate::cpu::CpuFeatures::get().usable("avx2"),
-            "this test needs an AVX2 host to run the AVX2 build"
-        );
+        crate::cpu::assert_avx2_host();
         let mut rng = crate::quants::test_rng::XorShift::new(0xA5);
         for cols in [1, 7, 8, 33, 256, 2560, 6912] {
             let w = rng.f32s(cols, 2.0);

@@ -390,10 +390,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_build_gives_the_baseline_bits() {
-        assert!(
-            crate::cpu::CpuFeatures::get().usable("avx2"),
-            "this test needs an AVX2 host to run the AVX2 build"
-        );
+        crate::cpu::assert_avx2_host();
         for (n_head, n_kv, hd) in [(4, 2, 32), (4, 4, 128)] {
             let c = config(n_head, n_kv, hd);
             for k in KvType::ALL {
