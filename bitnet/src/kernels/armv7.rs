@@ -379,6 +379,7 @@ pub static KERNELS: &[KernelDesc] = &[KernelDesc {
     requires: &["neon"],
     layout: CodeLayout::Canonical,
     bit_exact: true,
+    prefill_rows: None,
     bitmatmul: bitmatmul_neon,
     vec_dot: Some(vec_dot_ternary_i8_neon),
     head_f16: Some(head_f16_neon),

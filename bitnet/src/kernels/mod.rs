@@ -76,6 +76,12 @@ pub struct KernelDesc {
     /// the reference's float epilogue in its order); others would be held to 1e-6 relative.
     /// The exactness tests (`kernels::tests`) hold each kernel to what it declares.
     pub bit_exact: bool,
+    /// Rows a prefill asks of `bitmatmul` per call, so that each call's (rows, tokens)
+    /// output is turned into the tokens' layout while it is in cache; `None`: whole
+    /// matrices. The x86 kernels read the activations as they are (64 rows measured best
+    /// on a Zen 4 host); the RISC-V ones build bit planes of them and `i8mm` pairs of
+    /// tokens on each call, which smaller calls would repeat.
+    pub prefill_rows: Option<usize>,
     /// The production entry point, `#[inline(never)]` and named `bitmatmul_<name>` so the
     /// symbol survives LTO.
     pub bitmatmul: BitmatmulFn,
@@ -96,6 +102,7 @@ pub static SCALAR: KernelDesc = KernelDesc {
     requires: &[],
     layout: CodeLayout::Canonical,
     bit_exact: true,
+    prefill_rows: None,
     bitmatmul: scalar::bitmatmul_scalar,
     vec_dot: Some(scalar::vec_dot_ternary_i8_scalar),
     head_f16: None,
@@ -212,6 +219,11 @@ impl Kernel {
     /// The weight layout the model repacks into at load for this kernel.
     pub fn code_layout(self) -> CodeLayout {
         self.0.layout
+    }
+
+    /// See [`KernelDesc::prefill_rows`].
+    pub fn prefill_rows(self) -> Option<usize> {
+        self.0.prefill_rows
     }
 
     /// See [`KernelDesc::bit_exact`].

@@ -288,15 +288,16 @@ macro_rules! kernels_256 {
                 }
                 for h in 0..2 {
                     for t in 0..T {
-                        let s = j.act_scale[t0 + t];
+                        // The reference's `y / s` in the lanes (IEEE division: the same bits).
+                        let y = _mm256_div_ps(facc[h][t], _mm256_set1_ps(j.act_scale[t0 + t]));
                         let mut lanes = [0.0f32; 8];
                         // SAFETY: `lanes` holds the eight floats stored.
-                        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), facc[h][t]) };
+                        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), y) };
                         for (i, &y) in lanes.iter().enumerate() {
                             let row = 16 * g0 + 8 * h + i;
                             if row >= j.row0 && row < rows_end {
                                 // SAFETY: in bounds as noted where `codes` is taken.
-                                unsafe { *out.get_unchecked_mut(j.out_index(row, t0 + t)) = y / s };
+                                unsafe { *out.get_unchecked_mut(j.out_index(row, t0 + t)) = y };
                             }
                         }
                     }
@@ -552,16 +553,18 @@ pub mod avx512vnni {
         }
         for r in 0..R {
             for t in 0..T {
-                let s = j.act_scale[t0 + t];
+                // The reference's `y / s` in the lanes (IEEE division: the same bits): one
+                // `vdivps` instead of sixteen `vdivss`, for each of 683K outputs per token.
+                let y = _mm512_div_ps(facc[r][t], _mm512_set1_ps(j.act_scale[t0 + t]));
                 let mut lanes = [0.0f32; 16];
                 // SAFETY: `lanes` holds the sixteen floats stored.
-                unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), facc[r][t]) };
+                unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), y) };
                 for (i, &y) in lanes.iter().enumerate() {
                     let row = 16 * (g0 + r) + i;
                     if row >= j.row0 && row < rows_end {
                         // SAFETY: rows row0..rows_end x tokens of `out`, checked by
                         // `Job::new`.
-                        unsafe { *out.get_unchecked_mut(j.out_index(row, t0 + t)) = y / s };
+                        unsafe { *out.get_unchecked_mut(j.out_index(row, t0 + t)) = y };
                     }
                 }
             }
@@ -681,15 +684,16 @@ pub mod avx512vnni {
                 *facc = _mm512_add_ps(*facc, p);
             }
         }
-        let s = j.act_scale[t];
+        // The reference's `y / s` in the lanes (IEEE division: the same bits).
+        let s = _mm512_set1_ps(j.act_scale[t]);
         for (facc, &g0) in facc.iter().zip(&gs) {
             let mut lanes = [0.0f32; 16];
             // SAFETY: `lanes` holds the sixteen floats stored.
-            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *facc) };
+            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), _mm512_div_ps(*facc, s)) };
             for (i, &y) in lanes.iter().enumerate() {
                 let row = 16 * g0 + i;
                 if row >= j.row0 && row < rows_end {
-                    out[j.out_index(row, t)] = y / s;
+                    out[j.out_index(row, t)] = y;
                 }
             }
         }
@@ -1057,6 +1061,7 @@ pub static KERNELS: &[KernelDesc] = &[
         requires: &["avx2", "fma", "f16c"],
         layout: CodeLayout::Rows16,
         bit_exact: true,
+        prefill_rows: Some(64),
         bitmatmul: avx2::bitmatmul_avx2,
         vec_dot: Some(avx2::vec_dot_ternary_i8_avx2),
         head_f16: Some(avx2::head_f16_avx2),
@@ -1070,6 +1075,7 @@ pub static KERNELS: &[KernelDesc] = &[
         requires: &["avx2", "fma", "f16c", "avxvnni"],
         layout: CodeLayout::Rows16,
         bit_exact: true,
+        prefill_rows: Some(64),
         bitmatmul: avxvnni::bitmatmul_avxvnni,
         vec_dot: Some(avxvnni::vec_dot_ternary_i8_avxvnni),
         head_f16: Some(avxvnni::head_f16_avxvnni),
@@ -1091,6 +1097,7 @@ pub static KERNELS: &[KernelDesc] = &[
         ],
         layout: CodeLayout::Rows16,
         bit_exact: true,
+        prefill_rows: Some(64),
         bitmatmul: avx512vnni::bitmatmul_avx512vnni,
         vec_dot: Some(avx512vnni::vec_dot_ternary_i8_avx512vnni),
         head_f16: Some(avx512vnni::head_f16_avx512vnni),

@@ -13,11 +13,20 @@ use crate::ternary::TernaryMatrix;
 pub(crate) trait Matmul: Sync {
     /// Same contract as [`Kernel::bitmatmul`].
     fn bitmatmul(&self, w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &mut [f32]);
+
+    /// Rows per call in a prefill ([`Kernel::prefill_rows`]); `None`: whole matrices.
+    fn prefill_rows(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl Matmul for Kernel {
     fn bitmatmul(&self, w: &TernaryMatrix, x: &ActBatch, row0: usize, out: &mut [f32]) {
         Kernel::bitmatmul(*self, w, x, row0, out)
+    }
+
+    fn prefill_rows(&self) -> Option<usize> {
+        Kernel::prefill_rows(*self)
     }
 }
 
@@ -44,12 +53,6 @@ fn chunk_rows(exec: &dyn Exec, rows: &[usize]) -> usize {
         .unwrap_or(1)
 }
 
-/// Rows per chunk of a prefill (several tokens): the kernel's (rows, n) output of one chunk
-/// is turned into the (n, rows) layout while it is still in cache, in the same task. 64 rows
-/// of 128 tokens are 32 KiB; a whole matrix's (3.5 MB for 6912 rows) turned afterwards cost
-/// 0.7-1.6 ns per float, ~1 ms of a 2B4T prefill token on a Zen 4 core.
-const PREFILL_CHUNK_ROWS: usize = 64;
-
 /// `outs[i]` (n, rows_i) = `ls[i]` applied to every token of `x`, all matrices in one
 /// parallel section (q, k, v share their input; so do gate and up).
 pub(super) fn linear(
@@ -64,8 +67,14 @@ pub(super) fn linear(
     let rows: Vec<usize> = ls.iter().map(|l| l.w.rows).collect();
     let total: usize = rows.iter().sum();
     let mut chunk = chunk_rows(exec, &rows);
-    if n > 1 && chunk > PREFILL_CHUNK_ROWS && chunk.is_multiple_of(PREFILL_CHUNK_ROWS) {
-        chunk = PREFILL_CHUNK_ROWS;
+    // A prefill's chunks turn their own (rows, n) output into the (n, rows) layout while it
+    // is in cache: 64 rows of 128 tokens are 32 KiB, where a whole matrix's output (3.5 MB
+    // for 6912 rows) turned afterwards cost 0.7-1.6 ns per float, ~1 ms of a 2B4T prefill
+    // token on a Zen 4 core. Only kernels that prepare nothing per call take small chunks.
+    if let Some(p) = mm.prefill_rows().filter(|_| n > 1) {
+        if chunk > p && chunk.is_multiple_of(p) {
+            chunk = p;
+        }
     }
     tmp.resize(total * n, 0.0);
     // Each output (n, rows_i), written by the tasks at disjoint (token, row) positions.
