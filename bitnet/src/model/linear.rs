@@ -102,11 +102,10 @@ pub(super) fn linear(
         for r0 in (0..len).step_by(16) {
             let rn = (len - r0).min(16);
             for t in 0..n {
-                let mut line = [0.0f32; 16];
-                for (j, y) in line[..rn].iter_mut().enumerate() {
-                    *y = out[(r0 + j) * n + t] * scale;
+                let o = dst[m].part(t * rows[m] + r + r0, rn);
+                for (j, o) in o.iter_mut().enumerate() {
+                    *o = out[(r0 + j) * n + t] * scale;
                 }
-                dst[m].write(t * rows[m] + r + r0, &line[..rn]);
             }
         }
     });
@@ -127,9 +126,12 @@ struct Dst(*mut f32, usize);
 unsafe impl Sync for Dst {}
 
 impl Dst {
-    fn write(&self, at: usize, v: &[f32]) {
-        assert!(at <= self.1 && v.len() <= self.1 - at, "output index");
-        // SAFETY: in bounds (checked above); no other task writes these elements.
-        unsafe { core::ptr::copy_nonoverlapping(v.as_ptr(), self.0.add(at), v.len()) };
+    /// Elements `at..at + len`, which only the calling task writes.
+    #[allow(clippy::mut_from_ref)]
+    fn part(&self, at: usize, len: usize) -> &mut [f32] {
+        assert!(at <= self.1 && len <= self.1 - at, "output index");
+        // SAFETY: in bounds (checked above); tasks ask for disjoint parts, and none lives
+        // past its task.
+        unsafe { core::slice::from_raw_parts_mut(self.0.add(at), len) }
     }
 }
