@@ -236,7 +236,7 @@ pub fn is_amd() -> bool {
 }
 
 /// Whether the float loops that have a second, AVX2-compiled build (attention, the fused
-/// norm + quantization) may run it: an x86_64 CPU whose AVX2 the OS enables. `false` on
+/// norm + quantization, the FFN gating) may run it: an x86_64 CPU whose AVX2 the OS enables. `false` on
 /// other architectures.
 pub fn avx2_float_loops() -> bool {
     cfg!(target_arch = "x86_64") && CpuFeatures::get().usable("avx2")

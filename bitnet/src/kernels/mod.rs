@@ -78,8 +78,8 @@ pub struct KernelDesc {
     pub bit_exact: bool,
     /// Rows a prefill asks of `bitmatmul` per call, so that each call's (rows, tokens)
     /// output is turned into the tokens' layout while it is in cache; `None`: whole
-    /// matrices. The x86 kernels read the activations as they are (64 rows measured best
-    /// on a Zen 4 host); the RISC-V ones build bit planes of them and `i8mm` pairs of
+    /// matrices. The x86 kernels read the activations as they are (64 rows, measured on a
+    /// Zen 4 host; no other size tried); the RISC-V ones build bit planes of them and `i8mm` pairs of
     /// tokens on each call, which smaller calls would repeat.
     pub prefill_rows: Option<usize>,
     /// The production entry point, `#[inline(never)]` and named `bitmatmul_<name>` so the

@@ -69,20 +69,24 @@ pub(super) fn linear(
     let mut chunk = chunk_rows(exec, &rows);
     // A prefill's chunks turn their own (rows, n) output into the (n, rows) layout while it
     // is in cache: 64 rows of 128 tokens are 32 KiB, where a whole matrix's output (3.5 MB
-    // for 6912 rows) turned afterwards cost 0.7-1.6 ns per float, ~1 ms of a 2B4T prefill
-    // token on a Zen 4 core. Only kernels that prepare nothing per call take small chunks.
+    // for 6912 rows) was turned afterwards, out of cache (ternary layers 140-150 -> 163-173
+    // G MAC/s on a Zen 4 core). Only kernels that prepare nothing per call take small chunks.
     if let Some(p) = mm.prefill_rows().filter(|_| n > 1) {
         if chunk > p && chunk.is_multiple_of(p) {
             chunk = p;
         }
     }
     tmp.resize(total * n, 0.0);
-    // Each output (n, rows_i), written by the tasks at disjoint (token, row) positions.
-    let dst: Vec<Dst> = outs
-        .iter_mut()
-        .zip(&rows)
-        .map(|(o, &r)| Dst(o[..n * r].as_mut_ptr(), n * r))
-        .collect();
+    // Each output (n, rows_i), written by the tasks at disjoint (token, row) positions; a
+    // decode token copies `tmp` out afterwards instead (no allocation on its path).
+    let dst: Vec<Dst> = match n {
+        1 => Vec::new(),
+        _ => outs
+            .iter_mut()
+            .zip(&rows)
+            .map(|(o, &r)| Dst(o[..n * r].as_mut_ptr(), n * r))
+            .collect(),
+    };
     exec.for_each_chunk(&mut tmp[..total * n], chunk * n, &|i, out| {
         let (mut m, mut r) = (0, i * chunk);
         while r >= rows[m] {
@@ -122,7 +126,7 @@ pub(super) fn linear(
 struct Dst(*mut f32, usize);
 
 // SAFETY: tasks write disjoint elements (each owns its chunk's rows of every token), checked
-// against the length in `write`, and `for_each_chunk` returns after the last task.
+// against the length in `part`, and `for_each_chunk` returns after the last task.
 unsafe impl Sync for Dst {}
 
 impl Dst {
