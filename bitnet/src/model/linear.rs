@@ -77,16 +77,12 @@ pub(super) fn linear(
         }
     }
     tmp.resize(total * n, 0.0);
-    // Each output (n, rows_i), written by the tasks at disjoint (token, row) positions; a
-    // decode token copies `tmp` out afterwards instead (no allocation on its path).
-    let dst: Vec<Dst> = match n {
-        1 => Vec::new(),
-        _ => outs
-            .iter_mut()
-            .zip(&rows)
-            .map(|(o, &r)| Dst(o[..n * r].as_mut_ptr(), n * r))
-            .collect(),
-    };
+    // Each output (n, rows_i), written by the tasks at disjoint (token, row) positions.
+    let dst: Vec<Dst> = outs
+        .iter_mut()
+        .zip(&rows)
+        .map(|(o, &r)| Dst(o[..n * r].as_mut_ptr(), n * r))
+        .collect();
     exec.for_each_chunk(&mut tmp[..total * n], chunk * n, &|i, out| {
         let (mut m, mut r) = (0, i * chunk);
         while r >= rows[m] {
