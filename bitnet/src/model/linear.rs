@@ -30,15 +30,18 @@ impl Matmul for Kernel {
     }
 }
 
-/// Chunks per thread of a parallel section. Fewer, longer streams decode faster (2B4T shape,
-/// 2 threads: ternary layers 19.8 GB/s with 16, 21.0 with 4, 21.3 with 1); four keep some
-/// balance when the OS preempts a thread.
-const CHUNKS_PER_THREAD: usize = 4;
+/// Chunks per thread of a parallel section (at least: a chunk never straddles two matrices).
+/// Each chunk is a kernel call that starts its streams from cold, and decode's sections are
+/// short (40-140 us at 2 threads): with one chunk per thread instead of four, tg32 on 2
+/// threads of an AMD Zen 4 host was 1.01-1.21x faster (median 1.13x) in 8 interleaved
+/// `bench` pairs. Balance under preemption is no reason for more: a thread the OS takes away
+/// for a millisecond holds a 100 us section up whatever the chunking.
+const CHUNKS_PER_THREAD: usize = 1;
 
-/// Rows per chunk when the matrices `rows` are computed in one parallel section: a few
-/// chunks per thread, so a thread the OS preempts holds up at most a small one; a divisor of
-/// every row count, so no chunk straddles two matrices; a multiple of 16 where possible, so
-/// chunks split no row group of the Rows16 layout.
+/// Rows per chunk when the matrices `rows` are computed in one parallel section: about
+/// [`CHUNKS_PER_THREAD`] chunks per thread; a divisor of every row count, so no chunk
+/// straddles two matrices; a multiple of 16 where possible, so chunks split no row group of
+/// the Rows16 layout.
 fn chunk_rows(exec: &dyn Exec, rows: &[usize]) -> usize {
     let g = rows.iter().fold(0, |g, &r| gcd(g, r));
     if exec.threads() == 1 {
