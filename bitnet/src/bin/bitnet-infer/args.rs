@@ -236,7 +236,9 @@ pub struct BenchArgs {
     /// (attention costs the same whatever they are), not by a prefill.
     #[arg(short = 'd', long, default_value_t = 0)]
     pub ctx_depth: usize,
-    /// MiB streamed by the memory bandwidth measurement (0 skips it).
+    /// MiB streamed by each sample of the memory read bandwidth, taken between the decode
+    /// tokens of every repetition (one per 8 tokens, one more at the end) so that decode's
+    /// share of it compares the same moments (0 skips it).
     #[arg(long, default_value_t = 1024)]
     pub bw_mib: usize,
     /// Print one JSON object instead of a table.

@@ -16,26 +16,30 @@ use crate::args::MembwArgs;
 use crate::setup;
 use crate::stats::Stats;
 
-/// `bench`'s figure: GB/s of each of `reps` passes over a fresh `mib` MiB buffer on 2 MiB
-/// pages, with whichever of the probe and the plain read is faster here. `membw` found both
-/// 4 KiB pages (-18% at 2 threads) and either method alone (-6%, depending on the thread
-/// count) to understate what the machine can read, and a yardstick must not flatter decode.
-pub fn measure(pool: &Pool, mib: usize, reps: usize) -> Vec<f64> {
-    if mib == 0 {
-        return Vec::new();
+/// `bench`'s yardstick: a fresh buffer on 2 MiB pages, each sample read by the probe and by
+/// the plain read, the faster one counting. `membw` found both 4 KiB pages (-18% at 2
+/// threads) and either method alone (-6%, depending on the thread count) to understate what
+/// the machine can read, and a yardstick must not flatter decode.
+pub struct Yardstick {
+    buf: MmapMut,
+}
+
+impl Yardstick {
+    /// A `mib` MiB buffer, read once by each method (threads awake, TLB entries made); `None`
+    /// if `mib` is 0 or the memory cannot be had.
+    pub fn new(pool: &Pool, mib: usize) -> Option<Yardstick> {
+        if mib == 0 {
+            return None;
+        }
+        let buf = anon(mib << 20, true).ok()?;
+        pass(pool, &buf, probe);
+        pass(pool, &buf, plain);
+        Some(Yardstick { buf })
     }
-    let Ok(buf) = anon(mib << 20, true) else {
-        return Vec::new();
-    };
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let (a, b) = (
-        passes(pool, &buf, reps, probe),
-        passes(pool, &buf, reps, plain),
-    );
-    if mean(&a) >= mean(&b) {
-        a
-    } else {
-        b
+
+    /// The read bandwidth now, in GB/s.
+    pub fn sample(&self, pool: &Pool) -> f64 {
+        pass(pool, &self.buf, probe).max(pass(pool, &self.buf, plain))
     }
 }
 
@@ -106,25 +110,27 @@ pub fn main(a: &MembwArgs) -> Result<(), String> {
 /// A streaming read of one part of a buffer, returning something the caller keeps.
 type Read = fn(&[u8]) -> u64;
 
-/// GB/s of each of `reps` passes of `read` over `data` split into one part per thread, after
-/// a warm-up pass (threads awake, TLB entries made, a file's pages in the page cache).
+/// GB/s of each of `reps` passes of `read` over `data`, after a warm-up pass (threads awake,
+/// TLB entries made, a file's pages in the page cache).
 fn passes(pool: &Pool, data: &[u8], reps: usize, read: Read) -> Vec<f64> {
+    pass(pool, data, read);
+    (0..reps).map(|_| pass(pool, data, read)).collect()
+}
+
+/// GB/s of one pass of `read` over `data` split into one part per thread.
+fn pass(pool: &Pool, data: &[u8], read: Read) -> f64 {
     let chunk = data.len().div_ceil(pool.threads()).next_multiple_of(4096);
     let n = data.len().div_ceil(chunk);
     let sink = AtomicU64::new(0);
     let exec: &dyn Exec = pool;
-    let pass = || {
-        let t = Instant::now();
-        exec.run(n, &|i| {
-            let part = &data[i * chunk..((i + 1) * chunk).min(data.len())];
-            sink.fetch_add(read(part), Relaxed);
-        });
-        data.len() as f64 / t.elapsed().as_secs_f64() / 1e9
-    };
-    pass();
-    let out = (0..reps).map(|_| pass()).collect();
+    let t = Instant::now();
+    exec.run(n, &|i| {
+        let part = &data[i * chunk..((i + 1) * chunk).min(data.len())];
+        sink.fetch_add(read(part), Relaxed);
+    });
+    let gb_s = data.len() as f64 / t.elapsed().as_secs_f64() / 1e9;
     std::hint::black_box(sink.into_inner());
-    out
+    gb_s
 }
 
 /// `bytes` of anonymous memory, every page written (a never-written page reads as the shared
