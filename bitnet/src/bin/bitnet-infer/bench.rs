@@ -120,8 +120,10 @@ pub fn main(a: &BenchArgs) -> Result<(), String> {
         let (bandwidth, bw_share) = match decode.first() {
             Some(d) if !bw_reps.is_empty() => {
                 let bpt = model.bytes_per_token() as f64;
-                let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-                let bw: Vec<f64> = bw_reps.iter().map(|v| mean(v)).collect();
+                let bw: Vec<f64> = bw_reps
+                    .into_iter()
+                    .map(|samples| Stats { samples }.mean())
+                    .collect();
                 let share = d.samples.iter().zip(&bw);
                 let share = share.map(|(tok_s, bw)| tok_s * bpt / 1e9 / bw).collect();
                 (Some(Stats { samples: bw }), Some(Stats { samples: share }))
