@@ -13,20 +13,19 @@ pub enum Part {
     Embed,
     /// RMS norms and the int8 quantization of BitLinear inputs.
     Norms,
-    /// The ternary matrices (q, k, v, o, gate, up, down): kernel and output transpose.
+    /// The ternary matrices (q, k, v, o, gate, up, down): kernel, output transpose, and
+    /// what the tasks do to their own rows (act * up, residual add).
     Ternary,
     /// RoPE on q and k, and the write of k and v into the cache.
     RopeKv,
     /// Scores, softmax and the weighted sum of values over the cache.
     Attention,
-    /// The activation times `up`, and the residual adds.
-    Elementwise,
     /// The final norm and the output head.
     Head,
 }
 
 /// How many parts there are.
-pub const PARTS: usize = 7;
+pub const PARTS: usize = 6;
 
 impl Part {
     pub const ALL: [Part; PARTS] = [
@@ -35,7 +34,6 @@ impl Part {
         Part::Ternary,
         Part::RopeKv,
         Part::Attention,
-        Part::Elementwise,
         Part::Head,
     ];
 
@@ -46,7 +44,6 @@ impl Part {
             Part::Ternary => "ternary layers",
             Part::RopeKv => "rope + kv write",
             Part::Attention => "attention",
-            Part::Elementwise => "act * up, residual",
             Part::Head => "head (+ final norm)",
         }
     }

@@ -10,7 +10,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::attention::attention;
-use super::linear::{linear, Matmul};
+use super::linear::{gated, linear, Matmul, Store};
 use super::{ties, Config, KvCache, KvType, KvTypes, Model, ModelError};
 use crate::kernels::{ActBatch, HeadActs};
 use crate::ops;
@@ -26,7 +26,6 @@ pub(crate) struct Buffers {
     k: Vec<f32>,         // (n, kv_dim)
     v: Vec<f32>,         // (n, kv_dim)
     o: Vec<f32>,         // (n, q_dim) attention output
-    proj: Vec<f32>,      // (n, dim) output of attn_output / ffn_down
     gate: Vec<f32>,      // (n, n_ff)
     up: Vec<f32>,        // (n, n_ff)
     tmp: Vec<f32>,       // (rows, n) kernels' output, rows outermost
@@ -42,7 +41,6 @@ impl Buffers {
         self.k.resize(n * c.kv_dim(), 0.0);
         self.v.resize(n * c.kv_dim(), 0.0);
         self.o.resize(n * c.q_dim(), 0.0);
-        self.proj.resize(n * c.dim, 0.0);
         self.gate.resize(n * c.n_ff, 0.0);
         self.up.resize(n * c.n_ff, 0.0);
     }
@@ -293,6 +291,7 @@ impl Model {
                 &b.acts,
                 &mut b.tmp,
                 &mut [&mut b.q, &mut b.k, &mut b.v],
+                Store::Set,
             );
             drop(span);
             let span = profile::span(Part::RopeKv);
@@ -324,17 +323,8 @@ impl Model {
             dump_ties(site, &b.o, sub_norm, &b.acts)?;
             drop(span);
             let span = profile::span(Part::Ternary);
-            linear(
-                mm,
-                exec,
-                &[&blk.wo],
-                &b.acts,
-                &mut b.tmp,
-                &mut [&mut b.proj],
-            );
-            drop(span);
-            let span = profile::span(Part::Elementwise);
-            ops::add(&mut b.x, &b.proj);
+            let x = &mut [&mut b.x];
+            linear(mm, exec, &[&blk.wo], &b.acts, &mut b.tmp, x, Store::Add);
             drop(span);
 
             // FFN: g = act(BitLinear_gate(f)) * BitLinear_up(f), f = rmsnorm(x) * ffn_norm
@@ -343,45 +333,20 @@ impl Model {
             dump_ties("ffn_norm", &b.x, Some(&blk.ffn_norm), &b.acts)?;
             drop(span);
             let span = profile::span(Part::Ternary);
-            linear(
-                mm,
-                exec,
-                &[&blk.w_gate, &blk.w_up],
-                &b.acts,
-                &mut b.tmp,
-                &mut [&mut b.gate, &mut b.up],
-            );
+            let (w_gate, w_up) = (&blk.w_gate, &blk.w_up);
+            let (gate, up) = (&mut b.gate, &mut b.up);
+            gated(mm, exec, c.act, w_gate, w_up, &b.acts, &mut b.tmp, gate, up);
             drop(span);
-            let span = profile::span(Part::Elementwise);
-            let up = &b.up;
-            // A token per task; one token's row split among the threads.
-            let chunk = match n {
-                1 => c.n_ff.div_ceil(exec.threads()),
-                _ => c.n_ff,
-            };
-            exec.for_each_chunk(&mut b.gate, chunk, &|i, g| {
-                ops::act_mul(c.act, g, &up[i * chunk..]);
-            });
             // g = rmsnorm(g) * ffn_sub_norm (BitNet; llama has none); x = x + BitLinear_down(g)
-            drop(span);
             let span = profile::span(Part::Norms);
             let sub_norm = blk.ffn_sub_norm.as_deref();
             ops::maybe_norm_quantize(exec, &b.gate, sub_norm, c.n_ff, eps, &mut b.acts);
             let site = sub_norm_site(sub_norm, "ffn_sub_norm", "ffn_down");
             dump_ties(site, &b.gate, sub_norm, &b.acts)?;
             drop(span);
-            let span = profile::span(Part::Ternary);
-            linear(
-                mm,
-                exec,
-                &[&blk.w_down],
-                &b.acts,
-                &mut b.tmp,
-                &mut [&mut b.proj],
-            );
-            drop(span);
-            let _span = profile::span(Part::Elementwise);
-            ops::add(&mut b.x, &b.proj);
+            let _span = profile::span(Part::Ternary);
+            let x = &mut [&mut b.x];
+            linear(mm, exec, &[&blk.w_down], &b.acts, &mut b.tmp, x, Store::Add);
         }
 
         // logits = head . (rmsnorm(x) * output_norm)

@@ -3,9 +3,9 @@
 
 use alloc::vec::Vec;
 
-use super::BitLinear;
+use super::{Activation, BitLinear};
 use crate::kernels::{ActBatch, Kernel};
-use crate::ops::gcd;
+use crate::ops::{self, gcd};
 use crate::parallel::Exec;
 use crate::ternary::TernaryMatrix;
 
@@ -30,25 +30,16 @@ impl Matmul for Kernel {
     }
 }
 
-/// Chunks per thread of a parallel section (at least: a chunk never straddles two matrices).
-/// Each chunk is a kernel call that starts its streams from cold, and decode's sections are
-/// short (40-140 us at 2 threads): with one chunk per thread instead of four, tg32 on 2
-/// threads of an AMD Zen 4 host was 1.01-1.21x faster (median 1.13x) in 8 interleaved
-/// `bench` pairs. Balance under preemption is no reason for more: a thread the OS takes away
-/// for a millisecond holds a 100 us section up whatever the chunking.
-const CHUNKS_PER_THREAD: usize = 1;
-
-/// Rows per chunk when the matrices `rows` are computed in one parallel section: about
-/// [`CHUNKS_PER_THREAD`] chunks per thread; a divisor of every row count, so no chunk
-/// straddles two matrices; a multiple of 16 where possible, so chunks split no row group of
-/// the Rows16 layout.
+/// Rows per chunk of a prefill's parallel section: about one chunk per thread; a divisor of
+/// every row count, so no chunk straddles two matrices; a multiple of 16 where possible, so
+/// chunks split no row group of the Rows16 layout.
 fn chunk_rows(exec: &dyn Exec, rows: &[usize]) -> usize {
     let g = rows.iter().fold(0, |g, &r| gcd(g, r));
     if exec.threads() == 1 {
         return g.max(1);
     }
     let total: usize = rows.iter().sum();
-    let target = total.div_ceil(exec.threads() * CHUNKS_PER_THREAD).max(1);
+    let target = total.div_ceil(exec.threads()).max(1);
     let divisors = || (1..=g.min(target)).rev().filter(move |d| g % d == 0);
     divisors()
         .find(|d| d % 16 == 0)
@@ -56,8 +47,40 @@ fn chunk_rows(exec: &dyn Exec, rows: &[usize]) -> usize {
         .unwrap_or(1)
 }
 
-/// `outs[i]` (n, rows_i) = `ls[i]` applied to every token of `x`, all matrices in one
-/// parallel section (q, k, v share their input; so do gate and up).
+/// Where a BitLinear's outputs go: stored, or added to what is there (the residual stream
+/// `x += W a`, without a buffer and a serial pass over it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Store {
+    Set,
+    Add,
+}
+
+impl Store {
+    #[inline(always)]
+    fn put(self, o: &mut f32, y: f32) {
+        match self {
+            Store::Set => *o = y,
+            Store::Add => *o += y,
+        }
+    }
+}
+
+/// A decode section's tasks: one per thread, as (first row, rows) in the rows of its
+/// matrices stacked, so a task may straddle matrices. Each task is a kernel call per matrix
+/// that starts its code streams from cold, and decode's sections are short (40-170 us at 2
+/// threads): one task per thread instead of four was 1.13x faster (median of 8 `bench`
+/// pairs on an AMD Zen 4 host), and tail tasks for whichever thread is done first (guided
+/// scheduling, 1/8 of the rows) 0.9x.
+fn decode_tasks(threads: usize, total: usize) -> Vec<(usize, usize)> {
+    let per = (total.div_ceil(threads.max(1))).next_multiple_of(16);
+    (0..total)
+        .step_by(per.max(1))
+        .map(|at| (at, per.min(total - at)))
+        .collect()
+}
+
+/// `outs[i]` (n, rows_i) = `ls[i]` applied to every token of `x` (stored or added, `store`),
+/// all matrices in one parallel section (q, k, v share their input).
 pub(super) fn linear(
     mm: &dyn Matmul,
     exec: &dyn Exec,
@@ -65,33 +88,58 @@ pub(super) fn linear(
     x: &ActBatch,
     tmp: &mut Vec<f32>,
     outs: &mut [&mut Vec<f32>],
+    store: Store,
 ) {
     let n = x.n_tokens;
     let rows: Vec<usize> = ls.iter().map(|l| l.w.rows).collect();
     let total: usize = rows.iter().sum();
-    let mut chunk = chunk_rows(exec, &rows);
-    // A prefill's chunks turn their own (rows, n) output into the (n, rows) layout while it
-    // is in cache: 64 rows of 128 tokens are 32 KiB, where a whole matrix's output (3.5 MB
-    // for 6912 rows) was turned afterwards, out of cache (ternary layers 140-150 -> 163-173
-    // G MAC/s on a Zen 4 core). Only kernels that prepare nothing per call take small chunks.
-    if let Some(p) = mm.prefill_rows().filter(|_| n > 1) {
-        if chunk > p && chunk.is_multiple_of(p) {
-            chunk = p;
-        }
-    }
     // Each output (n, rows_i), written by the tasks at disjoint (token, row) positions.
     let dst: Vec<Dst> = outs
         .iter_mut()
         .zip(&rows)
         .map(|(o, &r)| Dst(o[..n * r].as_mut_ptr(), n * r))
         .collect();
-    // A decode's (rows, 1) output is already (1, rows): the kernels write it in place. Through
-    // a buffer, its copy into place after the section read the other thread's half from that
-    // core's cache, ~12 us per FFN section at 2 threads.
-    if n > 1 {
-        tmp.resize(total * n, 0.0);
+    if n == 1 {
+        if store == Store::Add {
+            tmp.resize(total, 0.0);
+        }
+        // (total,) each task's rows, before they are added.
+        let scratch = Dst(
+            tmp.as_mut_ptr(),
+            if store == Store::Add { total } else { 0 },
+        );
+        let tasks = decode_tasks(exec.threads(), total);
+        exec.run(tasks.len(), &|i| {
+            let (mut m, mut r) = (0, tasks[i].0);
+            let (mut at, mut left) = tasks[i];
+            while left > 0 {
+                while r >= rows[m] {
+                    r -= rows[m];
+                    m += 1;
+                }
+                let len = left.min(rows[m] - r);
+                let buf = match store {
+                    Store::Add => scratch.part(at, len),
+                    Store::Set => &mut [],
+                };
+                decode_rows(mm, ls[m], x, r, dst[m].part(r, len), buf, store);
+                (r, at, left) = (r + len, at + len, left - len);
+            }
+        });
+        return;
     }
-    let kernel_out = Dst(tmp.as_mut_ptr(), if n > 1 { total * n } else { 0 });
+    let mut chunk = chunk_rows(exec, &rows);
+    // A prefill's chunks turn their own (rows, n) output into the (n, rows) layout while it
+    // is in cache: 64 rows of 128 tokens are 32 KiB, where a whole matrix's output (3.5 MB
+    // for 6912 rows) was turned afterwards, out of cache (ternary layers 140-150 -> 163-173
+    // G MAC/s on a Zen 4 core). Only kernels that prepare nothing per call take small chunks.
+    if let Some(p) = mm.prefill_rows() {
+        if chunk > p && chunk.is_multiple_of(p) {
+            chunk = p;
+        }
+    }
+    tmp.resize(total * n, 0.0);
+    let kernel_out = Dst(tmp.as_mut_ptr(), total * n);
     exec.run(total.div_ceil(chunk), &|i| {
         let (mut m, mut r) = (0, i * chunk);
         while r >= rows[m] {
@@ -101,12 +149,6 @@ pub(super) fn linear(
         // Chunks divide every matrix's rows (`chunk_rows`, `prefill_rows`).
         let len = chunk.min(rows[m] - r);
         let scale = ls[m].out_scale;
-        if n == 1 {
-            let out = dst[m].part(r, len);
-            mm.bitmatmul(&ls[m].w, x, r, out);
-            out.iter_mut().for_each(|y| *y *= scale);
-            return;
-        }
         let out = kernel_out.part(i * chunk * n, len * n);
         mm.bitmatmul(&ls[m].w, x, r, out);
         // (chunk, n) -> rows r.. of every token, 16 rows at a time: each of the 16 rows'
@@ -116,11 +158,81 @@ pub(super) fn linear(
             for t in 0..n {
                 let o = dst[m].part(t * rows[m] + r + r0, rn);
                 for (j, o) in o.iter_mut().enumerate() {
-                    *o = out[(r0 + j) * n + t] * scale;
+                    store.put(o, out[(r0 + j) * n + t] * scale);
                 }
             }
         }
     });
+}
+
+/// The gated FFN's first half: `gate` (n, n_ff) = act(`w_gate` x) * (`w_up` x), `up` (n,
+/// n_ff) = `w_up` x. A decode gives each thread the same rows of both matrices and gates
+/// them in the same task, while its outputs are in its cache: no section of its own, and no
+/// thread reads the rows the other wrote. A prefill computes both matrices in one section
+/// and gates a token per task.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gated(
+    mm: &dyn Matmul,
+    exec: &dyn Exec,
+    act: Activation,
+    w_gate: &BitLinear,
+    w_up: &BitLinear,
+    x: &ActBatch,
+    tmp: &mut Vec<f32>,
+    gate: &mut Vec<f32>,
+    up: &mut Vec<f32>,
+) {
+    let (n, n_ff) = (x.n_tokens, w_gate.w.rows);
+    if n > 1 || w_up.w.rows != n_ff {
+        linear(
+            mm,
+            exec,
+            &[w_gate, w_up],
+            x,
+            tmp,
+            &mut [gate, up],
+            Store::Set,
+        );
+        let up = &up[..n * n_ff];
+        exec.for_each_chunk(&mut gate[..n * n_ff], n_ff, &|t, g| {
+            ops::act_mul(act, g, &up[t * n_ff..]);
+        });
+        return;
+    }
+    let (g_out, u_out) = (Dst(gate.as_mut_ptr(), n_ff), Dst(up.as_mut_ptr(), n_ff));
+    let tasks = decode_tasks(exec.threads(), n_ff);
+    exec.run(tasks.len(), &|i| {
+        let (r, len) = tasks[i];
+        let (g, u) = (g_out.part(r, len), u_out.part(r, len));
+        decode_rows(mm, w_gate, x, r, g, &mut [], Store::Set);
+        decode_rows(mm, w_up, x, r, u, &mut [], Store::Set);
+        ops::act_mul(act, g, u);
+    });
+}
+
+/// Rows `r..r + out.len()` of one token's `l x` into `out`: the kernel writes a decode's
+/// (rows, 1) output in place, already (1, rows), or into `scratch` (as long as `out`) to be
+/// added. Through one buffer for the whole section, the copy into place afterwards read
+/// the other thread's half from that core's cache, ~12 us per FFN section at 2 threads.
+fn decode_rows(
+    mm: &dyn Matmul,
+    l: &BitLinear,
+    x: &ActBatch,
+    r: usize,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    store: Store,
+) {
+    let scale = l.out_scale;
+    if store == Store::Set {
+        mm.bitmatmul(&l.w, x, r, out);
+        out.iter_mut().for_each(|y| *y *= scale);
+        return;
+    }
+    mm.bitmatmul(&l.w, x, r, scratch);
+    for (o, &y) in out.iter_mut().zip(scratch.iter()) {
+        *o += y * scale;
+    }
 }
 
 /// An output matrix the tasks of [`linear`] write into at disjoint positions.
