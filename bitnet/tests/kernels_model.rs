@@ -355,6 +355,41 @@ fn cli_kernel_selection_info_json_and_bench() {
     assert!(text(&table).contains("| pp4"), "{}", text(&table));
     assert!(!text(&table).contains("vs 1 seq"), "{}", text(&table));
 
+    // --profile: every part of a token, and decode's ternary layers next to one section.
+    let profiled = infer(
+        &[
+            "bench",
+            "--model",
+            &m,
+            "-p",
+            "4",
+            "-n",
+            "2",
+            "-t",
+            "2",
+            "-r",
+            "1",
+            "--bw-mib",
+            "8",
+            "--profile",
+        ],
+        &[],
+    );
+    assert!(profiled.status.success(), "{}", err(&profiled));
+    let out = text(&profiled);
+    for row in [
+        "profile pp4, 2 threads",
+        "profile tg2, 2 threads",
+        "| norms + act quant |",
+        "| ternary layers |",
+        "| (the same in one section) |",
+        "| attention |",
+        "| head (+ final norm) |",
+        "G int8 multiply-adds per second",
+    ] {
+        assert!(out.contains(row), "{row}: {out}");
+    }
+
     // -b 2: two sequences next to one, in the table and in JSON.
     let batched = [
         "bench", "--model", &m, "-p", "4", "-n", "2", "-r", "1", "-b", "2",

@@ -82,6 +82,35 @@ impl Model {
             .sum()
     }
 
+    /// Every ternary matrix times one token's activations in a single parallel section, a
+    /// task per matrix: how fast the kernels stream the weights without decode's four
+    /// barriers per layer, where each section waits for its last thread and the next starts
+    /// its streams from cold (`bench --profile` holds the ternary layers against it). The
+    /// activations are zeros: a kernel's time does not depend on the values.
+    pub fn ternary_one_section(&self, exec: &dyn crate::parallel::Exec) {
+        let ls: Vec<&BitLinear> = self
+            .blocks
+            .iter()
+            .flat_map(|b| [&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down])
+            .collect();
+        let mut acts: Vec<crate::kernels::ActBatch> = Vec::new();
+        for l in &ls {
+            if !acts.iter().any(|a| a.cols == l.w.cols) {
+                let mut a = crate::kernels::ActBatch::new(1, l.w.cols);
+                a.scale[0] = 1.0;
+                acts.push(a);
+            }
+        }
+        exec.run(ls.len(), &|i| {
+            let w = &ls[i].w;
+            if let Some(x) = acts.iter().find(|a| a.cols == w.cols) {
+                let mut out = alloc::vec![0.0f32; w.rows]; // (rows,) discarded
+                self.kernel.bitmatmul(w, x, 0, &mut out);
+                core::hint::black_box(&out);
+            }
+        });
+    }
+
     /// Ternary weights in all layers: the int8 multiply-adds per token of the BitLinear layers.
     pub fn ternary_weights(&self) -> usize {
         self.blocks

@@ -151,6 +151,7 @@ pub fn main(a: &BenchArgs) -> Result<(), String> {
                 tokens: p.len(),
                 kv_read: None,
                 mem_gb_s,
+                one_section_ns: None,
             };
             if !p.is_empty() {
                 let (s, prof) =
@@ -165,6 +166,7 @@ pub fn main(a: &BenchArgs) -> Result<(), String> {
                 run.test = test_name("tg", g.len(), 1);
                 run.tokens = g.len();
                 run.kv_read = Some(kv_read);
+                run.one_section_ns = Some(profile::one_section(&model, &pool, g.len()));
                 profile::print(&model, &run, &prof);
             }
         }

@@ -16,6 +16,19 @@ pub struct Run {
     pub kv_read: Option<f64>,
     /// The read bandwidth `bench` measured on these threads, GB/s.
     pub mem_gb_s: Option<f64>,
+    /// Decode: ns per pass of [`Model::ternary_one_section`] on the same threads.
+    pub one_section_ns: Option<f64>,
+}
+
+/// Mean ns per pass of [`Model::ternary_one_section`] over `passes` passes (after one
+/// untimed pass).
+pub fn one_section(model: &Model, exec: &dyn bitnet::parallel::Exec, passes: usize) -> f64 {
+    model.ternary_one_section(exec);
+    let t = std::time::Instant::now();
+    for _ in 0..passes.max(1) {
+        model.ternary_one_section(exec);
+    }
+    t.elapsed().as_nanos() as f64 / passes.max(1) as f64
 }
 
 /// Runs `f` (one forward-pass test) with profiling on and returns what it recorded.
@@ -86,6 +99,19 @@ pub fn print(model: &Model, run: &Run, p: &Profile) {
             "| {} | {ms} | {share} | {mb} | {gb_s} | {of_mem} | {busy} |",
             part.name()
         );
+        if let (Part::Ternary, Some(ns)) = (part, run.one_section_ns) {
+            let b = model.ternary_bytes() as f64;
+            let gb_s = b / ns;
+            let of_mem = run
+                .mem_gb_s
+                .map(|m| format!("{:.0}%", 100.0 * gb_s / m))
+                .unwrap_or_default();
+            println!(
+                "| (the same in one section) | {:.3} |  | {:.1} | {gb_s:.1} | {of_mem} | - |",
+                ns / 1e6,
+                b / 1e6
+            );
+        }
     }
     if !decode {
         // Every ternary weight meets every token once: one int8 multiply-add each.
