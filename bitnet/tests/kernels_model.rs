@@ -197,6 +197,13 @@ fn infer(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("bitnet-infer runs")
 }
 
+/// Panics with the whole output unless it contains every one of `wanted`.
+fn assert_contains_all(out: &str, wanted: &[&str]) {
+    for w in wanted {
+        assert!(out.contains(w), "{w}: {out}");
+    }
+}
+
 fn fixture(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures")
@@ -335,60 +342,42 @@ fn cli_kernel_selection_info_json_and_bench() {
     );
     assert!(bench.status.success(), "{}", err(&bench));
     let json = text(&bench);
-    for field in [
-        "\"threads\": 1",
-        "\"threads\": 2",
-        "prefill_tok_s",
-        "decode_tok_s",
-        "decode_gb_s",
-        "mem_read_gb_s",
-        "decode_bw_ratio",
-    ] {
-        assert!(json.contains(field), "{field}: {json}");
-    }
-    let table = infer(
+    assert_contains_all(
+        &json,
         &[
-            "bench", "--model", &m, "-p", "4", "-n", "2", "-r", "1", "--bw-mib", "8",
+            "\"threads\": 1",
+            "\"threads\": 2",
+            "prefill_tok_s",
+            "decode_tok_s",
+            "decode_gb_s",
+            "mem_read_gb_s",
+            "decode_bw_ratio",
         ],
-        &[],
     );
+    let table_args = [
+        "bench", "--model", &m, "-p", "4", "-n", "2", "-r", "1", "--bw-mib", "8",
+    ];
+    let table = infer(&table_args, &[]);
     assert!(text(&table).contains("| pp4"), "{}", text(&table));
     assert!(!text(&table).contains("vs 1 seq"), "{}", text(&table));
 
     // --profile: every part of a token, and decode's ternary layers next to one section.
-    let profiled = infer(
-        &[
-            "bench",
-            "--model",
-            &m,
-            "-p",
-            "4",
-            "-n",
-            "2",
-            "-t",
-            "2",
-            "-r",
-            "1",
-            "--bw-mib",
-            "8",
-            "--profile",
-        ],
-        &[],
-    );
+    let profiled = infer(&[&table_args[..], &["-t", "2", "--profile"]].concat(), &[]);
     assert!(profiled.status.success(), "{}", err(&profiled));
     let out = text(&profiled);
-    for row in [
-        "profile pp4, 2 threads",
-        "profile tg2, 2 threads",
-        "| norms + act quant |",
-        "| ternary layers |",
-        "| (the same in one section) |",
-        "| attention |",
-        "| head (+ final norm) |",
-        "G int8 multiply-adds per second",
-    ] {
-        assert!(out.contains(row), "{row}: {out}");
-    }
+    assert_contains_all(
+        &out,
+        &[
+            "profile pp4, 2 threads",
+            "profile tg2, 2 threads",
+            "| norms + act quant |",
+            "| ternary layers |",
+            "| (the same in one section) |",
+            "| attention |",
+            "| head (+ final norm) |",
+            "G int8 multiply-adds per second",
+        ],
+    );
 
     // -b 2: two sequences next to one, in the table and in JSON.
     let batched = [
@@ -396,32 +385,34 @@ fn cli_kernel_selection_info_json_and_bench() {
     ];
     let table = infer(&[&batched[..], &["--bw-mib", "0"]].concat(), &[]);
     let out = text(&table);
-    for row in [
-        "| pp4   |",
-        "| pp4x2 |",
-        "| tg2   |",
-        "| tg2x2 |",
-        "| vs 1 seq |",
-    ] {
-        assert!(out.contains(row), "{row}: {out}");
-    }
+    assert_contains_all(
+        &out,
+        &[
+            "| pp4   |",
+            "| pp4x2 |",
+            "| tg2   |",
+            "| tg2x2 |",
+            "| vs 1 seq |",
+        ],
+    );
     let json = text(&infer(
         &[&batched[..], &["--bw-mib", "8", "--json"]].concat(),
         &[],
     ));
-    for field in [
-        "\"batch_size\": 2",
-        "\"prefill_tok_s\"",
-        "\"decode_tok_s\"",
-        "\"batch_prefill_tok_s\"",
-        "\"batch_prefill_vs_1\"",
-        "\"batch_decode_tok_s\"",
-        "\"batch_decode_gb_s\"",
-        "\"batch_decode_vs_1\"",
-        "\"decode_bw_ratio\"",
-    ] {
-        assert!(json.contains(field), "{field}: {json}");
-    }
+    assert_contains_all(
+        &json,
+        &[
+            "\"batch_size\": 2",
+            "\"prefill_tok_s\"",
+            "\"decode_tok_s\"",
+            "\"batch_prefill_tok_s\"",
+            "\"batch_prefill_vs_1\"",
+            "\"batch_decode_tok_s\"",
+            "\"batch_decode_gb_s\"",
+            "\"batch_decode_vs_1\"",
+            "\"decode_bw_ratio\"",
+        ],
+    );
     let bad = infer(&["bench", "--model", &m, "-t", "0"], &[]);
     assert_eq!(bad.status.code(), Some(1));
 
@@ -458,9 +449,10 @@ fn cli_kernel_selection_info_json_and_bench() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{info}"));
     let want = format!("\"kv_bytes_per_token_read\": {:.0}", per * 22.0);
-    for field in ["\"ctx_depth\": 20", "\"kv_type\": \"q4_0\"", &want] {
-        assert!(json.contains(field), "{field}: {json}");
-    }
+    assert_contains_all(
+        &json,
+        &["\"ctx_depth\": 20", "\"kv_type\": \"q4_0\"", &want],
+    );
     let too_deep = infer(&["bench", "--model", &m, "-d", "100000"], &[]);
     assert_eq!(too_deep.status.code(), Some(1));
     assert!(err(&too_deep).contains("-d 100000"), "{}", err(&too_deep));

@@ -72,12 +72,17 @@ impl Model {
         self.ternary_bytes() + self.head().byte_len()
     }
 
-    /// Bytes of every ternary matrix (codes and scales): what the BitLinear layers read per
-    /// decode step.
-    pub fn ternary_bytes(&self) -> usize {
+    /// Every BitLinear of every layer, in the order a token reads them.
+    fn ternary_layers(&self) -> impl Iterator<Item = &BitLinear> {
         self.blocks
             .iter()
             .flat_map(|b| [&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down])
+    }
+
+    /// Bytes of every ternary matrix (codes and scales): what the BitLinear layers read per
+    /// decode step.
+    pub fn ternary_bytes(&self) -> usize {
+        self.ternary_layers()
             .map(|l| l.w.codes.len() + l.w.scales.len() * 4)
             .sum()
     }
@@ -88,11 +93,7 @@ impl Model {
     /// its streams from cold (`bench --profile` holds the ternary layers against it). The
     /// activations are zeros: a kernel's time does not depend on the values.
     pub fn ternary_one_section(&self, exec: &dyn crate::parallel::Exec) {
-        let ls: Vec<&BitLinear> = self
-            .blocks
-            .iter()
-            .flat_map(|b| [&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down])
-            .collect();
+        let ls: Vec<&BitLinear> = self.ternary_layers().collect();
         let mut acts: Vec<crate::kernels::ActBatch> = Vec::new();
         for l in &ls {
             if !acts.iter().any(|a| a.cols == l.w.cols) {
@@ -113,11 +114,7 @@ impl Model {
 
     /// Ternary weights in all layers: the int8 multiply-adds per token of the BitLinear layers.
     pub fn ternary_weights(&self) -> usize {
-        self.blocks
-            .iter()
-            .flat_map(|b| [&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down])
-            .map(|l| l.w.rows * l.w.cols)
-            .sum()
+        self.ternary_layers().map(|l| l.w.rows * l.w.cols).sum()
     }
 }
 
