@@ -292,6 +292,7 @@ impl Model {
                 &mut b.tmp,
                 &mut [&mut b.q, &mut b.k, &mut b.v],
                 Store::Set,
+                blk.attn_sub_norm.as_deref().unwrap_or_default(),
             );
             drop(span);
             let span = profile::span(Part::RopeKv);
@@ -324,7 +325,17 @@ impl Model {
             drop(span);
             let span = profile::span(Part::Ternary);
             let x = &mut [&mut b.x];
-            linear(mm, exec, &[&blk.wo], &b.acts, &mut b.tmp, x, Store::Add);
+            let next = &blk.ffn_norm;
+            linear(
+                mm,
+                exec,
+                &[&blk.wo],
+                &b.acts,
+                &mut b.tmp,
+                x,
+                Store::Add,
+                next,
+            );
             drop(span);
 
             // FFN: g = act(BitLinear_gate(f)) * BitLinear_up(f), f = rmsnorm(x) * ffn_norm
@@ -335,7 +346,10 @@ impl Model {
             let span = profile::span(Part::Ternary);
             let (w_gate, w_up) = (&blk.w_gate, &blk.w_up);
             let (gate, up) = (&mut b.gate, &mut b.up);
-            gated(mm, exec, c.act, w_gate, w_up, &b.acts, &mut b.tmp, gate, up);
+            let next = blk.ffn_sub_norm.as_deref().unwrap_or_default();
+            gated(
+                mm, exec, c.act, w_gate, w_up, &b.acts, &mut b.tmp, gate, up, next,
+            );
             drop(span);
             // g = rmsnorm(g) * ffn_sub_norm (BitNet; llama has none); x = x + BitLinear_down(g)
             let span = profile::span(Part::Norms);
@@ -346,7 +360,20 @@ impl Model {
             drop(span);
             let _span = profile::span(Part::Ternary);
             let x = &mut [&mut b.x];
-            linear(mm, exec, &[&blk.w_down], &b.acts, &mut b.tmp, x, Store::Add);
+            let next = self
+                .blocks
+                .get(layer + 1)
+                .map_or(&self.output_norm, |b| &b.attn_norm);
+            linear(
+                mm,
+                exec,
+                &[&blk.w_down],
+                &b.acts,
+                &mut b.tmp,
+                x,
+                Store::Add,
+                next,
+            );
         }
 
         // logits = head . (rmsnorm(x) * output_norm)
