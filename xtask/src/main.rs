@@ -16,6 +16,7 @@ mod clean_room;
 mod compare;
 mod counters;
 mod ctx;
+mod disk;
 mod fixtures;
 mod flags;
 mod fuzz;

@@ -17,6 +17,7 @@ pub fn run(ctx: &Ctx, a: &MatrixArgs) -> Result<(), String> {
         return Ok(());
     }
     let start = Instant::now();
+    crate::disk::warn_if_short();
     if !a.no_setup {
         let mut with_host = targets.clone();
         if !with_host.iter().any(|t| t.is_host()) {

@@ -30,7 +30,7 @@ fn all_output(o: &Output) -> String {
 }
 
 /// A copy of targets.toml with `edit` applied to the host entry (the first one).
-fn targets_with(name: &str, edit: impl Fn(&str) -> String) -> PathBuf {
+fn targets_with(name: &str, edit: impl Fn(&str) -> String) -> Scratch {
     let text = std::fs::read_to_string(root().join("targets.toml")).unwrap();
     let split = text.find("[[target]]").unwrap();
     let second = split + 1 + text[split + 1..].find("[[target]]").unwrap();
@@ -40,11 +40,37 @@ fn targets_with(name: &str, edit: impl Fn(&str) -> String) -> PathBuf {
         edit(&text[split..second]),
         &text[second..]
     );
-    let dir = std::env::temp_dir().join(format!("bitnet-xtask-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    let path = scratch(name);
     std::fs::write(&path, edited).unwrap();
     path
+}
+
+/// A file of this test process under cargo's scratch directory (`target/tmp`), removed
+/// when dropped (they used to pile up in /tmp, one set per run).
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    Scratch(dir.join(format!("break-it-{}-{name}", std::process::id())))
 }
 
 const HOST: &str = "x86_64-unknown-linux-gnu";
@@ -126,9 +152,7 @@ fn a_listed_kernel_that_ran_no_exactness_test_fails_the_profile() {
         edited, text,
         "the native profile's cpuinfo_kernels table moved"
     );
-    let dir = std::env::temp_dir().join(format!("bitnet-xtask-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let profiles = dir.join("profiles.toml");
+    let profiles = scratch("profiles.toml");
     std::fs::write(&profiles, edited).unwrap();
     let o = xtask(&[
         "--profiles",
@@ -169,12 +193,7 @@ fn instructions_per_token_past_the_baseline_fail_the_count_gate() {
     };
     // What the code counts now (the committed baseline may be higher: the gate holds
     // kernels to no more than it, and a change that saves instructions keeps it passing).
-    let tmp = |what: &str| {
-        std::env::temp_dir().join(format!(
-            "bitnet-counters-{what}-{}.json",
-            std::process::id()
-        ))
-    };
+    let tmp = |what: &str| scratch(&format!("counters-{what}.json"));
     let measured = tmp("measured");
     let o = run(&measured, "--save-baseline");
     assert!(o.status.success(), "{}", all_output(&o));
@@ -201,7 +220,7 @@ fn instructions_per_token_past_the_baseline_fail_the_count_gate() {
 
 #[test]
 fn a_budget_one_byte_too_small_fails_with_the_delta() {
-    let baseline = std::env::temp_dir().join(format!("bitnet-size-{}.json", std::process::id()));
+    let baseline = scratch("size.json");
     let o = xtask(&[
         "size-report",
         "--target",

@@ -79,8 +79,13 @@ pub fn binary(sh: &Shell, t: &Target, fault: Option<&str>) -> Result<PathBuf, St
             .env("CARGO_TARGET_DIR", &target_dir)
             .env("BITNET_INJECT_FAULT", kernel);
     }
-    c.run()
-        .map_err(|e| format!("{}: build failed: {e}", t.triple))?;
+    c.run().map_err(|e| {
+        format!(
+            "{}: build failed: {e}{}",
+            t.triple,
+            crate::disk::full_disk_hint()
+        )
+    })?;
     let path = target_dir.join(&t.triple).join("harness").join(bin);
     if !path.exists() {
         return Err(format!(
@@ -110,7 +115,13 @@ pub fn kernel_tests(sh: &Shell, t: &Target) -> Result<PathBuf, String> {
         .quiet()
         .ignore_stderr()
         .read()
-        .map_err(|e| format!("{}: building the kernel tests failed: {e}", t.triple))?;
+        .map_err(|e| {
+            format!(
+                "{}: building the kernel tests failed: {e}{}",
+                t.triple,
+                crate::disk::full_disk_hint()
+            )
+        })?;
     for line in out.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -140,6 +151,12 @@ fn bare_kernel_tests(sh: &Shell, t: &Target) -> Result<PathBuf, String> {
         .env("CARGO_TARGET_DIR", &target_dir)
         .quiet()
         .run()
-        .map_err(|e| format!("{}: building the kernel tests failed: {e}", t.triple))?;
+        .map_err(|e| {
+            format!(
+                "{}: building the kernel tests failed: {e}{}",
+                t.triple,
+                crate::disk::full_disk_hint()
+            )
+        })?;
     Ok(target_dir.join(&t.triple).join("harness/bitnet-bare"))
 }
