@@ -44,6 +44,11 @@ pub fn cargo<'a>(sh: &'a Shell, t: &Target, sub: &str) -> xshell::Cmd<'a> {
     c
 }
 
+/// A failed cargo run of target `t`, with a hint when the disk is (nearly) full.
+fn failed(t: &Target, what: &str, e: xshell::Error) -> String {
+    format!("{}: {what}: {e}{}", t.triple, crate::disk::full_disk_hint())
+}
+
 /// The package and binary a target ships: `bitnet-infer`, or `bitnet-bare` for a
 /// bare-metal image.
 fn product(t: &Target) -> (&'static str, &'static str) {
@@ -79,13 +84,7 @@ pub fn binary(sh: &Shell, t: &Target, fault: Option<&str>) -> Result<PathBuf, St
             .env("CARGO_TARGET_DIR", &target_dir)
             .env("BITNET_INJECT_FAULT", kernel);
     }
-    c.run().map_err(|e| {
-        format!(
-            "{}: build failed: {e}{}",
-            t.triple,
-            crate::disk::full_disk_hint()
-        )
-    })?;
+    c.run().map_err(|e| failed(t, "build failed", e))?;
     let path = target_dir.join(&t.triple).join("harness").join(bin);
     if !path.exists() {
         return Err(format!(
@@ -115,13 +114,7 @@ pub fn kernel_tests(sh: &Shell, t: &Target) -> Result<PathBuf, String> {
         .quiet()
         .ignore_stderr()
         .read()
-        .map_err(|e| {
-            format!(
-                "{}: building the kernel tests failed: {e}{}",
-                t.triple,
-                crate::disk::full_disk_hint()
-            )
-        })?;
+        .map_err(|e| failed(t, "building the kernel tests failed", e))?;
     for line in out.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -151,12 +144,6 @@ fn bare_kernel_tests(sh: &Shell, t: &Target) -> Result<PathBuf, String> {
         .env("CARGO_TARGET_DIR", &target_dir)
         .quiet()
         .run()
-        .map_err(|e| {
-            format!(
-                "{}: building the kernel tests failed: {e}{}",
-                t.triple,
-                crate::disk::full_disk_hint()
-            )
-        })?;
+        .map_err(|e| failed(t, "building the kernel tests failed", e))?;
     Ok(target_dir.join(&t.triple).join("harness/bitnet-bare"))
 }
