@@ -1,4 +1,4 @@
-//! Free disk space under `target/`: a fresh matrix run writes about 5.5 GB there (every
+//! Free disk space under `target/`: a fresh matrix run writes about 5.4 GB there (every
 //! triple's builds, the bare-metal kernel tests, the zig venv, QEMU plugins), and a full
 //! disk otherwise shows up as unrelated-looking build failures half-way through.
 
