@@ -15,32 +15,13 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A file of this test process under cargo's scratch directory (`target/tmp`), removed
-/// when dropped: every run used to leave 13 MB behind in /tmp.
-struct Scratch(PathBuf);
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for Scratch {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn scratch(name: &str) -> Scratch {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    Scratch(dir.join(format!("cli-{}-{name}", std::process::id())))
+/// A file under cargo's scratch directory (`target/tmp/cli`), as the tokenizer tests keep
+/// theirs: a fixed name per use, overwritten by the next run, so nothing piles up (a
+/// directory per process under /tmp left 13 MB behind every run).
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
 }
 
 #[test]
@@ -209,8 +190,8 @@ fn tie_dumps(name: &str, threads: &str) -> (String, String) {
             "--threads",
             threads,
         ])
-        .env("BITNET_DUMP_TIES", &*acts)
-        .env("BITNET_DUMP_KV_TIES", &*kv)
+        .env("BITNET_DUMP_TIES", &acts)
+        .env("BITNET_DUMP_KV_TIES", &kv)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -307,7 +288,7 @@ fn assert_clean_error(args: &[&str], needles: &[&str]) {
     }
 }
 
-fn write(name: &str, bytes: &[u8]) -> Scratch {
+fn write(name: &str, bytes: &[u8]) -> PathBuf {
     let p = scratch(name);
     std::fs::write(&p, bytes).unwrap();
     p

@@ -30,7 +30,7 @@ fn all_output(o: &Output) -> String {
 }
 
 /// A copy of targets.toml with `edit` applied to the host entry (the first one).
-fn targets_with(name: &str, edit: impl Fn(&str) -> String) -> Scratch {
+fn targets_with(name: &str, edit: impl Fn(&str) -> String) -> PathBuf {
     let text = std::fs::read_to_string(root().join("targets.toml")).unwrap();
     let split = text.find("[[target]]").unwrap();
     let second = split + 1 + text[split + 1..].find("[[target]]").unwrap();
@@ -45,32 +45,13 @@ fn targets_with(name: &str, edit: impl Fn(&str) -> String) -> Scratch {
     path
 }
 
-/// A file of this test process under cargo's scratch directory (`target/tmp`), removed
-/// when dropped (they used to pile up in /tmp, one set per run).
-struct Scratch(PathBuf);
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for Scratch {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn scratch(name: &str) -> Scratch {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    Scratch(dir.join(format!("break-it-{}-{name}", std::process::id())))
+/// A file under cargo's scratch directory (`target/tmp/break-it`): a fixed name per use,
+/// overwritten by the next run, so nothing piles up (a directory per process under /tmp
+/// did).
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("break-it");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
 }
 
 const HOST: &str = "x86_64-unknown-linux-gnu";
