@@ -13,6 +13,13 @@ pub unsafe trait Exec: Sync {
     fn threads(&self) -> usize;
     /// Runs `f(i)` for i in 0..n; returns when all are done.
     fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync));
+
+    /// Whether the calling thread is the one that called `run` (inside a task), rather
+    /// than a helper: what that thread reads stays in the cache the serial work after the
+    /// section runs on.
+    fn on_caller(&self) -> bool {
+        true
+    }
 }
 
 impl dyn Exec + '_ {
@@ -120,6 +127,10 @@ unsafe impl Exec for Pool {
         }
         self.shared.run(self.workers.len(), n, f);
     }
+
+    fn on_caller(&self) -> bool {
+        !pool::IN_WORKER.with(|w| w.get())
+    }
 }
 
 #[cfg(feature = "std")]
@@ -137,6 +148,11 @@ mod pool {
     const SPIN: Duration = Duration::from_micros(50);
     /// How long an idle worker keeps yielding before it parks.
     const YIELD: Duration = Duration::from_millis(2);
+
+    std::thread_local! {
+        /// Set on a pool's worker threads ([`super::Exec::on_caller`]).
+        pub static IN_WORKER: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    }
 
     #[derive(Default)]
     pub struct Shared {
@@ -219,6 +235,7 @@ mod pool {
         }
 
         pub fn worker(&self) {
+            IN_WORKER.with(|w| w.set(true));
             // Sections start after `Pool::new` returns: a worker that starts late must still
             // take part in the first one.
             let mut seen = 0;
@@ -294,6 +311,23 @@ mod tests {
                 assert!(out.iter().enumerate().all(|(k, &v)| v == 50.0 * k as f32));
             }
         }
+    }
+
+    #[test]
+    fn on_caller_is_true_on_the_calling_thread_only() {
+        let pool = Pool::new(2).unwrap();
+        let caller = std::thread::current().id();
+        let seen = std::sync::Mutex::new(Vec::new());
+        for _ in 0..200 {
+            pool.run(64, &|_| {
+                let t = std::thread::current().id();
+                seen.lock().unwrap().push((t == caller, pool.on_caller()));
+            });
+        }
+        let seen = seen.into_inner().unwrap();
+        assert!(seen.iter().all(|&(is_caller, says)| is_caller == says));
+        assert!(seen.iter().any(|&(c, _)| c), "the caller ran no task");
+        assert!(Serial.on_caller());
     }
 
     #[test]

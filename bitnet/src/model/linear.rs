@@ -2,7 +2,6 @@
 //! in one parallel section, so each weight read serves every token.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Activation, BitLinear};
 use crate::kernels::{ActBatch, Kernel};
@@ -72,7 +71,7 @@ fn decode_tasks(threads: usize, total: usize) -> Vec<(usize, usize)> {
 
 /// `outs[i]` (n, rows_i) = `ls[i]` applied to every token of `x` (stored or added, `store`),
 /// all matrices in one parallel section (q, k, v share their input). A decode brings `next`
-/// into cache on the way ([`warm_if_early`]).
+/// into cache on the way ([`warm_on_caller`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn linear(
     mm: &dyn Matmul,
@@ -103,7 +102,6 @@ pub(super) fn linear(
             if store == Store::Add { total } else { 0 },
         );
         let tasks = decode_tasks(exec.threads(), total);
-        let done = AtomicUsize::new(0);
         exec.run(tasks.len(), &|i| {
             let (mut m, mut r) = (0, tasks[i].0);
             let (mut at, mut left) = tasks[i];
@@ -120,7 +118,7 @@ pub(super) fn linear(
                 decode_rows(mm, ls[m], x, r, dst[m].part(r, len), buf, store);
                 (r, at, left) = (r + len, at + len, left - len);
             }
-            warm_if_early(next, &done, tasks.len());
+            warm_on_caller(exec, next);
         });
         return;
     }
@@ -210,24 +208,28 @@ pub(super) fn gated(
     }
     let (g_out, u_out) = (Dst(gate.as_mut_ptr(), n_ff), Dst(up.as_mut_ptr(), n_ff));
     let tasks = decode_tasks(exec.threads(), n_ff);
-    let done = AtomicUsize::new(0);
     exec.run(tasks.len(), &|i| {
         let (r, len) = tasks[i];
         let (g, u) = (g_out.part(r, len), u_out.part(r, len));
         decode_rows(mm, w_gate, x, r, g, &mut [], Store::Set);
         decode_rows(mm, w_up, x, r, u, &mut [], Store::Set);
         ops::act_mul(act, g, u);
-        warm_if_early(next, &done, tasks.len());
+        warm_on_caller(exec, next);
     });
 }
 
 /// Reads `next` (the weights of the norm the caller runs right after this decode section)
-/// into cache, unless this task is the section's last to finish: a thread that finishes
-/// early would only wait, and the section's weight stream has evicted those weights since
-/// the last token (norms 0.46-0.58 -> 0.26-0.40 ms per 2B4T token at 2 threads on an AMD
-/// Zen 4 host, in both its bandwidth states). One load per cache line.
-fn warm_if_early(next: &[f32], done: &AtomicUsize, tasks: usize) {
-    if done.fetch_add(1, Ordering::AcqRel) + 1 < tasks {
+/// into the cache of the thread that called the section, at the end of its task. The
+/// section's weight stream has evicted those weights since the last token, and the norm
+/// read them from memory while the other thread waited: norms 0.42-0.44 ms per 2B4T token
+/// on 1 thread, 0.26 on 2 with the warm, on an AMD Zen 4 host. A helper thread warming them
+/// instead (when it finished first) left the norms at 0.44-0.51 ms when the host gave 2
+/// threads its full bandwidth (as if the two cores were far apart: from the other core's
+/// cache they came little faster than from memory), and the caller warming them at
+/// 0.38-0.42. One load per cache line; when the caller is the last to finish, its section
+/// takes what the norm would have spent reading them.
+fn warm_on_caller(exec: &dyn Exec, next: &[f32]) {
+    if exec.on_caller() {
         for i in (0..next.len()).step_by(64 / size_of::<f32>()) {
             core::hint::black_box(next[i]);
         }
