@@ -323,12 +323,46 @@ fn markdown(r: &Report) -> String {
             shares.join(", ")
         ));
     }
+    out.push_str(&by_round(r));
     out.push_str(&format!(
         "* model: {}\n* page cache before the rounds: {}\n* llama.cpp: {}\n* {}\n\n",
         r.model, r.page_cache, r.llama_cpp, r.command
     ));
     out.push_str(&table(&r.rows));
     out
+}
+
+/// Each round's read bandwidth next to decode's share of it, per thread count (empty without
+/// both): on a shared host the bandwidth moves from round to round, and a share means most
+/// next to the bandwidth it was taken against.
+fn by_round(r: &Report) -> String {
+    let parts: Vec<String> = r
+        .read_bandwidth
+        .iter()
+        .filter_map(|b| {
+            let s = r
+                .decode_of_read_bandwidth
+                .iter()
+                .find(|s| s.threads == b.threads)?;
+            let (gb_s, shares) = (&b.gb_s.samples, &s.share.samples);
+            if gb_s.len() != shares.len() {
+                return None;
+            }
+            let rounds: Vec<String> = gb_s
+                .iter()
+                .zip(shares)
+                .map(|(g, s)| format!("{g:.1} GB/s {:.0}%", 100.0 * s))
+                .collect();
+            Some(format!("{} thread(s) {}", b.threads, rounds.join(", ")))
+        })
+        .collect();
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        "* each round's bandwidth and decode's share of it: {}\n",
+        parts.join("; ")
+    )
 }
 
 /// The Markdown table: tok/s mean ± stddev over rounds per engine, and the ratio of the means
@@ -606,6 +640,42 @@ mod tests {
         );
         assert!(parse_ours("{\"results\": []}").is_err());
         assert!(parse_ours("error").is_err());
+    }
+
+    #[test]
+    fn each_rounds_bandwidth_next_to_its_share() {
+        let bw = |t, x: &[f64]| Bandwidth {
+            threads: t,
+            gb_s: Stat::of(x),
+        };
+        let share = |t, x: &[f64]| Share {
+            threads: t,
+            share: Stat::of(x),
+        };
+        let mut r = Report {
+            date: String::new(),
+            cpu: String::new(),
+            cores: 2,
+            load_average_before: String::new(),
+            load_average_after: String::new(),
+            model: String::new(),
+            page_cache: String::new(),
+            llama_cpp: String::new(),
+            command: String::new(),
+            read_bandwidth: vec![bw(1, &[33.04, 34.0]), bw(2, &[64.2, 36.6])],
+            decode_of_read_bandwidth: vec![share(1, &[0.921, 0.93]), share(2, &[0.846, 0.97])],
+            rows: vec![],
+        };
+        assert_eq!(
+            by_round(&r),
+            "* each round's bandwidth and decode's share of it: 1 thread(s) 33.0 GB/s 92%, \
+             34.0 GB/s 93%; 2 thread(s) 64.2 GB/s 85%, 36.6 GB/s 97%\n"
+        );
+        // Samples that do not pair up round by round are left out, not misaligned.
+        r.decode_of_read_bandwidth[1] = share(2, &[0.846]);
+        assert!(!by_round(&r).contains("2 thread(s)"));
+        r.read_bandwidth.clear();
+        assert_eq!(by_round(&r), "");
     }
 
     #[test]
