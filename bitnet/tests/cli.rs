@@ -552,3 +552,29 @@ fn page_cache_rereads_a_file_and_names_a_missing_one() {
         "{stderr}"
     );
 }
+
+#[test]
+fn membw_prints_its_table_and_the_core_to_core_round_trip() {
+    let out = infer(&["membw", "--mib", "4", "-r", "1", "-t", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("| probe (bench: widest loads, 4 accumulators) | 2 MiB pages"),
+        "{stdout}"
+    );
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("core-to-core round trip"))
+            .unwrap_or_else(|| panic!("no round trip line: {stdout}"));
+        // "...: 101 ns before the passes, 98 ns after": two positive figures.
+        let ns: Vec<f64> = line
+            .split(": ")
+            .last()
+            .unwrap()
+            .split(", ")
+            .map(|p| p.split(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(ns.len() == 2 && ns.iter().all(|&v| v > 0.0), "{line}");
+    }
+}

@@ -34,7 +34,8 @@ pub enum Command {
     /// to GGUF.
     Convert(ConvertArgs),
     /// Check `bench`'s read-bandwidth probe against a plain streaming read, on 4 KiB and
-    /// 2 MiB pages and through a file's mmap (the pages a model's tensors live in).
+    /// 2 MiB pages and through a file's mmap (the pages a model's tensors live in), and time
+    /// a cache line's round trip between two cores (meaningful on an otherwise idle machine).
     Membw(MembwArgs),
     /// Re-read a file into the page cache in 2 MiB folios where Linux can (its cached pages
     /// dropped, then read through a 2 MiB-aligned map advised onto huge pages), and say how

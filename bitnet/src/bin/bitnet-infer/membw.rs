@@ -6,8 +6,11 @@
 //! read (a `u64` sum as the compiler vectorises it), on 4 KiB and on 2 MiB pages, and through
 //! a file's mmap, where a model's mmapped tensors live.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
+use std::time::{Duration, Instant};
 
 use bitnet::parallel::{Exec, Pool};
 use memmap2::{Mmap, MmapMut};
@@ -83,6 +86,7 @@ pub fn main(a: &MembwArgs) -> Result<(), String> {
         "{} MiB per buffer (file: its own size), {} passes after a warm-up, GB/s mean ± sd",
         a.mib, a.reps
     );
+    let before = round_trip_ns();
     let cols: Vec<String> = threads.iter().map(|t| format!("{t} thr GB/s")).collect();
     println!("| method | buffer | {} |", cols.join(" | "));
     println!("| :--- | :--- |{}", " ---: |".repeat(threads.len()));
@@ -104,7 +108,80 @@ pub fn main(a: &MembwArgs) -> Result<(), String> {
             println!("| {method} | {buf_name} | {} |", cells.join(" | "));
         }
     }
+    if let (Some(before), Some(after)) = (before, round_trip_ns()) {
+        println!(
+            "core-to-core round trip (two threads passing a cache line back and forth, median \
+             of {RT_REPS} samples of up to {RT_TRIPS}): {before:.0} ns before the passes, \
+             {after:.0} ns after"
+        );
+    }
     Ok(())
+}
+
+/// Round trips per sample, and the time a sample may take: on a loaded machine the other
+/// thread is often descheduled, and a fixed count could then take minutes.
+const RT_TRIPS: u64 = 20_000;
+const RT_BUDGET: Duration = Duration::from_millis(20);
+const RT_REPS: usize = 5;
+
+/// Nanoseconds for a cache line to go from one thread's core to another's and back: the
+/// price of every hand-over between a decode section's threads (the caller's activations,
+/// the other half of the outputs, the section's start and end). On a shared host it moves
+/// with where the hypervisor puts the two vCPUs: ~100 ns on one AMD Zen 4 host in its
+/// slow-bandwidth moments, ~500 in its fast ones, as if the two then sat on different core
+/// complexes, each with its own path to memory. The median of [`RT_REPS`] samples; `None`
+/// with fewer than two CPUs, where two spinning threads would only take turns.
+fn round_trip_ns() -> Option<f64> {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return None;
+    }
+    #[repr(align(128))]
+    struct Line(AtomicU64);
+    const STOP: u64 = u64::MAX;
+    let (ping, pong) = (Line(AtomicU64::new(0)), Line(AtomicU64::new(0)));
+    // Spins until `line` holds something other than `old` and returns it; yields now and
+    // then, so a descheduled partner gets a core back on a busy machine.
+    let changed = |line: &Line, old: u64| {
+        let mut spins = 0u32;
+        loop {
+            let v = line.0.load(Acquire);
+            if v != old {
+                return v;
+            }
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(1 << 14) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    };
+    let mut ns: Vec<f64> = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut seen = 0;
+            while seen != STOP {
+                seen = changed(&ping, seen);
+                pong.0.store(seen, Release);
+            }
+        });
+        let mut i = 0;
+        let samples = (0..RT_REPS)
+            .map(|_| {
+                let (t, mut trips) = (Instant::now(), 0u64);
+                while trips < RT_TRIPS && (trips % 64 != 0 || t.elapsed() < RT_BUDGET) {
+                    i += 1;
+                    ping.0.store(i, Release);
+                    changed(&pong, i - 1);
+                    trips += 1;
+                }
+                t.elapsed().as_nanos() as f64 / trips as f64
+            })
+            .collect();
+        ping.0.store(STOP, Release);
+        samples
+    });
+    ns.sort_by(f64::total_cmp);
+    Some(ns[ns.len() / 2])
 }
 
 /// A streaming read of one part of a buffer, returning something the caller keeps.
