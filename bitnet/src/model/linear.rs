@@ -224,9 +224,9 @@ pub(super) fn gated(
 /// read them from memory while the other thread waited: norms 0.42-0.44 ms per 2B4T token
 /// on 1 thread, 0.26 on 2 with the warm, on an AMD Zen 4 host. A helper thread warming them
 /// instead (when it finished first) left the norms at 0.44-0.51 ms when the host gave 2
-/// threads its full bandwidth (as if the two cores were far apart: from the other core's
-/// cache they came little faster than from memory), and the caller warming them at
-/// 0.38-0.42. One load per cache line; when the caller is the last to finish, its section
+/// threads its full bandwidth (its two vCPUs then sit far apart: a cache line's round trip
+/// between them takes 420-550 ns against ~100 otherwise, `bitnet-infer membw`, so the other
+/// core's cache is little faster than memory), and the caller warming them at 0.38-0.42. One load per cache line; when the caller is the last to finish, its section
 /// takes what the norm would have spent reading them.
 fn warm_on_caller(exec: &dyn Exec, next: &[f32]) {
     if exec.on_caller() {
