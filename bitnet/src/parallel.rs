@@ -20,6 +20,16 @@ pub unsafe trait Exec: Sync {
     fn on_caller(&self) -> bool {
         true
     }
+
+    /// Returns once `ready()` holds, which an earlier task of the same section makes true
+    /// (a task waits only for tasks of lower index: the pool hands them out in order, so
+    /// the one waited for is running or done). Spins; a pool yields the core after a while,
+    /// so a preempted partner gets to run.
+    fn wait_until(&self, ready: &dyn Fn() -> bool) {
+        while !ready() {
+            core::hint::spin_loop();
+        }
+    }
 }
 
 impl dyn Exec + '_ {
@@ -131,6 +141,17 @@ unsafe impl Exec for Pool {
     fn on_caller(&self) -> bool {
         !pool::IN_WORKER.with(|w| w.get())
     }
+
+    fn wait_until(&self, ready: &dyn Fn() -> bool) {
+        let t = std::time::Instant::now();
+        while !ready() {
+            if t.elapsed() < pool::SPIN {
+                core::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
 }
 
 #[cfg(feature = "std")]
@@ -145,7 +166,7 @@ mod pool {
     /// How long a thread spins before yielding its core: long enough to cover the serial
     /// work between the sections of a token, short enough not to starve a preempted partner
     /// on a busy machine.
-    const SPIN: Duration = Duration::from_micros(50);
+    pub const SPIN: Duration = Duration::from_micros(50);
     /// How long an idle worker keeps yielding before it parks.
     const YIELD: Duration = Duration::from_millis(2);
 

@@ -5,6 +5,11 @@
 //! thread times the thread count, minus that busy time, is what the part lost to thread
 //! synchronisation and imbalance. Off unless [`enable`]d: a span then costs one relaxed
 //! atomic load. Global, so profile one forward pass at a time.
+//!
+//! A section that does several parts' work in each task (a decode's q, k, v projections,
+//! RoPE and attention) times the later parts as [`Phase`]s: each task's phase time moves
+//! from the section's part to the phase's, and the calling thread's phases move its wall
+//! time too. The section's waits stay with its own part.
 
 /// A part of a token's work, as the profile reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +66,7 @@ pub struct Profile {
 
 #[cfg(feature = "std")]
 pub(crate) use imp::{add_busy, enabled};
-pub use imp::{enable, reset, snapshot, span, Span};
+pub use imp::{enable, phase, reset, snapshot, span, Phase, Span};
 
 #[cfg(feature = "std")]
 mod imp {
@@ -84,7 +89,7 @@ mod imp {
     }
 
     pub fn reset() {
-        for a in WALL.iter().chain(&BUSY) {
+        for a in WALL.iter().chain(&BUSY).chain([&MOVED_WALL, &MOVED_BUSY]) {
             a.store(0, Relaxed);
         }
     }
@@ -113,7 +118,41 @@ mod imp {
     impl Drop for Span {
         fn drop(&mut self) {
             if let Some((i, t)) = self.0 {
-                WALL[i].fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+                let ns = t.elapsed().as_nanos() as u64;
+                WALL[i].fetch_add(ns.saturating_sub(MOVED_WALL.swap(0, Relaxed)), Relaxed);
+                let moved = MOVED_BUSY.swap(0, Relaxed);
+                let _ = BUSY[i].fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(moved)));
+            }
+        }
+    }
+
+    /// Time moved by [`Phase`]s out of the current span's part, taken off it when it ends.
+    static MOVED_WALL: AtomicU64 = AtomicU64::new(0);
+    static MOVED_BUSY: AtomicU64 = AtomicU64::new(0);
+
+    /// Part of one task of a section, counted as `part` rather than the section's part,
+    /// until dropped (see the module's comment).
+    pub struct Phase(Option<(usize, bool, Instant)>);
+
+    /// `on_caller`: the task runs on the thread that called the section
+    /// ([`crate::parallel::Exec::on_caller`]), whose time is the section's wall time.
+    pub fn phase(part: Part, on_caller: bool) -> Phase {
+        if !enabled() {
+            return Phase(None);
+        }
+        Phase(Some((part as usize, on_caller, Instant::now())))
+    }
+
+    impl Drop for Phase {
+        fn drop(&mut self) {
+            if let Some((i, on_caller, t)) = self.0 {
+                let ns = t.elapsed().as_nanos() as u64;
+                BUSY[i].fetch_add(ns, Relaxed);
+                MOVED_BUSY.fetch_add(ns, Relaxed);
+                if on_caller {
+                    WALL[i].fetch_add(ns, Relaxed);
+                    MOVED_WALL.fetch_add(ns, Relaxed);
+                }
             }
         }
     }
@@ -146,5 +185,15 @@ mod imp {
 
     pub fn span(_: Part) -> Span {
         Span
+    }
+
+    pub struct Phase;
+
+    impl Drop for Phase {
+        fn drop(&mut self) {}
+    }
+
+    pub fn phase(_: Part, _: bool) -> Phase {
+        Phase
     }
 }

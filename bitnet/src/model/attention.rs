@@ -84,7 +84,7 @@ fn attention_with(
         hd: c.head_dim,
         n_kv: c.n_kv_head,
         group,
-        scale: 1.0 / libm::sqrtf(c.head_dim as f32),
+        scale: attention_scale(c.head_dim),
         avx2: avx2 && cfg!(target_arch = "x86_64"),
     };
     if at.len() < PREFILL_TOKENS {
@@ -178,28 +178,100 @@ impl Task<'_> {
         let i = t * self.n_kv + kvh;
         let qs = &self.q[i * group * hd..(i + 1) * group * hd]; // (group, head_dim)
         let len = pos + 1;
+        let Some(p) = prefix else {
+            let (keys, values) = (kv.keys(layer, kvh, len), kv.values(layer, kvh, len));
+            return attend(self.kernel, keys, values, len, qs, hd, scale, out);
+        };
         let mut att = vec![0.0f32; group * len]; // (group, pos + 1) scores, then weights
-        match prefix {
-            Some(p) if !p.keys.is_empty() => {
-                scores_f32(&p.keys[..len * hd], qs, hd, scale, &mut att)
-            }
-            _ => scores(
+        if p.keys.is_empty() {
+            scores(
                 self.kernel,
                 kv.keys(layer, kvh, len),
                 qs,
                 hd,
                 scale,
                 &mut att,
-            ),
+            );
+        } else {
+            scores_f32(&p.keys[..len * hd], qs, hd, scale, &mut att);
         }
         for a in att.chunks_exact_mut(len) {
             ops::softmax(a);
         }
-        match prefix {
-            Some(p) => weighted_sum_f32(&p.values[..len * hd], &att, hd, out),
-            None => weighted_sum(kv.values(layer, kvh, len), &att, hd, out),
-        }
+        weighted_sum_f32(&p.values[..len * hd], &att, hd, out);
     }
+}
+
+/// Query heads `qs` (heads, head_dim) of one token against the `len` cached rows `keys`
+/// and `values` of their kv head, into `out` (heads, head_dim): a decode task of
+/// [`attention`], for the decode section that projects, rotates and attends in one
+/// (`model/decode_attention.rs`). The same operations in the same order, so the same bits,
+/// whichever query heads a call holds.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attend_heads(
+    avx2: bool,
+    kernel: Kernel,
+    keys: Rows,
+    values: Rows,
+    len: usize,
+    qs: &[f32],
+    hd: usize,
+    out: &mut [f32],
+) {
+    let scale = attention_scale(hd);
+    if avx2 && cfg!(target_arch = "x86_64") {
+        // SAFETY: `avx2` is set only on x86_64 CPUs that have it.
+        #[cfg(target_arch = "x86_64")]
+        return unsafe { attend_avx2(kernel, keys, values, len, qs, hd, scale, out) };
+    }
+    attend(kernel, keys, values, len, qs, hd, scale, out)
+}
+
+/// [`attend`] compiled for AVX2, as [`Task::run_avx2`].
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_avx2(
+    kernel: Kernel,
+    keys: Rows,
+    values: Rows,
+    len: usize,
+    qs: &[f32],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    attend(kernel, keys, values, len, qs, hd, scale, out)
+}
+
+/// 1 / sqrt(head_dim), the scores' scale.
+fn attention_scale(hd: usize) -> f32 {
+    1.0 / libm::sqrtf(hd as f32)
+}
+
+/// Query heads `qs` (heads, head_dim) against `len` cached rows, into `out` (heads,
+/// head_dim).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    kernel: Kernel,
+    keys: Rows,
+    values: Rows,
+    len: usize,
+    qs: &[f32],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let mut att = vec![0.0f32; qs.len() / hd * len]; // (heads, len) scores, then weights
+    scores(kernel, keys, qs, hd, scale, &mut att);
+    for a in att.chunks_exact_mut(len) {
+        ops::softmax(a);
+    }
+    weighted_sum(values, &att, hd, out);
 }
 
 /// Tokens per prefill task (and the fewest that take the prefill path).

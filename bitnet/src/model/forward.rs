@@ -9,7 +9,10 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use core::sync::atomic::AtomicU32;
+
 use super::attention::attention;
+use super::decode_attention::Outputs;
 use super::linear::{gated, linear, Matmul, Store};
 use super::{ties, Config, KvCache, KvType, KvTypes, Model, ModelError};
 use crate::kernels::{ActBatch, HeadActs};
@@ -20,18 +23,19 @@ use crate::profile::{self, Part};
 /// Scratch buffers of one forward call (n = tokens in the call).
 #[derive(Default)]
 pub(crate) struct Buffers {
-    x: Vec<f32>,         // (n, dim) residual stream
-    acts: ActBatch,      // (n, in) int8 input of the current BitLinear
-    q: Vec<f32>,         // (n, q_dim)
-    k: Vec<f32>,         // (n, kv_dim)
-    v: Vec<f32>,         // (n, kv_dim)
-    o: Vec<f32>,         // (n, q_dim) attention output
-    gate: Vec<f32>,      // (n, n_ff)
-    up: Vec<f32>,        // (n, n_ff)
-    tmp: Vec<f32>,       // (rows, n) kernels' output, rows outermost
-    normed: Vec<f32>,    // (n_out, dim) final hidden states
-    head_acts: HeadActs, // (n_out, dim) int8 input of a Q8_0 head
-    logits: Vec<f32>,    // (n_out, vocab)
+    x: Vec<f32>,             // (n, dim) residual stream
+    acts: ActBatch,          // (n, in) int8 input of the current BitLinear
+    q: Vec<f32>,             // (n, q_dim)
+    k: Vec<f32>,             // (n, kv_dim)
+    v: Vec<f32>,             // (n, kv_dim)
+    o: Vec<f32>,             // (n, q_dim) attention output
+    gate: Vec<f32>,          // (n, n_ff)
+    up: Vec<f32>,            // (n, n_ff)
+    tmp: Vec<f32>,           // (rows, n) kernels' output, rows outermost
+    normed: Vec<f32>,        // (n_out, dim) final hidden states
+    head_acts: HeadActs,     // (n_out, dim) int8 input of a Q8_0 head
+    logits: Vec<f32>,        // (n_out, vocab)
+    written: Vec<AtomicU32>, // (n_kv_head,) a decode section's kv heads written
 }
 
 impl Buffers {
@@ -283,42 +287,61 @@ impl Model {
             ops::norm_quantize(exec, &b.x, &blk.attn_norm, eps, &mut b.acts);
             dump_ties("attn_norm", &b.x, Some(&blk.attn_norm), &b.acts)?;
             drop(span);
-            let span = profile::span(Part::Ternary);
-            linear(
-                mm,
-                exec,
-                &[&blk.wq, &blk.wk, &blk.wv],
-                &b.acts,
-                &mut b.tmp,
-                &mut [&mut b.q, &mut b.k, &mut b.v],
-                Store::Set,
-                blk.attn_sub_norm.as_deref().unwrap_or_default(),
-            );
-            drop(span);
-            let span = profile::span(Part::RopeKv);
-            for (t, &(seq, pos)) in at.iter().enumerate() {
-                let rot = &rope[t * half..(t + 1) * half];
-                for head in b.q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(c.head_dim) {
-                    ops::rope_with(c.rope_type, head, rot);
-                }
-                let k = &mut b.k[t * kv_dim..(t + 1) * kv_dim];
-                for head in k.chunks_exact_mut(c.head_dim) {
-                    ops::rope_with(c.rope_type, head, rot);
-                }
-                let v = &b.v[t * kv_dim..(t + 1) * kv_dim];
-                kvs[seq].write(layer, pos, k, v);
+            let sub_norm = blk.attn_sub_norm.as_deref();
+            if let [(seq, pos)] = *at {
+                // q, k, v, RoPE, the cache write and attention: one section.
+                let span = profile::span(Part::Ternary);
+                let out = Outputs {
+                    q: &mut b.q,
+                    k: &mut b.k,
+                    v: &mut b.v,
+                    o: &mut b.o,
+                    written: &mut b.written,
+                };
+                let (kv, rot) = (&mut *kvs[seq], &rope[..half]);
+                let next = sub_norm.unwrap_or_default();
+                self.decode_attention(mm, exec, layer, &b.acts, rot, kv, pos, out, next);
+                drop(span);
                 if kvs[seq].types == KvType::F16.into() {
-                    // BITNET_DUMP_KV_TIES: the f16 stored near rounding midpoints.
-                    ties::record_kv(layer, pos, k, v)?;
+                    ties::record_kv(layer, pos, &b.k, &b.v)?;
                 }
+            } else {
+                let span = profile::span(Part::Ternary);
+                linear(
+                    mm,
+                    exec,
+                    &[&blk.wq, &blk.wk, &blk.wv],
+                    &b.acts,
+                    &mut b.tmp,
+                    &mut [&mut b.q, &mut b.k, &mut b.v],
+                    Store::Set,
+                    sub_norm.unwrap_or_default(),
+                );
+                drop(span);
+                let span = profile::span(Part::RopeKv);
+                for (t, &(seq, pos)) in at.iter().enumerate() {
+                    let rot = &rope[t * half..(t + 1) * half];
+                    for head in b.q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(c.head_dim) {
+                        ops::rope_with(c.rope_type, head, rot);
+                    }
+                    let k = &mut b.k[t * kv_dim..(t + 1) * kv_dim];
+                    for head in k.chunks_exact_mut(c.head_dim) {
+                        ops::rope_with(c.rope_type, head, rot);
+                    }
+                    let v = &b.v[t * kv_dim..(t + 1) * kv_dim];
+                    kvs[seq].write(layer, pos, k, v);
+                    if kvs[seq].types == KvType::F16.into() {
+                        // BITNET_DUMP_KV_TIES: the f16 stored near rounding midpoints.
+                        ties::record_kv(layer, pos, k, v)?;
+                    }
+                }
+                drop(span);
+                let span = profile::span(Part::Attention);
+                attention(c, self.kernel, exec, kvs, layer, at, &b.q, &mut b.o);
+                drop(span);
             }
-            drop(span);
-            let span = profile::span(Part::Attention);
-            attention(c, self.kernel, exec, kvs, layer, at, &b.q, &mut b.o);
-            drop(span);
             // o = rmsnorm(o) * attn_sub_norm (BitNet; llama has none); x = x + BitLinear_o(o)
             let span = profile::span(Part::Norms);
-            let sub_norm = blk.attn_sub_norm.as_deref();
             ops::maybe_norm_quantize(exec, &b.o, sub_norm, q_dim, eps, &mut b.acts);
             let site = sub_norm_site(sub_norm, "attn_sub_norm", "attn_output");
             dump_ties(site, &b.o, sub_norm, &b.acts)?;

@@ -12,6 +12,7 @@
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::marker::PhantomData;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
@@ -156,22 +157,19 @@ impl Store {
 
     /// Writes the `src.len()` elements starting at element `at` (block-aligned).
     fn write(&mut self, at: usize, src: &[f32]) {
-        match self {
-            Store::F32(v) => v[at..at + src.len()].copy_from_slice(src),
-            // One slice conversion: F16C eight at a time on x86_64, where a call per
-            // element (runtime feature check included) was most of the rope + kv write
-            // part of a 2B4T decode token.
-            Store::F16(v) => v[at..at + src.len()].convert_from_f32_slice(src),
+        let n = src.len();
+        let slot = match self {
+            Store::F32(v) => Slot::F32(&mut v[at..at + n]),
+            Store::F16(v) => Slot::F16(&mut v[at..at + n]),
             Store::Blocks(ty, b) => {
                 let (ty, from) = (*ty, at / ty.block_elems() * ty.block_bytes());
-                let dst = &mut b[from..from + src.len() / ty.block_elems() * ty.block_bytes()];
-                // Lengths match by construction (whole blocks, checked at `new`).
-                let _ = match ty {
-                    KvType::Q8_0 => quantize_row_q8_0_ref(src, dst),
-                    _ => quantize_row_q4_0_ref(src, dst),
-                };
+                Slot::Blocks(
+                    ty,
+                    &mut b[from..from + n / ty.block_elems() * ty.block_bytes()],
+                )
             }
-        }
+        };
+        slot.write(src);
     }
 
     /// `len` rows of `hd` elements starting at element `at`.
@@ -190,11 +188,47 @@ impl Store {
         }
     }
 
+    fn raw(&mut self) -> RawStore {
+        match self {
+            Store::F32(v) => RawStore::F32(v.as_mut_ptr(), v.len()),
+            Store::F16(v) => RawStore::F16(v.as_mut_ptr(), v.len()),
+            Store::Blocks(ty, b) => RawStore::Blocks(*ty, b.as_mut_ptr(), b.len()),
+        }
+    }
+
     fn bytes(&self) -> usize {
         match self {
             Store::F32(v) => v.len() * 4,
             Store::F16(v) => v.len() * 2,
             Store::Blocks(_, b) => b.len(),
+        }
+    }
+}
+
+/// The storage of one head's row at one position, in the store's type.
+enum Slot<'a> {
+    F32(&'a mut [f32]),
+    F16(&'a mut [f16]),
+    /// Whole Q8_0 or Q4_0 blocks.
+    Blocks(KvType, &'a mut [u8]),
+}
+
+impl Slot<'_> {
+    /// Stores `src` (as many elements as the slot holds), converted to the slot's type.
+    fn write(self, src: &[f32]) {
+        match self {
+            Slot::F32(d) => d.copy_from_slice(src),
+            // One slice conversion: F16C eight at a time on x86_64, where a call per
+            // element (runtime feature check included) was most of the rope + kv write
+            // part of a 2B4T decode token.
+            Slot::F16(d) => d.convert_from_f32_slice(src),
+            // Lengths match by construction (whole blocks, checked at `new`).
+            Slot::Blocks(KvType::Q8_0, d) => {
+                let _ = quantize_row_q8_0_ref(src, d);
+            }
+            Slot::Blocks(_, d) => {
+                let _ = quantize_row_q4_0_ref(src, d);
+            }
         }
     }
 }
@@ -305,6 +339,18 @@ impl KvCache {
             let at = self.at(layer, h, pos);
             self.k.write(at, kh);
             self.v.write(at, vh);
+        }
+    }
+
+    /// The cache as the tasks of one decode section share it ([`SharedKv`]).
+    pub fn shared(&mut self) -> SharedKv<'_> {
+        SharedKv {
+            k: self.k.raw(),
+            v: self.v.raw(),
+            ctx: self.ctx,
+            n_kv_head: self.n_kv_head,
+            head_dim: self.head_dim,
+            _cache: PhantomData,
         }
     }
 
@@ -424,6 +470,141 @@ mod tests {
                         let mut row = vec![f32::NAN; hd];
                         got.dequantize(*pos, &mut row);
                         assert_eq!(row, want, "{t} layer {layer} pos {pos} head {h}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A cache shared by the tasks of one decode section ([`KvCache::shared`], which it borrows
+/// mutably): each task writes the key or value rows of its own kv heads at the new position,
+/// and reads a head's rows once every write to them is done, which the section orders
+/// (`model/decode_attention.rs`). Each call makes references to the one head's rows it
+/// touches only, so tasks never hold overlapping references.
+pub struct SharedKv<'a> {
+    k: RawStore,
+    v: RawStore,
+    ctx: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+    _cache: PhantomData<&'a mut KvCache>,
+}
+
+// SAFETY: the methods that touch the stores are `unsafe`; their callers keep the tasks'
+// accesses disjoint or ordered, as `&mut KvCache` would from one thread.
+unsafe impl Sync for SharedKv<'_> {}
+
+impl SharedKv<'_> {
+    /// Element index of (layer, kv head, pos), as [`KvCache`] lays them out.
+    fn at(&self, layer: usize, kvh: usize, pos: usize) -> usize {
+        assert!(kvh < self.n_kv_head && pos < self.ctx, "kv cache index");
+        ((layer * self.n_kv_head + kvh) * self.ctx + pos) * self.head_dim
+    }
+
+    /// Stores the key of kv head `kvh` at `pos` (`head_dim` elements).
+    ///
+    /// # Safety
+    /// No other task reads or writes that key row during the call.
+    pub unsafe fn write_key(&self, layer: usize, kvh: usize, pos: usize, src: &[f32]) {
+        // SAFETY: the caller's promise; `slot` checks the bounds.
+        unsafe { self.k.slot(self.at(layer, kvh, pos), self.head_dim) }.write(src)
+    }
+
+    /// Stores the value of kv head `kvh` at `pos` (`head_dim` elements).
+    ///
+    /// # Safety
+    /// No other task reads or writes that value row during the call.
+    pub unsafe fn write_value(&self, layer: usize, kvh: usize, pos: usize, src: &[f32]) {
+        // SAFETY: as `write_key`.
+        unsafe { self.v.slot(self.at(layer, kvh, pos), self.head_dim) }.write(src)
+    }
+
+    /// The keys of kv head `kvh` at positions `0..len`.
+    ///
+    /// # Safety
+    /// No task writes those rows while the result lives, and every write to them happened
+    /// before the call.
+    pub unsafe fn keys(&self, layer: usize, kvh: usize, len: usize) -> Rows<'_> {
+        // SAFETY: the caller's promise; `rows` checks the bounds.
+        unsafe { self.k.rows(self.at(layer, kvh, 0), len, self.head_dim) }
+    }
+
+    /// The values of kv head `kvh` at positions `0..len`.
+    ///
+    /// # Safety
+    /// As [`SharedKv::keys`].
+    pub unsafe fn values(&self, layer: usize, kvh: usize, len: usize) -> Rows<'_> {
+        // SAFETY: as `keys`.
+        unsafe { self.v.rows(self.at(layer, kvh, 0), len, self.head_dim) }
+    }
+}
+
+/// A [`Store`]'s buffer as a pointer and its length (elements, or bytes for blocks).
+#[derive(Clone, Copy)]
+enum RawStore {
+    F32(*mut f32, usize),
+    F16(*mut f16, usize),
+    Blocks(KvType, *mut u8, usize),
+}
+
+impl RawStore {
+    /// Elements `at..at + n` (block-aligned) as a [`Slot`].
+    ///
+    /// # Safety
+    /// No other reference to those elements lives while the slot does.
+    unsafe fn slot<'a>(self, at: usize, n: usize) -> Slot<'a> {
+        let check = |end: usize, len: usize| assert!(at <= end && end <= len, "kv cache slot");
+        // SAFETY: in bounds (checked), exclusive by the caller's promise.
+        unsafe {
+            match self {
+                RawStore::F32(p, len) => {
+                    check(at + n, len);
+                    Slot::F32(core::slice::from_raw_parts_mut(p.add(at), n))
+                }
+                RawStore::F16(p, len) => {
+                    check(at + n, len);
+                    Slot::F16(core::slice::from_raw_parts_mut(p.add(at), n))
+                }
+                RawStore::Blocks(ty, p, len) => {
+                    let (from, bytes) = (
+                        at / ty.block_elems() * ty.block_bytes(),
+                        n / ty.block_elems() * ty.block_bytes(),
+                    );
+                    assert!(from + bytes <= len, "kv cache slot");
+                    Slot::Blocks(ty, core::slice::from_raw_parts_mut(p.add(from), bytes))
+                }
+            }
+        }
+    }
+
+    /// `len` rows of `hd` elements starting at element `at`.
+    ///
+    /// # Safety
+    /// No mutable reference to those elements lives while the rows do.
+    unsafe fn rows<'a>(self, at: usize, len: usize, hd: usize) -> Rows<'a> {
+        let n = len * hd;
+        // SAFETY: in bounds (checked), not written meanwhile by the caller's promise.
+        unsafe {
+            match self {
+                RawStore::F32(p, total) => {
+                    assert!(at + n <= total, "kv cache rows");
+                    Rows::F32(core::slice::from_raw_parts(p.add(at), n))
+                }
+                RawStore::F16(p, total) => {
+                    assert!(at + n <= total, "kv cache rows");
+                    Rows::F16(core::slice::from_raw_parts(p.add(at), n))
+                }
+                RawStore::Blocks(ty, p, total) => {
+                    let (from, bytes) = (
+                        at / ty.block_elems() * ty.block_bytes(),
+                        n / ty.block_elems() * ty.block_bytes(),
+                    );
+                    assert!(from + bytes <= total, "kv cache rows");
+                    let b = core::slice::from_raw_parts(p.add(from), bytes);
+                    match ty {
+                        KvType::Q8_0 => Rows::Q8_0(b),
+                        _ => Rows::Q4_0(b),
                     }
                 }
             }

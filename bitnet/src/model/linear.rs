@@ -228,7 +228,7 @@ pub(super) fn gated(
 /// between them takes 420-550 ns against ~100 otherwise, `bitnet-infer membw`, so the other
 /// core's cache is little faster than memory), and the caller warming them at 0.38-0.42. One load per cache line; when the caller is the last to finish, its section
 /// takes what the norm would have spent reading them.
-fn warm_on_caller(exec: &dyn Exec, next: &[f32]) {
+pub(super) fn warm_on_caller(exec: &dyn Exec, next: &[f32]) {
     if exec.on_caller() {
         for i in (0..next.len()).step_by(64 / size_of::<f32>()) {
             core::hint::black_box(next[i]);
@@ -240,7 +240,7 @@ fn warm_on_caller(exec: &dyn Exec, next: &[f32]) {
 /// (rows, 1) output in place, already (1, rows), or into `scratch` (as long as `out`) to be
 /// added. Through one buffer for the whole section, the copy into place afterwards read
 /// the other thread's half from that core's cache, ~12 us per FFN section at 2 threads.
-fn decode_rows(
+pub(super) fn decode_rows(
     mm: &dyn Matmul,
     l: &BitLinear,
     x: &ActBatch,
@@ -262,16 +262,21 @@ fn decode_rows(
 }
 
 /// An output matrix the tasks of [`linear`] write into at disjoint positions.
-struct Dst(*mut f32, usize);
+pub(super) struct Dst(*mut f32, usize);
 
 // SAFETY: tasks write disjoint elements (each owns its chunk's rows of every token), checked
 // against the length in `part`, and `for_each_chunk` returns after the last task.
 unsafe impl Sync for Dst {}
 
 impl Dst {
+    /// All of `out`, for tasks to write disjoint parts of while `out`'s borrow lasts.
+    pub(super) fn new(out: &mut [f32]) -> Dst {
+        Dst(out.as_mut_ptr(), out.len())
+    }
+
     /// Elements `at..at + len`, which only the calling task writes.
     #[allow(clippy::mut_from_ref)]
-    fn part(&self, at: usize, len: usize) -> &mut [f32] {
+    pub(super) fn part(&self, at: usize, len: usize) -> &mut [f32] {
         assert!(at <= self.1 && len <= self.1 - at, "output index");
         // SAFETY: in bounds (checked above); tasks ask for disjoint parts, and none lives
         // past its task.

@@ -2,6 +2,7 @@
 
 mod attention;
 mod config;
+mod decode_attention;
 mod dense;
 mod forward;
 mod head;

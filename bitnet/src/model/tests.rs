@@ -70,18 +70,44 @@ fn integer_path_matches_f64_dequantized_path() {
 
 #[test]
 fn prefill_batch_equals_token_by_token() {
+    // A decode token takes its own path through attention (one section that projects,
+    // rotates, writes the cache and attends, split by heads between threads); a prompt the
+    // batched one. Same operations in the same order per token: bit-identical, not merely
+    // close, for every cache type and thread count. Spec 0 has 2 kv heads for 4 query
+    // heads, spec 3 one per query head: 3 threads split them mid kv head.
     let tokens = synth::fixture_prompt_tokens();
-    let spec = &synth::fixture_specs()[0];
-    let model = load(spec);
-    let batched = run(&model, &Kernel::SCALAR, &tokens, KvType::F16);
-    let mut state = State::new(&model.config, 64, KvType::F16).unwrap();
-    let mut stepwise = Vec::new();
-    for &t in &tokens {
-        let l = model.forward(&Serial, &mut state, &[t], false).unwrap();
-        stepwise.extend_from_slice(l);
+    let specs = synth::fixture_specs();
+    #[cfg(feature = "std")]
+    let pools: Vec<crate::parallel::Pool> = (2..=3)
+        .map(|t| crate::parallel::Pool::new(t).unwrap())
+        .collect();
+    let mut execs: Vec<&dyn crate::parallel::Exec> = vec![&Serial];
+    #[cfg(feature = "std")]
+    execs.extend(pools.iter().map(|p| p as &dyn crate::parallel::Exec));
+    for spec in [&specs[0], &specs[3]] {
+        let model = load(spec);
+        for kv in KvType::ALL {
+            let batched = run(&model, &Kernel::SCALAR, &tokens, kv);
+            for &exec in &execs {
+                let mut state = State::new(&model.config, 64, kv).unwrap();
+                let mut stepwise = Vec::new();
+                for &t in &tokens {
+                    let l = model.forward(exec, &mut state, &[t], false).unwrap();
+                    stepwise.extend_from_slice(l);
+                }
+                let same = batched
+                    .iter()
+                    .zip(&stepwise)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same && batched.len() == stepwise.len(),
+                    "{}, {kv} cache, {} threads",
+                    spec.name,
+                    exec.threads()
+                );
+            }
+        }
     }
-    // Same operations in the same order per token: bit-identical, not merely close.
-    assert_eq!(batched, stepwise);
 }
 
 #[test]
@@ -154,4 +180,49 @@ fn llama_with_type_36_is_an_error_naming_tensor_id_and_arch() {
     for part in ["blk.0.attn_q.weight", "36", "'llama'"] {
         assert!(e.contains(part), "{part} missing from: {e}");
     }
+}
+
+/// Runs each task of a section on a thread of its own, the first task late: a task that
+/// read what an earlier task writes without waiting for it would read it too soon.
+#[cfg(feature = "std")]
+struct FirstTaskLate(usize);
+
+// SAFETY: each task runs once, on a scoped thread joined before `run` returns.
+#[cfg(feature = "std")]
+unsafe impl crate::parallel::Exec for FirstTaskLate {
+    fn threads(&self) -> usize {
+        self.0
+    }
+
+    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        std::thread::scope(|s| {
+            for i in 0..n {
+                s.spawn(move || {
+                    if i == 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    f(i)
+                });
+            }
+        });
+    }
+}
+
+#[cfg(feature = "std")]
+#[test]
+fn decode_tasks_wait_for_the_kv_heads_an_earlier_task_writes() {
+    // Spec 0, 3 threads: the second task's query heads read a kv head the first writes.
+    let spec = &synth::fixture_specs()[0];
+    let model = load(spec);
+    let tokens = synth::fixture_prompt_tokens();
+    let want = run(&model, &Kernel::SCALAR, &tokens, KvType::F16);
+    let mut state = State::new(&model.config, 64, KvType::F16).unwrap();
+    let mut got = Vec::new();
+    for &t in &tokens {
+        let l = model
+            .forward(&FirstTaskLate(3), &mut state, &[t], false)
+            .unwrap();
+        got.extend_from_slice(l);
+    }
+    assert_eq!(want, got);
 }
