@@ -351,12 +351,17 @@ fn weighted_sum_f32(values: &[f32], att: &[f32], hd: usize, out: &mut [f32]) {
 fn scores(kernel: Kernel, keys: Rows, qs: &[f32], hd: usize, scale: f32, att: &mut [f32]) {
     let len = att.len() / (qs.len() / hd);
     match keys {
-        Rows::F32(_) | Rows::F16(_) => {
-            let mut row = vec![0.0f32; hd]; // (head_dim,) one cached key
-            for j in 0..len {
-                keys.dequantize(j, &mut row);
-                for (g, qh) in qs.chunks_exact(hd).enumerate() {
-                    att[g * len + j] = ops::dot_lanes(qh, &row) * scale;
+        // In place: the same dots as a copy of each row would give.
+        Rows::F32(v) => scores_f32(&v[..len * hd], qs, hd, scale, att),
+        Rows::F16(_) => {
+            let mut rows = vec![0.0f32; BLOCK_ROWS * hd]; // (BLOCK_ROWS, head_dim) keys
+            for j0 in (0..len).step_by(BLOCK_ROWS) {
+                let rows = &mut rows[..(len - j0).min(BLOCK_ROWS) * hd];
+                keys.dequantize_rows(j0, hd, rows);
+                for (i, row) in rows.chunks_exact(hd).enumerate() {
+                    for (g, qh) in qs.chunks_exact(hd).enumerate() {
+                        att[g * len + j0 + i] = ops::dot_lanes(qh, row) * scale;
+                    }
                 }
             }
         }
@@ -384,18 +389,30 @@ fn scores(kernel: Kernel, keys: Rows, qs: &[f32], hd: usize, scale: f32, att: &m
 #[inline(always)]
 fn weighted_sum(values: Rows, att: &[f32], hd: usize, out: &mut [f32]) {
     let len = att.len() / (out.len() / hd);
-    let mut row: Vec<f32> = vec![0.0f32; hd]; // (head_dim,) one cached value, as f32
+    if let Rows::F32(v) = values {
+        // In place: the same multiply-adds as a copy of each row would take.
+        return weighted_sum_f32(&v[..len * hd], att, hd, out);
+    }
+    let mut rows: Vec<f32> = vec![0.0f32; BLOCK_ROWS * hd]; // (BLOCK_ROWS, head_dim) values
     out.fill(0.0);
-    for j in 0..len {
-        values.dequantize(j, &mut row);
-        for (g, y) in out.chunks_exact_mut(hd).enumerate() {
-            let a = att[g * len + j];
-            for (y, &v) in y.iter_mut().zip(&row) {
-                *y += a * v;
+    for j0 in (0..len).step_by(BLOCK_ROWS) {
+        let rows = &mut rows[..(len - j0).min(BLOCK_ROWS) * hd];
+        values.dequantize_rows(j0, hd, rows);
+        for (i, row) in rows.chunks_exact(hd).enumerate() {
+            for (g, y) in out.chunks_exact_mut(hd).enumerate() {
+                let a = att[g * len + j0 + i];
+                for (y, &v) in y.iter_mut().zip(row) {
+                    *y += a * v;
+                }
             }
         }
     }
 }
+
+/// Cached rows converted to f32 per call in [`scores`] and [`weighted_sum`] (8 KiB of
+/// f32 for 128-element heads, in L1): a conversion call per row cost as much as the
+/// conversion, and a copy of each f32 row a quarter of attention's time at depth 1024.
+const BLOCK_ROWS: usize = 16;
 
 #[cfg(test)]
 mod tests {
