@@ -140,6 +140,11 @@ pub struct CompareArgs {
     /// Generated tokens of the decode test.
     #[arg(long, default_value_t = 32)]
     pub n_gen: usize,
+    /// Run both tests after this many positions already in the KV cache (both engines'
+    /// `-d`): attention then reads them for every token. llama-bench fills them with a
+    /// prefill, this engine with pseudo-random keys and values; neither is timed.
+    #[arg(long, default_value_t = 0)]
+    pub depth: usize,
     /// Also write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,

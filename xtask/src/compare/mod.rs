@@ -93,12 +93,13 @@ pub fn run(a: &CompareArgs) -> Result<(), String> {
         page_cache,
         llama_cpp: format!("llama-cpp-python {} sdist, llama.cpp {llama_build}", llama_cpp::VERSION),
         command: format!(
-            "bitnet-infer bench --json -p {p} -n {g} -t T -r 1 / llama-bench -m F -p {p} -n {g} -t T -r 1 -o json, {} interleaved round(s)",
+            "bitnet-infer bench --json -p {p} -n {g}{d} -t T -r 1 / llama-bench -m F -p {p} -n {g}{d} -t T -r 1 -o json, {} interleaved round(s)",
             a.reps,
             p = a.n_prompt,
-            g = a.n_gen
+            g = a.n_gen,
+            d = depth_args(a.depth).map(|d| format!(" -d {d}")).unwrap_or_default(),
         ),
-        rows: rows(&samples, a.n_prompt, a.n_gen),
+        rows: rows(&samples, a.n_prompt, a.n_gen, a.depth),
         read_bandwidth: samples
             .iter()
             .filter(|s| !s.read_gb_s.is_empty())
@@ -226,14 +227,18 @@ struct Report {
 }
 
 /// One row per test and thread count; a test either engine did not report is left out.
-fn rows(samples: &[Samples], n_prompt: usize, n_gen: usize) -> Vec<Row> {
+fn rows(samples: &[Samples], n_prompt: usize, n_gen: usize, depth: usize) -> Vec<Row> {
     let mut out = Vec::new();
+    // llama-bench's names: "tg32 @ d1024" after 1024 cached positions.
+    let at = depth_args(depth)
+        .map(|d| format!(" @ d{d}"))
+        .unwrap_or_default();
     for (test, pick) in [
         (
-            format!("pp{n_prompt}"),
+            format!("pp{n_prompt}{at}"),
             (|s: &Samples| (&s.ours_pp, &s.theirs_pp)) as fn(&Samples) -> (&Vec<f64>, &Vec<f64>),
         ),
-        (format!("tg{n_gen}"), |s: &Samples| {
+        (format!("tg{n_gen}{at}"), |s: &Samples| {
             (&s.ours_tg, &s.theirs_tg)
         }),
     ] {
@@ -451,6 +456,11 @@ fn output(mut c: Command, what: &str, hint: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
+/// The depth both engines are given (`-d`), if any.
+fn depth_args(depth: usize) -> Option<String> {
+    (depth > 0).then(|| depth.to_string())
+}
+
 fn run_ours(bin: &Path, model: &Path, a: &CompareArgs, threads: usize) -> Result<Measured, String> {
     let mut c = Command::new(bin);
     c.arg("bench")
@@ -459,6 +469,9 @@ fn run_ours(bin: &Path, model: &Path, a: &CompareArgs, threads: usize) -> Result
         .arg(model)
         .args(["-p", &a.n_prompt.to_string(), "-n", &a.n_gen.to_string()])
         .args(["-t", &threads.to_string(), "-r", "1"]);
+    if let Some(d) = depth_args(a.depth) {
+        c.args(["-d", &d]);
+    }
     let out = output(
         c,
         "bitnet-infer bench",
@@ -478,6 +491,9 @@ fn run_llama(
         .arg(model)
         .args(["-p", &a.n_prompt.to_string(), "-n", &a.n_gen.to_string()])
         .args(["-t", &threads.to_string(), "-r", "1", "-o", "json"]);
+    if let Some(d) = depth_args(a.depth) {
+        c.args(["-d", &d]);
+    }
     let out = output(
         c,
         "llama-bench",
@@ -611,7 +627,7 @@ mod tests {
             read_gb_s: vec![],
             decode_of_read: vec![],
         };
-        let r = rows(&[s(1, 1.0), s(2, 2.0)], 128, 32);
+        let r = rows(&[s(1, 1.0), s(2, 2.0)], 128, 32, 0);
         let names: Vec<(String, usize)> = r.iter().map(|r| (r.test.clone(), r.threads)).collect();
         assert_eq!(
             names,
@@ -623,6 +639,10 @@ mod tests {
             ]
         );
         assert_relative_eq!(r[0].ratio, 2.0);
+        // After cached positions the tests carry llama-bench's names.
+        let r = rows(&[s(1, 1.0)], 128, 32, 1024);
+        let names: Vec<&str> = r.iter().map(|r| r.test.as_str()).collect();
+        assert_eq!(names, ["pp128 @ d1024", "tg32 @ d1024"]);
     }
 
     #[test]
