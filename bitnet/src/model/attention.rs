@@ -29,8 +29,10 @@ use crate::parallel::Exec;
 use crate::quants::{q4_0, q8_0};
 
 /// `o` (n, q_dim) = softmax(q k^T / sqrt(head_dim) + causal mask) v, per head; query head
-/// h reads kv head h / (n_head / n_kv_head) of its own sequence's cache. Decode: one task per
-/// (token, kv head), the query heads sharing a kv head sharing each cached row read. Prefill:
+/// h reads kv head h / (n_head / n_kv_head) of its own sequence's cache. Decode (one token
+/// of each of several sequences; a single token takes `model/decode_attention.rs`, which
+/// calls [`attend_heads`]): one task per (token, kv head), the query heads sharing a kv
+/// head sharing each cached row read. Prefill:
 /// one task per block of tokens, whose tokens share one f32 copy of each kv head's cached
 /// rows ([`Prefix`]) instead of converting the whole prefix again for every token.
 ///
