@@ -398,7 +398,7 @@ impl KvCache {
     }
 
     /// The cache as the tasks of one decode section share it ([`SharedKv`]).
-    pub fn shared(&mut self) -> SharedKv<'_> {
+    pub(crate) fn shared(&mut self) -> SharedKv<'_> {
         SharedKv {
             k: self.k.raw(),
             v: self.v.raw(),
@@ -581,7 +581,7 @@ mod tests {
 /// and reads a head's rows once every write to them is done, which the section orders
 /// (`model/decode_attention.rs`). Each call makes references to the one head's rows it
 /// touches only, so tasks never hold overlapping references.
-pub struct SharedKv<'a> {
+pub(crate) struct SharedKv<'a> {
     k: RawStore,
     v: RawStore,
     ctx: usize,
