@@ -337,7 +337,14 @@ fn scores_f32(keys: &[f32], qs: &[f32], hd: usize, scale: f32, att: &mut [f32]) 
 fn weighted_sum_f32(values: &[f32], att: &[f32], hd: usize, out: &mut [f32]) {
     let len = values.len() / hd;
     out.fill(0.0);
-    add_rows(values, att, len, 0, hd, out);
+    for (j, row) in values.chunks_exact(hd).enumerate() {
+        for (g, y) in out.chunks_exact_mut(hd).enumerate() {
+            let a = att[g * len + j];
+            for (y, &v) in y.iter_mut().zip(row) {
+                *y += a * v;
+            }
+        }
+    }
 }
 
 /// `out[g] += sum_i att[g * len + j0 + i] * rows_i` for the heads g of `out` (heads,
@@ -348,9 +355,7 @@ fn weighted_sum_f32(values: &[f32], att: &[f32], hd: usize, out: &mut [f32]) {
 /// loaded and stored once per four rows instead of once per row, which bound the loop
 /// (attention at depth 1024, f16 cache: 13.6 -> 11.8 ms per 2B4T token on a Zen 4 core).
 /// On rows read in place from an f32 cache instead of a block in L1 it was slower (12.4
-/// -> 14.6 ms): four rows 512 bytes apart at once, where the copy reads one stream. A
-/// prefill's f32 copy of the prefix, in L2, gains a little (pp128 at depth 1024:
-/// attention 13.5 -> 12.9 ms per token).
+/// -> 14.6 ms): four rows 512 bytes apart at once, where the copy reads one stream.
 #[inline(always)]
 fn add_rows(rows: &[f32], att: &[f32], len: usize, j0: usize, hd: usize, out: &mut [f32]) {
     let mut quads = rows.chunks_exact(4 * hd);
