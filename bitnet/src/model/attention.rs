@@ -182,18 +182,12 @@ impl Task<'_> {
         let len = pos + 1;
         let Some(p) = prefix else {
             let (keys, values) = (kv.keys(layer, kvh, len), kv.values(layer, kvh, len));
-            return attend(self.kernel, keys, values, len, qs, hd, scale, out);
+            return attend_heads(self.avx2, self.kernel, keys, values, len, qs, hd, out);
         };
         let mut att = vec![0.0f32; group * len]; // (group, pos + 1) scores, then weights
         if p.keys.is_empty() {
-            scores(
-                self.kernel,
-                kv.keys(layer, kvh, len),
-                qs,
-                hd,
-                scale,
-                &mut att,
-            );
+            let keys = kv.keys(layer, kvh, len);
+            scores(self.kernel, keys, qs, hd, scale, &mut att, &mut Vec::new());
         } else {
             scores_f32(&p.keys[..len * hd], qs, hd, scale, &mut att);
         }
@@ -226,15 +220,33 @@ pub(super) fn attend_heads(
         #[cfg(target_arch = "x86_64")]
         return unsafe { attend_avx2(kernel, keys, values, len, qs, hd, scale, out) };
     }
+    attend_baseline(kernel, keys, values, len, qs, hd, scale, out)
+}
+
+/// [`attend`] in the baseline build, one copy for every caller (as [`attend_avx2`]).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn attend_baseline(
+    kernel: Kernel,
+    keys: Rows,
+    values: Rows,
+    len: usize,
+    qs: &[f32],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
     attend(kernel, keys, values, len, qs, hd, scale, out)
 }
 
-/// [`attend`] compiled for AVX2, as [`Task::run_avx2`].
+/// [`attend`] compiled for AVX2, as [`Task::run_avx2`]; not inlined, so the decode tasks
+/// of both paths share one copy (the x86_64 binaries have a size budget).
 ///
 /// # Safety
 /// The CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+#[inline(never)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn attend_avx2(
     kernel: Kernel,
@@ -269,11 +281,12 @@ fn attend(
     out: &mut [f32],
 ) {
     let mut att = vec![0.0f32; qs.len() / hd * len]; // (heads, len) scores, then weights
-    scores(kernel, keys, qs, hd, scale, &mut att);
+    let mut rows = Vec::new(); // ([`BLOCK_ROWS`], head_dim) cached rows as f32, shared
+    scores(kernel, keys, qs, hd, scale, &mut att, &mut rows);
     for a in att.chunks_exact_mut(len) {
         ops::softmax(a);
     }
-    weighted_sum(values, &att, hd, out);
+    weighted_sum(values, &att, hd, out, &mut rows);
 }
 
 /// Tokens per prefill task (and the fewest that take the prefill path).
@@ -388,13 +401,25 @@ fn add_rows(rows: &[f32], att: &[f32], len: usize, j0: usize, hd: usize, out: &m
 /// `att[g * len + j] = scale * q_g . k_j` for the `group` query heads in `qs` against the
 /// `len` cached keys.
 #[inline(always)]
-fn scores(kernel: Kernel, keys: Rows, qs: &[f32], hd: usize, scale: f32, att: &mut [f32]) {
+///
+/// `rows` is scratch for f16 keys, grown to a block of rows (zeroed once: for a short
+/// context, zeroing a block per call cost as many instructions as the attention itself).
+#[allow(clippy::too_many_arguments)]
+fn scores(
+    kernel: Kernel,
+    keys: Rows,
+    qs: &[f32],
+    hd: usize,
+    scale: f32,
+    att: &mut [f32],
+    rows: &mut Vec<f32>,
+) {
     let len = att.len() / (qs.len() / hd);
     match keys {
         // In place: the same dots as a copy of each row would give.
         Rows::F32(v) => scores_f32(&v[..len * hd], qs, hd, scale, att),
         Rows::F16(_) => {
-            let mut rows = vec![0.0f32; BLOCK_ROWS * hd]; // (BLOCK_ROWS, head_dim) keys
+            rows.resize(rows.len().max(BLOCK_ROWS.min(len) * hd), 0.0);
             for j0 in (0..len).step_by(BLOCK_ROWS) {
                 let rows = &mut rows[..(len - j0).min(BLOCK_ROWS) * hd];
                 keys.dequantize_rows(j0, hd, rows);
@@ -427,9 +452,9 @@ fn scores(kernel: Kernel, keys: Rows, qs: &[f32], hd: usize, scale: f32, att: &m
 
 /// `out[g] = sum_j att[g * len + j] * v_j` for the `group` heads of `out` (group, head_dim).
 #[inline(always)]
-fn weighted_sum(values: Rows, att: &[f32], hd: usize, out: &mut [f32]) {
+fn weighted_sum(values: Rows, att: &[f32], hd: usize, out: &mut [f32], rows: &mut Vec<f32>) {
     let len = att.len() / (out.len() / hd);
-    let mut rows: Vec<f32> = vec![0.0f32; BLOCK_ROWS * hd]; // (BLOCK_ROWS, head_dim) values
+    rows.resize(rows.len().max(BLOCK_ROWS.min(len) * hd), 0.0);
     out.fill(0.0);
     for j0 in (0..len).step_by(BLOCK_ROWS) {
         let rows = &mut rows[..(len - j0).min(BLOCK_ROWS) * hd];
@@ -639,7 +664,8 @@ mod tests {
             }
             let q = rng.f32s(hd, 1.5);
             let mut att = vec![0.0f32; len];
-            scores(Kernel::SCALAR, kv.keys(0, 0, len), &q, hd, 0.5, &mut att);
+            let keys = kv.keys(0, 0, len);
+            scores(Kernel::SCALAR, keys, &q, hd, 0.5, &mut att, &mut Vec::new());
             let (mut qq, mut dq) = (vec![0i8; hd], vec![0.0f32; hd / 32]);
             quantize_row_q8_act_ref(&q, &mut qq, &mut dq);
             let rows = match kv.keys(0, 0, len) {
