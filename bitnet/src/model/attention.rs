@@ -187,7 +187,7 @@ impl Task<'_> {
         let mut att = vec![0.0f32; group * len]; // (group, pos + 1) scores, then weights
         if p.keys.is_empty() {
             let keys = kv.keys(layer, kvh, len);
-            scores(self.kernel, keys, qs, hd, scale, &mut att, &mut []);
+            scores(self.kernel, keys, qs, hd, scale, &mut att, &mut Vec::new());
         } else {
             scores_f32(&p.keys[..len * hd], qs, hd, scale, &mut att);
         }
@@ -281,7 +281,7 @@ fn attend(
     out: &mut [f32],
 ) {
     let mut att = vec![0.0f32; qs.len() / hd * len]; // (heads, len) scores, then weights
-    let mut rows = vec![0.0f32; BLOCK_ROWS.min(len) * hd]; // cached rows as f32, shared
+    let mut rows = Vec::new(); // ([`BLOCK_ROWS`], head_dim) cached rows as f32, shared
     scores(kernel, keys, qs, hd, scale, &mut att, &mut rows);
     for a in att.chunks_exact_mut(len) {
         ops::softmax(a);
@@ -402,9 +402,8 @@ fn add_rows(rows: &[f32], att: &[f32], len: usize, j0: usize, hd: usize, out: &m
 /// `len` cached keys.
 #[inline(always)]
 ///
-/// `rows` is scratch for f16 keys, `min(BLOCK_ROWS, len)` rows (allocated once per call
-/// for the keys and the values: for a short context, zeroing a block twice per call cost
-/// as many instructions as the attention itself).
+/// `rows` is scratch for f16 keys, grown to a block of rows (zeroed once: for a short
+/// context, zeroing a block per call cost as many instructions as the attention itself).
 #[allow(clippy::too_many_arguments)]
 fn scores(
     kernel: Kernel,
@@ -413,13 +412,14 @@ fn scores(
     hd: usize,
     scale: f32,
     att: &mut [f32],
-    rows: &mut [f32],
+    rows: &mut Vec<f32>,
 ) {
     let len = att.len() / (qs.len() / hd);
     match keys {
         // In place: the same dots as a copy of each row would give.
         Rows::F32(v) => scores_f32(&v[..len * hd], qs, hd, scale, att),
         Rows::F16(_) => {
+            rows.resize(rows.len().max(BLOCK_ROWS.min(len) * hd), 0.0);
             for j0 in (0..len).step_by(BLOCK_ROWS) {
                 let rows = &mut rows[..(len - j0).min(BLOCK_ROWS) * hd];
                 keys.dequantize_rows(j0, hd, rows);
@@ -452,8 +452,9 @@ fn scores(
 
 /// `out[g] = sum_j att[g * len + j] * v_j` for the `group` heads of `out` (group, head_dim).
 #[inline(always)]
-fn weighted_sum(values: Rows, att: &[f32], hd: usize, out: &mut [f32], rows: &mut [f32]) {
+fn weighted_sum(values: Rows, att: &[f32], hd: usize, out: &mut [f32], rows: &mut Vec<f32>) {
     let len = att.len() / (out.len() / hd);
+    rows.resize(rows.len().max(BLOCK_ROWS.min(len) * hd), 0.0);
     out.fill(0.0);
     for j0 in (0..len).step_by(BLOCK_ROWS) {
         let rows = &mut rows[..(len - j0).min(BLOCK_ROWS) * hd];
@@ -664,7 +665,7 @@ mod tests {
             let q = rng.f32s(hd, 1.5);
             let mut att = vec![0.0f32; len];
             let keys = kv.keys(0, 0, len);
-            scores(Kernel::SCALAR, keys, &q, hd, 0.5, &mut att, &mut []);
+            scores(Kernel::SCALAR, keys, &q, hd, 0.5, &mut att, &mut Vec::new());
             let (mut qq, mut dq) = (vec![0i8; hd], vec![0.0f32; hd / 32]);
             quantize_row_q8_act_ref(&q, &mut qq, &mut dq);
             let rows = match kv.keys(0, 0, len) {
