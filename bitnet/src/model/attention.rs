@@ -19,6 +19,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+#[cfg(target_arch = "x86_64")]
+use super::attention_tiles as tiles;
 use super::forward::Placement;
 use super::{Config, KvCache, Rows};
 use crate::kernels::head::quantize_row_q8_act_ref;
@@ -87,7 +89,7 @@ fn attention_with(
         n_kv: c.n_kv_head,
         group,
         scale: attention_scale(c.head_dim),
-        avx2: avx2 && cfg!(target_arch = "x86_64"),
+        avx2: avx2 && cfg!(target_arch = "x86_64") && tileable(c.head_dim, group),
     };
     if at.len() < PREFILL_TOKENS {
         exec.for_each_chunk(o, group * c.head_dim, &|i, out| {
@@ -130,7 +132,7 @@ impl Task<'_> {
             #[cfg(target_arch = "x86_64")]
             return unsafe { self.run_avx2(part, out) };
         }
-        self.run_body(part, out)
+        self.run_body::<false>(part, out)
     }
 
     /// [`Task::run_body`] compiled for AVX2. No FMA: every multiply and add stays as
@@ -142,14 +144,15 @@ impl Task<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn run_avx2(&self, part: Part, out: &mut [f32]) {
-        self.run_body(part, out)
+        self.run_body::<true>(part, out)
     }
 
+    /// `WIDE`: the AVX2 build, which runs the register tiles of [`tiles`].
     #[inline(always)]
-    fn run_body(&self, part: Part, out: &mut [f32]) {
+    fn run_body<const WIDE: bool>(&self, part: Part, out: &mut [f32]) {
         let (hd, n_kv, group) = (self.hd, self.n_kv, self.group);
         match part {
-            Part::Decode(i) => self.head(i / n_kv, i % n_kv, None, out),
+            Part::Decode(i) => self.head::<WIDE>(i / n_kv, i % n_kv, None, out),
             Part::Prefill(b) => {
                 let t0 = b * PREFILL_TOKENS;
                 let q_dim = n_kv * group * hd;
@@ -158,7 +161,7 @@ impl Task<'_> {
                     for (k, out_t) in out.chunks_exact_mut(q_dim).enumerate() {
                         let (seq, pos) = self.at[t0 + k];
                         prefix.extend(&*self.kvs[seq], seq, self.layer, kvh, pos + 1, hd);
-                        self.head(
+                        self.head::<WIDE>(
                             t0 + k,
                             kvh,
                             Some(&prefix),
@@ -173,7 +176,13 @@ impl Task<'_> {
     /// The `group` query heads of token `t` that read kv head `kvh`, into `out` (group,
     /// head_dim): from the f32 copy `prefix` when given, else from the cache in its own type.
     #[inline(always)]
-    fn head(&self, t: usize, kvh: usize, prefix: Option<&Prefix>, out: &mut [f32]) {
+    fn head<const WIDE: bool>(
+        &self,
+        t: usize,
+        kvh: usize,
+        prefix: Option<&Prefix>,
+        out: &mut [f32],
+    ) {
         let (hd, group, scale, layer) = (self.hd, self.group, self.scale, self.layer);
         let (seq, pos) = self.at[t];
         let kv: &KvCache = &*self.kvs[seq];
@@ -187,14 +196,18 @@ impl Task<'_> {
         let mut att = vec![0.0f32; group * len]; // (group, pos + 1) scores, then weights
         if p.keys.is_empty() {
             let keys = kv.keys(layer, kvh, len);
-            scores(self.kernel, keys, qs, hd, scale, &mut att, &mut Vec::new());
+            scores::<WIDE>(self.kernel, keys, qs, hd, scale, &mut att, &mut Vec::new());
         } else {
-            scores_f32(&p.keys[..len * hd], qs, hd, scale, &mut att);
+            scores_f32::<WIDE>(&p.keys[..len * hd], qs, hd, scale, &mut att);
         }
         for a in att.chunks_exact_mut(len) {
             ops::softmax(a);
         }
-        weighted_sum_f32(&p.values[..len * hd], &att, hd, out);
+        let values = &p.values[..len * hd];
+        out.fill(0.0);
+        if !tiled_add_rows::<WIDE>(values, &att, len, 0, hd, out) {
+            weighted_sum_f32(values, &att, hd, out);
+        }
     }
 }
 
@@ -215,7 +228,7 @@ pub(super) fn attend_heads(
     out: &mut [f32],
 ) {
     let scale = attention_scale(hd);
-    if avx2 && cfg!(target_arch = "x86_64") {
+    if avx2 && cfg!(target_arch = "x86_64") && tileable(hd, qs.len() / hd) {
         // SAFETY: `avx2` is set only on x86_64 CPUs that have it.
         #[cfg(target_arch = "x86_64")]
         return unsafe { attend_avx2(kernel, keys, values, len, qs, hd, scale, out) };
@@ -236,7 +249,7 @@ fn attend_baseline(
     scale: f32,
     out: &mut [f32],
 ) {
-    attend(kernel, keys, values, len, qs, hd, scale, out)
+    attend::<false>(kernel, keys, values, len, qs, hd, scale, out)
 }
 
 /// [`attend`] compiled for AVX2, as [`Task::run_avx2`]; not inlined, so the decode tasks
@@ -258,7 +271,7 @@ unsafe fn attend_avx2(
     scale: f32,
     out: &mut [f32],
 ) {
-    attend(kernel, keys, values, len, qs, hd, scale, out)
+    attend::<true>(kernel, keys, values, len, qs, hd, scale, out)
 }
 
 /// 1 / sqrt(head_dim), the scores' scale.
@@ -270,7 +283,7 @@ fn attention_scale(hd: usize) -> f32 {
 /// head_dim).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attend(
+fn attend<const WIDE: bool>(
     kernel: Kernel,
     keys: Rows,
     values: Rows,
@@ -282,11 +295,61 @@ fn attend(
 ) {
     let mut att = vec![0.0f32; qs.len() / hd * len]; // (heads, len) scores, then weights
     let mut rows = Vec::new(); // ([`BLOCK_ROWS`], head_dim) cached rows as f32, shared
-    scores(kernel, keys, qs, hd, scale, &mut att, &mut rows);
+    scores::<WIDE>(kernel, keys, qs, hd, scale, &mut att, &mut rows);
     for a in att.chunks_exact_mut(len) {
         ops::softmax(a);
     }
-    weighted_sum(values, &att, hd, out, &mut rows);
+    weighted_sum::<WIDE>(values, &att, hd, out, &mut rows);
+}
+
+/// Whether [`tiles`] has tiles for `group` query heads of `hd` elements: the AVX2 build
+/// runs only those, so that it carries no second copy of the plain loops (the x86_64
+/// binaries have a size budget); other shapes run the baseline build (the same bits).
+fn tileable(hd: usize, group: usize) -> bool {
+    hd.is_multiple_of(64) || (hd.is_multiple_of(16) && group.is_multiple_of(4))
+}
+
+/// [`tiles::scores`] in the AVX2 build (`WIDE`): `false`, nothing done, elsewhere.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tiled_scores<const WIDE: bool>(
+    rows: &[f32],
+    qs: &[f32],
+    hd: usize,
+    scale: f32,
+    att: &mut [f32],
+    len: usize,
+    j0: usize,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if WIDE {
+        // SAFETY: `WIDE` code runs only in the AVX2 build, on CPUs that have it, for
+        // shapes [`tileable`] accepts.
+        unsafe { tiles::scores(rows, qs, hd, scale, att, len, j0) };
+        return true;
+    }
+    let _ = (rows, qs, hd, scale, att, len, j0);
+    false
+}
+
+/// [`tiles::add_rows`] in the AVX2 build (`WIDE`): `false`, nothing done, elsewhere.
+#[inline(always)]
+fn tiled_add_rows<const WIDE: bool>(
+    rows: &[f32],
+    att: &[f32],
+    len: usize,
+    j0: usize,
+    hd: usize,
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if WIDE {
+        // SAFETY: as in `tiled_scores`.
+        unsafe { tiles::add_rows(rows, att, len, j0, hd, out) };
+        return true;
+    }
+    let _ = (rows, att, len, j0, hd, out);
+    false
 }
 
 /// Tokens per prefill task (and the fewest that take the prefill path).
@@ -336,8 +399,11 @@ impl Prefix {
 
 /// [`scores`] of f32 keys (len, head_dim): the same dot per key and head.
 #[inline(always)]
-fn scores_f32(keys: &[f32], qs: &[f32], hd: usize, scale: f32, att: &mut [f32]) {
+fn scores_f32<const WIDE: bool>(keys: &[f32], qs: &[f32], hd: usize, scale: f32, att: &mut [f32]) {
     let len = keys.len() / hd;
+    if tiled_scores::<WIDE>(keys, qs, hd, scale, att, len, 0) {
+        return;
+    }
     for (j, row) in keys.chunks_exact(hd).enumerate() {
         for (g, qh) in qs.chunks_exact(hd).enumerate() {
             att[g * len + j] = ops::dot_lanes(qh, row) * scale;
@@ -370,7 +436,17 @@ fn weighted_sum_f32(values: &[f32], att: &[f32], hd: usize, out: &mut [f32]) {
 /// On rows read in place from an f32 cache instead of a block in L1 it was slower (12.4
 /// -> 14.6 ms): four rows 512 bytes apart at once, where the copy reads one stream.
 #[inline(always)]
-fn add_rows(rows: &[f32], att: &[f32], len: usize, j0: usize, hd: usize, out: &mut [f32]) {
+fn add_rows<const WIDE: bool>(
+    rows: &[f32],
+    att: &[f32],
+    len: usize,
+    j0: usize,
+    hd: usize,
+    out: &mut [f32],
+) {
+    if tiled_add_rows::<WIDE>(rows, att, len, j0, hd, out) {
+        return;
+    }
     let mut quads = rows.chunks_exact(4 * hd);
     let mut i = 0;
     for quad in quads.by_ref() {
@@ -405,7 +481,7 @@ fn add_rows(rows: &[f32], att: &[f32], len: usize, j0: usize, hd: usize, out: &m
 /// `rows` is scratch for f16 keys, grown to a block of rows (zeroed once: for a short
 /// context, zeroing a block per call cost as many instructions as the attention itself).
 #[allow(clippy::too_many_arguments)]
-fn scores(
+fn scores<const WIDE: bool>(
     kernel: Kernel,
     keys: Rows,
     qs: &[f32],
@@ -417,12 +493,15 @@ fn scores(
     let len = att.len() / (qs.len() / hd);
     match keys {
         // In place: the same dots as a copy of each row would give.
-        Rows::F32(v) => scores_f32(&v[..len * hd], qs, hd, scale, att),
+        Rows::F32(v) => scores_f32::<WIDE>(&v[..len * hd], qs, hd, scale, att),
         Rows::F16(_) => {
             rows.resize(rows.len().max(BLOCK_ROWS.min(len) * hd), 0.0);
             for j0 in (0..len).step_by(BLOCK_ROWS) {
                 let rows = &mut rows[..(len - j0).min(BLOCK_ROWS) * hd];
                 keys.dequantize_rows(j0, hd, rows);
+                if tiled_scores::<WIDE>(rows, qs, hd, scale, att, len, j0) {
+                    continue;
+                }
                 for (i, row) in rows.chunks_exact(hd).enumerate() {
                     for (g, qh) in qs.chunks_exact(hd).enumerate() {
                         att[g * len + j0 + i] = ops::dot_lanes(qh, row) * scale;
@@ -452,14 +531,20 @@ fn scores(
 
 /// `out[g] = sum_j att[g * len + j] * v_j` for the `group` heads of `out` (group, head_dim).
 #[inline(always)]
-fn weighted_sum(values: Rows, att: &[f32], hd: usize, out: &mut [f32], rows: &mut Vec<f32>) {
+fn weighted_sum<const WIDE: bool>(
+    values: Rows,
+    att: &[f32],
+    hd: usize,
+    out: &mut [f32],
+    rows: &mut Vec<f32>,
+) {
     let len = att.len() / (out.len() / hd);
     rows.resize(rows.len().max(BLOCK_ROWS.min(len) * hd), 0.0);
     out.fill(0.0);
     for j0 in (0..len).step_by(BLOCK_ROWS) {
         let rows = &mut rows[..(len - j0).min(BLOCK_ROWS) * hd];
         values.dequantize_rows(j0, hd, rows);
-        add_rows(rows, att, len, j0, hd, out);
+        add_rows::<WIDE>(rows, att, len, j0, hd, out);
     }
 }
 
@@ -534,7 +619,9 @@ mod tests {
     #[test]
     fn avx2_build_gives_the_baseline_bits() {
         crate::cpu::assert_avx2_host();
-        for (n_head, n_kv, hd) in [(4, 2, 32), (4, 4, 128)] {
+        // Query heads per kv head 2, 1 and 4: the tiles of `attention_tiles` and the
+        // shapes they leave to the plain loops.
+        for (n_head, n_kv, hd) in [(4, 2, 32), (4, 4, 128), (8, 2, 64)] {
             let c = config(n_head, n_kv, hd);
             for k in KvType::ALL {
                 for v in KvType::ALL {
@@ -665,7 +752,7 @@ mod tests {
             let q = rng.f32s(hd, 1.5);
             let mut att = vec![0.0f32; len];
             let keys = kv.keys(0, 0, len);
-            scores(Kernel::SCALAR, keys, &q, hd, 0.5, &mut att, &mut Vec::new());
+            scores::<false>(Kernel::SCALAR, keys, &q, hd, 0.5, &mut att, &mut Vec::new());
             let (mut qq, mut dq) = (vec![0i8; hd], vec![0.0f32; hd / 32]);
             quantize_row_q8_act_ref(&q, &mut qq, &mut dq);
             let rows = match kv.keys(0, 0, len) {

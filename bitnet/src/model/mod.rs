@@ -1,6 +1,8 @@
 //! The BitNet model: weights loaded from GGUF (`load`), the forward pass (`forward`).
 
 mod attention;
+#[cfg(target_arch = "x86_64")]
+mod attention_tiles;
 mod config;
 mod decode_attention;
 mod dense;
