@@ -384,15 +384,15 @@ impl Prefix {
             };
         }
         let (keys, values) = (kv.keys(layer, kvh, len), kv.values(layer, kvh, len));
-        let float_keys = matches!(keys, Rows::F32(_) | Rows::F16(_));
-        for j in self.len..len {
-            if float_keys {
-                self.keys.resize((j + 1) * hd, 0.0);
-                keys.dequantize(j, &mut self.keys[j * hd..(j + 1) * hd]);
-            }
-            self.values.resize((j + 1) * hd, 0.0);
-            values.dequantize(j, &mut self.values[j * hd..(j + 1) * hd]);
+        let new = self.len * hd..len * hd;
+        // All new rows in one call: a block's first token converts the whole context, and
+        // `half`'s conversion of one row at a time cost as much as the conversion.
+        if matches!(keys, Rows::F32(_) | Rows::F16(_)) {
+            self.keys.resize(len * hd, 0.0);
+            keys.dequantize_rows(self.len, hd, &mut self.keys[new.clone()]);
         }
+        self.values.resize(len * hd, 0.0);
+        values.dequantize_rows(self.len, hd, &mut self.values[new]);
         self.len = len;
     }
 }

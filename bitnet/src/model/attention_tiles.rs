@@ -27,12 +27,14 @@ pub(super) unsafe fn scores(
     assert!(hd.is_multiple_of(8), "no tile for heads of {hd}");
     let (n, heads) = (rows.len() / hd, qs.len() / hd);
     assert!(att.len() >= heads * len && j0 + n <= len);
-    let mut g = 0;
-    while g < heads {
-        let h = if heads - g >= 4 { 4 } else { 1 };
-        let mut i = 0;
-        while i < n {
-            let k = if n - i >= 2 { 2 } else { 1 };
+    // Rows outermost: two rows (1 KiB for 128-element heads) stay in L1 while every head
+    // passes over them, so that two tokens' heads in one call read each row once.
+    let mut i = 0;
+    while i < n {
+        let k = if n - i >= 2 { 2 } else { 1 };
+        let mut g = 0;
+        while g < heads {
+            let h = if heads - g >= 4 { 4 } else { 1 };
             // SAFETY: heads g..g + h of `qs` and rows i..i + k of `rows`, whole rows of
             // `hd` (a multiple of 8) elements.
             let (q, r) = unsafe { (qs.as_ptr().add(g * hd), rows.as_ptr().add(i * hd)) };
@@ -57,9 +59,9 @@ pub(super) unsafe fn scores(
                     _ => each(dots::<1, 1>(q, r, hd), &mut put),
                 }
             }
-            i += k;
+            g += h;
         }
-        g += h;
+        i += k;
     }
 }
 
@@ -184,71 +186,45 @@ pub(super) unsafe fn add_rows(
 ) {
     let (n, heads) = (rows.len() / hd, out.len() / hd);
     assert!(att.len() >= heads * len && j0 + n <= len);
-    if heads.is_multiple_of(4) && hd.is_multiple_of(16) {
-        for g in (0..heads).step_by(4) {
-            // SAFETY: heads g..g + 4 of `out` and `att`, checked above.
+    let four = heads.is_multiple_of(4) && hd.is_multiple_of(16);
+    assert!(
+        four || hd.is_multiple_of(64),
+        "no tile for {heads} heads of {hd}"
+    );
+    // Blocks of rows outermost, each read whole before the next: the slices of one row are
+    // 64-byte lines 512 bytes apart, and a pass of one slice over every row of a long
+    // prefix (557 KB of values at depth 1024, 2B4T) waited on each line. A block (16 KiB)
+    // stays in L1 while every head passes over it.
+    for (b, block) in rows.chunks(SUM_BLOCK * hd).enumerate() {
+        let at = j0 + b * SUM_BLOCK;
+        for g in (0..heads).step_by(if four { 4 } else { 1 }) {
+            // SAFETY: heads g.. of `out` and `att` and the block's weights, checked above.
+            let (a, o) = unsafe { (att.as_ptr().add(g * len + at), out.as_mut_ptr().add(g * hd)) };
+            // SAFETY: as above.
             unsafe {
-                sums::<4, 2>(
-                    rows,
-                    att.as_ptr().add(g * len + j0),
-                    len,
-                    hd,
-                    out.as_mut_ptr().add(g * hd),
-                )
+                if four {
+                    sums::<4, 2>(block, a, len, hd, o)
+                } else {
+                    sums::<1, 8>(block, a, len, hd, o)
+                }
             };
         }
-    } else if hd.is_multiple_of(64) {
-        for g in 0..heads {
-            // SAFETY: head g of `out` and `att`, checked above.
-            unsafe {
-                sums::<1, 8>(
-                    rows,
-                    att.as_ptr().add(g * len + j0),
-                    len,
-                    hd,
-                    out.as_mut_ptr().add(g * hd),
-                )
-            };
-        }
-    } else {
-        panic!("no tile for {heads} heads of {hd}");
     }
 }
 
-/// [`add_rows`] for `H` heads, `V` vectors of eight elements of each at a time kept in
-/// registers over all the rows, each row's slice loaded once for the `H` heads.
+/// Rows per block of [`add_rows`]: 16 KiB of values for 128-element heads.
+const SUM_BLOCK: usize = 32;
+
+/// [`add_rows`] of one block of rows for `H` heads, `V` vectors of eight elements of each
+/// at a time kept in registers over the block, each row's slice loaded once for the `H`
+/// heads.
 ///
 /// # Safety
-/// The CPU must have AVX2; `att` points at `H` rows of `len` weights from the first row's
-/// own, `out` at `H` rows of `hd` elements, a multiple of `8 * V`.
+/// The CPU must have AVX2; `att` points at `H` rows of `len` weights from the block's
+/// first row's own, `out` at `H` rows of `hd` elements, a multiple of `8 * V`.
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn sums<const H: usize, const V: usize>(
-    rows: &[f32],
-    att: *const f32,
-    len: usize,
-    hd: usize,
-    out: *mut f32,
-) {
-    // Blocks of rows, each read whole before the next: the slices of one row are 64-byte
-    // lines 512 bytes apart, and a pass of one slice over every row of a long prefix
-    // (557 KB of values at depth 1024, 2B4T) waited on each line.
-    for (b, block) in rows.chunks(SUM_BLOCK * hd).enumerate() {
-        // SAFETY: weights from row b * SUM_BLOCK on, inside the caller's `att`.
-        unsafe { sums_block::<H, V>(block, att.add(b * SUM_BLOCK), len, hd, out) };
-    }
-}
-
-/// Rows per block of [`sums`]: 16 KiB of values for 128-element heads.
-const SUM_BLOCK: usize = 32;
-
-/// [`sums`] of one block of rows.
-///
-/// # Safety
-/// As [`sums`].
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn sums_block<const H: usize, const V: usize>(
     rows: &[f32],
     att: *const f32,
     len: usize,
