@@ -40,7 +40,9 @@ use crate::quants::{q4_0, q8_0};
 ///
 /// The loops are plain f32 code that the compiler vectorises; on x86_64 each task runs them
 /// compiled a second time for AVX2 where the CPU has it ([`Task::run`]), as the baseline
-/// build has only SSE2's four lanes.
+/// build has only SSE2's four lanes. That build takes its dots and weighted sums from the
+/// register tiles of `attention_tiles.rs` (the same bits), for the head shapes they have
+/// ([`tileable`]); other shapes run the baseline build.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn attention(
     c: &Config,
