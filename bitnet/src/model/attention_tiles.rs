@@ -27,8 +27,8 @@ pub(super) unsafe fn scores(
     assert!(hd.is_multiple_of(8), "no tile for heads of {hd}");
     let (n, heads) = (rows.len() / hd, qs.len() / hd);
     assert!(att.len() >= heads * len && j0 + n <= len);
-    // Rows outermost: two rows (1 KiB for 128-element heads) stay in L1 while every head
-    // passes over them, so that two tokens' heads in one call read each row once.
+    // Rows outermost: two rows (1 KiB for 128-element heads) stay in L1 while every group
+    // of four heads passes over them.
     let mut i = 0;
     while i < n {
         let k = if n - i >= 2 { 2 } else { 1 };
